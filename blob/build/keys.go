@@ -1,0 +1,110 @@
+// Package build is the build data layout of DESIGN.md as code: where a
+// build's request, status, log chunks, compacted log, artifacts and relay
+// state live in the blob store, and typed access to each.
+//
+//	builds/<ref>/request.json          the request, secrets removed
+//	builds/<ref>/status.json           current status document
+//	builds/<ref>/log/<seq 10 digits>   log chunk: newline-delimited JSON records
+//	builds/<ref>/log.ndjson            whole log, compacted when the build ends
+//	builds/<ref>/artifacts/<name>      artifact files, test results
+//	builds/<ref>/relay/lease           aggregator ownership (conditional writes)
+//	builds/<ref>/relay/cursor          last chunk seq + status relayed
+//
+// Chunk sequence numbers start at 1 and are zero-padded, so keys sort in
+// time order. A chunk is written create-only and never rewritten.
+package build
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/wharfjobs/wharfjobs/blob"
+)
+
+// Root is the prefix of every build's objects.
+const Root = "builds/"
+
+// seqDigits is the width of a chunk's sequence number in its key.
+const seqDigits = 10
+
+// MaxSeq is the largest chunk sequence number a key can hold.
+const MaxSeq = 9_999_999_999
+
+// ErrInvalidRef means a build ref cannot be used as a key segment.
+var ErrInvalidRef = errors.New("invalid build ref")
+
+// ValidateRef checks that ref is usable as one key segment: 1 to 128
+// characters of letters, digits, '.', '_' and '-', not starting with '.'.
+func ValidateRef(ref string) error {
+	if ref == "" || len(ref) > 128 {
+		return fmt.Errorf("%w: %q must be 1 to 128 characters", ErrInvalidRef, ref)
+	}
+	if ref[0] == '.' {
+		return fmt.Errorf("%w: %q starts with '.'", ErrInvalidRef, ref)
+	}
+	for _, r := range ref {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("%w: %q has %q; allowed are letters, digits, '.', '_' and '-'", ErrInvalidRef, ref, r)
+		}
+	}
+	return nil
+}
+
+// Dir is the prefix of one build's objects.
+func Dir(ref string) string { return Root + ref + "/" }
+
+// RequestKey is the key of the build's request (secrets removed).
+func RequestKey(ref string) string { return Dir(ref) + "request.json" }
+
+// StatusKey is the key of the build's status document.
+func StatusKey(ref string) string { return Dir(ref) + "status.json" }
+
+// ChunkPrefix is the prefix of the build's log chunks.
+func ChunkPrefix(ref string) string { return Dir(ref) + "log/" }
+
+// ChunkKey is the key of log chunk seq.
+func ChunkKey(ref string, seq uint64) string {
+	return ChunkPrefix(ref) + fmt.Sprintf("%0*d", seqDigits, seq)
+}
+
+// LogKey is the key of the compacted log.
+func LogKey(ref string) string { return Dir(ref) + "log.ndjson" }
+
+// ArtifactPrefix is the prefix of the build's artifacts.
+func ArtifactPrefix(ref string) string { return Dir(ref) + "artifacts/" }
+
+// LeaseKey is the key of the aggregator's relay lease.
+func LeaseKey(ref string) string { return Dir(ref) + "relay/lease" }
+
+// CursorKey is the key of the aggregator's relay cursor.
+func CursorKey(ref string) string { return Dir(ref) + "relay/cursor" }
+
+// ParseChunkKey returns the sequence number of a chunk key of ref.
+func ParseChunkKey(ref, key string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(key, ChunkPrefix(ref))
+	if !ok || len(rest) != seqDigits {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(rest, 10, 64)
+	return seq, err == nil
+}
+
+// RefOfKey returns the build ref a key belongs to.
+func RefOfKey(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, Root)
+	if !ok {
+		return "", false
+	}
+	ref, _, ok := strings.Cut(rest, "/")
+	return ref, ok && ValidateRef(ref) == nil
+}
+
+// validateArtifactName checks a name for use under artifacts/.
+func validateArtifactName(name string) error {
+	if err := blob.ValidateKey(name); err != nil {
+		return fmt.Errorf("artifact name: %w", err)
+	}
+	return nil
+}

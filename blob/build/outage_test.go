@@ -1,0 +1,204 @@
+package build_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/blob/minio"
+	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+)
+
+// flaky wraps a store: while down, every put fails; with lostAnswers set,
+// a put is stored but reported failed, as when the connection drops after
+// the server committed.
+type flaky struct {
+	blob.Store
+	down        atomic.Bool
+	lostAnswers atomic.Int32
+	puts        atomic.Int32
+}
+
+var errDown = fmt.Errorf("injected outage: %w", blob.ErrUnreachable)
+
+func (f *flaky) Put(ctx context.Context, key string, r io.Reader, size int64, opts blob.PutOptions) (blob.Info, error) {
+	f.puts.Add(1)
+	if f.down.Load() {
+		_, _ = io.Copy(io.Discard, r)
+		return blob.Info{}, errDown
+	}
+	info, err := f.Store.Put(ctx, key, r, size, opts)
+	if err == nil && f.lostAnswers.Load() > 0 {
+		f.lostAnswers.Add(-1)
+		return blob.Info{}, errors.New("injected: connection reset after commit")
+	}
+	return info, err
+}
+
+func (f *flaky) List(ctx context.Context, opts blob.ListOptions) ([]blob.Info, error) {
+	if f.down.Load() {
+		return nil, errDown
+	}
+	return f.Store.List(ctx, opts)
+}
+
+func TestWriterSpillsDuringOutageAndLosesNothing(t *testing.T) {
+	ctx := testCtx(t)
+	f := &flaky{Store: newFS(t)}
+	cfg := fastConfig(t)
+	w, err := build.NewLogWriter(ctx, f, "20", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.down.Store(true)
+	const n = 20000 // ~2.4 MB of records against a 16 KiB memory budget
+	for i := 1; i <= n; i++ {
+		if err := w.Write(build.Record{Stream: build.StreamStdout, Line: uint64(i), Time: time.Now(), Text: fmt.Sprintf("line %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Flush()
+	st := w.Stats()
+	if st.PendingMemory > cfg.MemoryLimit {
+		t.Fatalf("%d bytes pending in memory during the outage, budget %d", st.PendingMemory, cfg.MemoryLimit)
+	}
+	if st.Spilled == 0 || st.Chunks != 0 {
+		t.Fatalf("during the outage: spilled %d, uploaded %d", st.Spilled, st.Chunks)
+	}
+	spillFiles := countFiles(t, cfg.SpillDir)
+	if spillFiles == 0 {
+		t.Fatal("no spill files on disk during the outage")
+	}
+	// Let a few retries fail, then bring the store back.
+	for w.Stats().FailedUploads < 3 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	f.down.Store(false)
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkSequence(t, readLog(t, f.Store, "20"), n)
+	if left := countFiles(t, cfg.SpillDir); left != 0 {
+		t.Fatalf("%d spill files left after a clean close", left)
+	}
+}
+
+func countFiles(t *testing.T, dir string) int {
+	n := 0
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			sub, _ := os.ReadDir(dir + "/" + e.Name())
+			n += len(sub)
+		}
+	}
+	return n
+}
+
+func TestWriterLostAnswerDoesNotDuplicate(t *testing.T) {
+	ctx := testCtx(t)
+	f := &flaky{Store: newMinIO(t)}
+	f.lostAnswers.Store(5)
+	w, err := build.NewLogWriter(ctx, f, "21", fastConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3000; i++ {
+		_ = w.Write(build.Record{Stream: build.StreamStdout, Line: uint64(i), Time: time.Now(), Text: fmt.Sprintf("line %d", i)})
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f.lostAnswers.Load() != 0 {
+		t.Fatal("the injected lost answers were not all used")
+	}
+	checkSequence(t, readLog(t, f.Store, "21"), 3000)
+}
+
+func TestCloseTimeoutKeepsChunksOnDisk(t *testing.T) {
+	f := &flaky{Store: newFS(t)}
+	cfg := fastConfig(t)
+	w, err := build.NewLogWriter(testCtx(t), f, "22", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.down.Store(true)
+	for i := 1; i <= 100; i++ {
+		_ = w.Write(build.Record{Stream: build.StreamStdout, Line: uint64(i), Time: time.Now(), Text: fmt.Sprintf("line %d", i)})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err = w.Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), "not uploaded") || !strings.Contains(err.Error(), cfg.SpillDir) {
+		t.Fatalf("close during an outage: %v", err)
+	}
+	if countFiles(t, cfg.SpillDir) == 0 {
+		t.Fatal("unsent chunks were not kept on disk")
+	}
+}
+
+// TestMinIORestartMidBurst kills a real MinIO while a burst of lines is
+// being written, starts it again, and checks every line arrived exactly
+// once, in order.
+func TestMinIORestartMidBurst(t *testing.T) {
+	own, err := miniotest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	ctx := testCtx(t)
+	cfg := own.Config(blob.BackendMinIO, miniotest.BucketName("outage"))
+	cfg.Timeout = 2 * time.Second
+	s, err := minio.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wcfg := fastConfig(t)
+	wcfg.UploadTimeout = 2 * time.Second
+	w, err := build.NewLogWriter(ctx, s, "23", wcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 30000
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 1; i <= n; i++ {
+			_ = w.Write(build.Record{Stream: build.StreamStdout, Line: uint64(i), Time: time.Now(), Text: fmt.Sprintf("line %d", i)})
+			if i%2000 == 0 {
+				time.Sleep(10 * time.Millisecond) // a burst spread over time
+			}
+		}
+	}()
+	// Stop once some chunks are in, keep it down while lines keep coming.
+	for w.Stats().Chunks < 5 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	own.Stop()
+	for w.Stats().FailedUploads < 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	wg.Wait()
+	if err := own.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := w.Stats()
+	t.Logf("chunks %d, failed uploads %d, spilled %d", st.Chunks, st.FailedUploads, st.Spilled)
+	checkSequence(t, readLog(t, s, "23"), n)
+}

@@ -1,0 +1,392 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/wharfjobs/wharfjobs/backoff"
+	"github.com/wharfjobs/wharfjobs/blob"
+)
+
+// WriterConfig tunes a LogWriter. Zero fields take the defaults in brackets.
+type WriterConfig struct {
+	// FlushInterval is the longest a line waits in memory before its chunk
+	// is sealed for upload [1s]: a killed worker loses at most this much.
+	FlushInterval time.Duration `envconfig:"LOG_FLUSH_INTERVAL" default:"1s"`
+	// ChunkSize seals a chunk once it holds this many bytes [256 KiB].
+	ChunkSize int `envconfig:"LOG_CHUNK_SIZE" default:"262144"`
+	// MemoryLimit bounds the bytes of sealed chunks waiting in memory for
+	// upload; beyond it chunks are spilled to SpillDir [8 MiB].
+	MemoryLimit int `envconfig:"LOG_MEMORY_LIMIT" default:"8388608"`
+	// SpillDir holds chunks while the store is slow or unavailable
+	// [the system temporary directory].
+	SpillDir string `envconfig:"LOG_SPILL_DIR"`
+	// Retry is the backoff between failed uploads [200ms to 10s].
+	RetryMin time.Duration `envconfig:"LOG_RETRY_MIN" default:"200ms"`
+	RetryMax time.Duration `envconfig:"LOG_RETRY_MAX" default:"10s"`
+	// UploadTimeout bounds one chunk upload [30s].
+	UploadTimeout time.Duration `envconfig:"LOG_UPLOAD_TIMEOUT" default:"30s"`
+	// Logger receives upload failures (never log text) [slog.Default()].
+	Logger *slog.Logger `ignored:"true"`
+}
+
+func (c *WriterConfig) defaults() {
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = time.Second
+	}
+	if c.ChunkSize <= 0 {
+		c.ChunkSize = 256 << 10
+	}
+	if c.MemoryLimit <= 0 {
+		c.MemoryLimit = 8 << 20
+	}
+	if c.SpillDir == "" {
+		c.SpillDir = os.TempDir()
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 200 * time.Millisecond
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 10 * time.Second
+	}
+	if c.UploadTimeout <= 0 {
+		c.UploadTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// WriterStats counts what a LogWriter did.
+type WriterStats struct {
+	Records        uint64
+	Bytes          uint64 // JSON bytes uploaded
+	Chunks         uint64 // chunks uploaded
+	Spilled        uint64 // chunks that went through SpillDir
+	FailedUploads  uint64 // upload attempts that failed and were retried
+	PendingChunks  int    // sealed chunks not uploaded yet
+	PendingMemory  int    // bytes of those held in memory
+	NextSeq        uint64
+	SeqConflicts   uint64 // chunk numbers found taken by another writer
+	LastUploadErr  string
+	LastUploadTime time.Time
+}
+
+// chunk is a sealed chunk waiting for upload, in memory or in a spill file.
+type chunk struct {
+	data  []byte
+	spill string
+	size  int
+}
+
+// ErrClosed is returned by Write after Close.
+var ErrClosed = errors.New("log writer closed")
+
+// LogWriter ships a build's log records to the store as chunks.
+//
+// Write only appends to memory and never waits for the store: chunks are
+// sealed at ChunkSize or every FlushInterval and uploaded in order by one
+// goroutine, create-only under the next sequence number. While the store
+// is failing, uploads are retried with backoff and jitter and sealed chunks
+// queue up, in memory up to MemoryLimit and in spill files after that, so an
+// outage costs disk space, not lines. A retried upload whose earlier attempt
+// did land (same content under the same key) counts as done, so no chunk is
+// written twice.
+type LogWriter struct {
+	store blob.Store
+	ref   string
+	cfg   WriterConfig
+	dir   string // this writer's spill directory
+
+	mu      sync.Mutex
+	cur     []byte
+	queue   []*chunk
+	memUsed int
+	spills  int
+	closed  bool
+	stats   WriterStats
+	wake    chan struct{}
+	drained chan struct{} // closed by the uploader when closed and empty
+	stop    context.CancelFunc
+	upCtx   context.Context
+}
+
+// NewLogWriter starts a writer for build ref. It continues after the last
+// chunk already in the store, so a restarted worker appends rather than
+// colliding with its predecessor.
+func NewLogWriter(ctx context.Context, s blob.Store, ref string, cfg WriterConfig) (*LogWriter, error) {
+	if err := ValidateRef(ref); err != nil {
+		return nil, err
+	}
+	cfg.defaults()
+	last, err := LastChunk(ctx, s, ref)
+	if err != nil {
+		return nil, fmt.Errorf("log writer for build %s: %w", ref, err)
+	}
+	if err := os.MkdirAll(cfg.SpillDir, 0o700); err != nil {
+		return nil, fmt.Errorf("log writer for build %s: spill dir: %w", ref, err)
+	}
+	dir, err := os.MkdirTemp(cfg.SpillDir, "wharfjobs-log-"+ref+"-*")
+	if err != nil {
+		return nil, fmt.Errorf("log writer for build %s: spill dir: %w", ref, err)
+	}
+	upCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	w := &LogWriter{
+		store:   s,
+		ref:     ref,
+		cfg:     cfg,
+		dir:     dir,
+		cur:     make([]byte, 0, cfg.ChunkSize+4<<10),
+		wake:    make(chan struct{}, 1),
+		drained: make(chan struct{}),
+		stop:    stop,
+		upCtx:   upCtx,
+	}
+	w.stats.NextSeq = last + 1
+	go w.upload()
+	go w.tick()
+	return w, nil
+}
+
+// Write appends one record. The record's Build is set to the writer's ref.
+// Text longer than MaxText becomes several records (Part 1, 2, ...).
+func (w *LogWriter) Write(rec Record) error {
+	rec.Build = w.ref
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	if len(rec.Text) <= MaxText {
+		w.appendLocked(&rec)
+		return nil
+	}
+	for i, part := range splitText(rec.Text) {
+		p := rec
+		p.Part, p.Text = i+1, part
+		w.appendLocked(&p)
+	}
+	return nil
+}
+
+func (w *LogWriter) appendLocked(rec *Record) {
+	w.cur = rec.AppendJSON(w.cur)
+	w.stats.Records++
+	if len(w.cur) >= w.cfg.ChunkSize {
+		w.sealLocked()
+	}
+}
+
+// sealLocked moves the current chunk to the upload queue, spilling it to
+// disk when the memory budget is used up.
+func (w *LogWriter) sealLocked() {
+	if len(w.cur) == 0 {
+		return
+	}
+	c := &chunk{data: w.cur, size: len(w.cur)}
+	w.cur = make([]byte, 0, w.cfg.ChunkSize+4<<10)
+	if w.memUsed+c.size > w.cfg.MemoryLimit {
+		if err := w.spillLocked(c); err != nil {
+			// The disk failed too; keep the chunk in memory over budget
+			// rather than lose it.
+			w.cfg.Logger.Error("log spill failed, keeping chunk in memory", "build", w.ref, "error", err)
+		}
+	}
+	if c.data != nil {
+		w.memUsed += c.size
+	}
+	w.queue = append(w.queue, c)
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *LogWriter) spillLocked(c *chunk) error {
+	w.spills++
+	p := filepath.Join(w.dir, fmt.Sprintf("%012d", w.spills))
+	if err := os.WriteFile(p, c.data, 0o600); err != nil {
+		_ = os.Remove(p)
+		return err
+	}
+	c.spill, c.data = p, nil
+	w.stats.Spilled++
+	return nil
+}
+
+// Flush seals the current chunk so it is uploaded without waiting for the
+// interval. It does not wait for the upload.
+func (w *LogWriter) Flush() {
+	w.mu.Lock()
+	w.sealLocked()
+	w.mu.Unlock()
+}
+
+func (w *LogWriter) tick() {
+	t := time.NewTicker(w.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.upCtx.Done():
+			return
+		case <-t.C:
+			w.Flush()
+		}
+	}
+}
+
+// upload sends queued chunks in order until the writer is closed and empty
+// or its context is cancelled.
+func (w *LogWriter) upload() {
+	policy := backoff.Policy{Min: w.cfg.RetryMin, Max: w.cfg.RetryMax}
+	failures := 0
+	for {
+		w.mu.Lock()
+		if len(w.queue) == 0 {
+			if w.closed {
+				w.mu.Unlock()
+				close(w.drained)
+				return
+			}
+			w.mu.Unlock()
+			select {
+			case <-w.wake:
+				continue
+			case <-w.upCtx.Done():
+				return
+			}
+		}
+		c := w.queue[0]
+		// Close may spill c concurrently: read its fields under the lock.
+		data, spill, seq := c.data, c.spill, w.stats.NextSeq
+		w.mu.Unlock()
+
+		err := w.put(data, spill, seq)
+		w.mu.Lock()
+		if err == nil {
+			w.queue[0] = nil
+			w.queue = w.queue[1:]
+			if c.data != nil {
+				w.memUsed -= c.size
+			}
+			w.stats.NextSeq++
+			w.stats.Chunks++
+			w.stats.Bytes += uint64(c.size)
+			w.stats.LastUploadTime = time.Now()
+			spilled := c.spill
+			w.mu.Unlock()
+			if spilled != "" {
+				_ = os.Remove(spilled)
+			}
+			failures = 0
+			continue
+		}
+		w.stats.FailedUploads++
+		w.stats.LastUploadErr = err.Error()
+		w.mu.Unlock()
+		if failures == 0 {
+			w.cfg.Logger.Warn("log chunk upload failed, retrying", "build", w.ref, "seq", seq, "error", err)
+		}
+		if w.upCtx.Err() != nil {
+			return
+		}
+		if sleepErr := policy.Sleep(w.upCtx, failures); sleepErr != nil {
+			return
+		}
+		failures++
+	}
+}
+
+// put uploads c as chunk seq. When the key is taken it tells apart its own
+// earlier attempt that landed (same MD5) from another writer's chunk, and in
+// the latter case moves on to the first free number.
+func (w *LogWriter) put(data []byte, spill string, seq uint64) error {
+	if data == nil {
+		var err error
+		if data, err = os.ReadFile(spill); err != nil {
+			return fmt.Errorf("read spilled chunk: %w", err)
+		}
+	}
+	if seq > MaxSeq {
+		return fmt.Errorf("build %s: log chunk sequence exhausted", w.ref)
+	}
+	ctx, cancel := context.WithTimeout(w.upCtx, w.cfg.UploadTimeout)
+	defer cancel()
+	key := ChunkKey(w.ref, seq)
+	_, err := w.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)),
+		blob.PutOptions{ContentType: "application/x-ndjson", IfNoneMatch: true})
+	if err == nil || !errors.Is(err, blob.ErrPreconditionFailed) {
+		return err
+	}
+	info, serr := w.store.Stat(ctx, key)
+	if serr != nil {
+		return fmt.Errorf("chunk %s exists but cannot be checked: %w", key, serr)
+	}
+	sum := md5.Sum(data)
+	if info.ETag == hex.EncodeToString(sum[:]) {
+		return nil // an earlier attempt landed; its answer was lost
+	}
+	last, lerr := LastChunk(ctx, w.store, w.ref)
+	if lerr != nil {
+		return lerr
+	}
+	w.mu.Lock()
+	w.stats.SeqConflicts++
+	w.stats.NextSeq = max(w.stats.NextSeq, last+1)
+	w.mu.Unlock()
+	return fmt.Errorf("chunk %s was written by another writer: %w", key, err)
+}
+
+// Stats returns a snapshot of the counters.
+func (w *LogWriter) Stats() WriterStats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := w.stats
+	st.PendingChunks = len(w.queue)
+	st.PendingMemory = w.memUsed
+	return st
+}
+
+// Close seals the last chunk and waits until every chunk is uploaded or ctx
+// ends. In the latter case the chunks still in memory are spilled to disk
+// and the error names the directory that holds what did not reach the
+// store. Close may be called more than once.
+func (w *LogWriter) Close(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.closed {
+		w.sealLocked()
+		w.closed = true
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+	w.mu.Unlock()
+	select {
+	case <-w.drained:
+		w.stop()
+		_ = os.RemoveAll(w.dir)
+		return nil
+	case <-ctx.Done():
+	}
+	w.stop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range w.queue {
+		if c.data != nil {
+			if err := w.spillLocked(c); err == nil {
+				w.memUsed -= c.size
+			}
+		}
+	}
+	return fmt.Errorf("close log of build %s: %d chunks not uploaded (kept in %s): %w", w.ref, len(w.queue), w.dir, ctx.Err())
+}

@@ -1,0 +1,132 @@
+// Command wharfjobs is the one binary of every wharfjobs role: the
+// provisioner and aggregator functions, the build worker, and the tools a
+// developer or operator runs by hand.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+// command is one subcommand.
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"version": {"print the version and exit", runVersion},
+		"demo":    {"write a sample build into a local store and read its log back", runDemo},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches to a subcommand and returns the exit code: 0 on success,
+// 1 on failure, 2 on a usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands()[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "wharfjobs: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	if err := cmd.run(ctx, args[1:], stdout, stderr); err != nil {
+		if err == errUsage {
+			return 2
+		}
+		fmt.Fprintf(stderr, "wharfjobs %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+// errUsage reports a usage error that the subcommand already printed.
+var errUsage = fmt.Errorf("usage")
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "wharfjobs runs Wharf CI builds as Kubernetes Jobs.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Usage: wharfjobs <command> [flags]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	cmds := commands()
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'wharfjobs <command> --help' for a command's flags. Configuration comes")
+	fmt.Fprintln(w, "from WHARFJOBS_* environment variables; the README lists them all.")
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		rev, dirty := "", false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if rev != "" {
+			if len(rev) > 12 {
+				rev = rev[:12]
+			}
+			if dirty {
+				rev += "-dirty"
+			}
+			return "devel+" + rev
+		}
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			return bi.Main.Version
+		}
+	}
+	return "devel"
+}
+
+func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "wharfjobs version: takes no arguments, got %q\n", strings.Join(args, " "))
+		return errUsage
+	}
+	bi, _ := debug.ReadBuildInfo()
+	goVersion := ""
+	if bi != nil {
+		goVersion = bi.GoVersion
+	}
+	fmt.Fprintf(stdout, "wharfjobs %s (%s)\n", versionString(), goVersion)
+	return nil
+}
