@@ -68,6 +68,7 @@ func fastConfig(t testing.TB) build.WriterConfig {
 	return build.WriterConfig{
 		FlushInterval: 50 * time.Millisecond,
 		ChunkSize:     4 << 10,
+		MaxObjectSize: 4 << 10, // one chunk per object, unless a test batches
 		MemoryLimit:   16 << 10,
 		SpillDir:      t.TempDir(),
 		RetryMin:      5 * time.Millisecond,

@@ -20,18 +20,20 @@ import (
 
 // flaky wraps a store: while down, every put fails; with lostAnswers set,
 // a put is stored but reported failed, as when the connection drops after
-// the server committed.
+// the server committed; delay slows every put down.
 type flaky struct {
 	blob.Store
 	down        atomic.Bool
 	lostAnswers atomic.Int32
 	puts        atomic.Int32
+	delay       time.Duration
 }
 
 var errDown = fmt.Errorf("injected outage: %w", blob.ErrUnreachable)
 
 func (f *flaky) Put(ctx context.Context, key string, r io.Reader, size int64, opts blob.PutOptions) (blob.Info, error) {
 	f.puts.Add(1)
+	time.Sleep(f.delay)
 	if f.down.Load() {
 		_, _ = io.Copy(io.Discard, r)
 		return blob.Info{}, errDown
@@ -201,4 +203,46 @@ func TestMinIORestartMidBurst(t *testing.T) {
 	st := w.Stats()
 	t.Logf("chunks %d, failed uploads %d, spilled %d", st.Chunks, st.FailedUploads, st.Spilled)
 	checkSequence(t, readLog(t, s, "23"), n)
+}
+
+// TestSlowStoreBatchesQueuedChunks: chunks that queue behind a slow upload
+// go out together, up to MaxObjectSize, still in order and exactly once.
+func TestSlowStoreBatchesQueuedChunks(t *testing.T) {
+	ctx := testCtx(t)
+	f := &flaky{Store: newFS(t), delay: 20 * time.Millisecond}
+	cfg := fastConfig(t)
+	cfg.MaxObjectSize = 32 << 10
+	cfg.MemoryLimit = 1 << 20
+	f.lostAnswers.Store(2)
+	w, err := build.NewLogWriter(ctx, f, "24", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	for i := 1; i <= n; i++ {
+		_ = w.Write(build.Record{Stream: build.StreamStdout, Line: uint64(i), Time: time.Now(), Text: fmt.Sprintf("line %d", i)})
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkSequence(t, readLog(t, f.Store, "24"), n)
+	chunks, err := build.AllChunks(ctx, f.Store, "24", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sealed, biggest int64
+	for _, c := range chunks {
+		sealed += c.Size
+		biggest = max(biggest, c.Size)
+		if c.Size > 32<<10 {
+			t.Fatalf("chunk %d is %d bytes, over MaxObjectSize", c.Seq, c.Size)
+		}
+	}
+	if biggest <= 4<<10+512 {
+		t.Fatalf("largest object %d bytes: queued chunks were not batched", biggest)
+	}
+	if f.lostAnswers.Load() != 0 {
+		t.Fatal("the injected lost answers were not all used")
+	}
+	t.Logf("%d objects for %d bytes, largest %d", len(chunks), sealed, biggest)
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -24,6 +25,11 @@ type WriterConfig struct {
 	FlushInterval time.Duration `envconfig:"LOG_FLUSH_INTERVAL" default:"1s"`
 	// ChunkSize seals a chunk once it holds this many bytes [256 KiB].
 	ChunkSize int `envconfig:"LOG_CHUNK_SIZE" default:"262144"`
+	// MaxObjectSize caps one chunk object. Chunks that queued up behind a
+	// slow upload are sent together as one object up to this size, so a
+	// fast producer is not held to one store round trip per ChunkSize
+	// [4 MiB].
+	MaxObjectSize int `envconfig:"LOG_MAX_OBJECT_SIZE" default:"4194304"`
 	// MemoryLimit bounds the bytes of sealed chunks waiting in memory for
 	// upload; beyond it chunks are spilled to SpillDir [8 MiB].
 	MemoryLimit int `envconfig:"LOG_MEMORY_LIMIT" default:"8388608"`
@@ -45,6 +51,9 @@ func (c *WriterConfig) defaults() {
 	}
 	if c.ChunkSize <= 0 {
 		c.ChunkSize = 256 << 10
+	}
+	if c.MaxObjectSize < c.ChunkSize {
+		c.MaxObjectSize = max(c.ChunkSize, 4<<20)
 	}
 	if c.MemoryLimit <= 0 {
 		c.MemoryLimit = 8 << 20
@@ -249,6 +258,7 @@ func (w *LogWriter) tick() {
 func (w *LogWriter) upload() {
 	policy := backoff.Policy{Min: w.cfg.RetryMin, Max: w.cfg.RetryMax}
 	failures := 0
+	pending := 0 // chunks in the batch of a failed attempt, to resend as is
 	for {
 		w.mu.Lock()
 		if len(w.queue) == 0 {
@@ -265,30 +275,47 @@ func (w *LogWriter) upload() {
 				return
 			}
 		}
-		c := w.queue[0]
-		// Close may spill c concurrently: read its fields under the lock.
-		data, spill, seq := c.data, c.spill, w.stats.NextSeq
+		// Take the queued chunks that fit in one object. A retry resends
+		// exactly the batch of the failed attempt, since that attempt may
+		// have landed and is recognised only by identical content. Close
+		// may spill chunks concurrently, so copy them under the lock.
+		batch := make([]chunk, 0, 4)
+		size := 0
+		for i, c := range w.queue {
+			if pending > 0 && i == pending || pending == 0 && len(batch) > 0 && size+c.size > w.cfg.MaxObjectSize {
+				break
+			}
+			batch = append(batch, *c)
+			size += c.size
+		}
+		pending = len(batch)
+		seq := w.stats.NextSeq
 		w.mu.Unlock()
 
-		err := w.put(data, spill, seq)
+		err := w.put(batch, size, seq)
 		w.mu.Lock()
 		if err == nil {
-			w.queue[0] = nil
-			w.queue = w.queue[1:]
-			if c.data != nil {
-				w.memUsed -= c.size
+			for i := range batch {
+				c := w.queue[i]
+				if c.data != nil {
+					w.memUsed -= c.size
+				}
+				if c.spill != "" {
+					_ = os.Remove(c.spill)
+				}
+				w.queue[i] = nil
 			}
+			w.queue = w.queue[len(batch):]
 			w.stats.NextSeq++
 			w.stats.Chunks++
-			w.stats.Bytes += uint64(c.size)
+			w.stats.Bytes += uint64(size)
 			w.stats.LastUploadTime = time.Now()
-			spilled := c.spill
 			w.mu.Unlock()
-			if spilled != "" {
-				_ = os.Remove(spilled)
-			}
-			failures = 0
+			failures, pending = 0, 0
 			continue
+		}
+		if errors.Is(err, errSeqTaken) {
+			pending = 0 // it did not land there: free to batch anew
 		}
 		w.stats.FailedUploads++
 		w.stats.LastUploadErr = err.Error()
@@ -306,15 +333,26 @@ func (w *LogWriter) upload() {
 	}
 }
 
-// put uploads c as chunk seq. When the key is taken it tells apart its own
-// earlier attempt that landed (same MD5) from another writer's chunk, and in
-// the latter case moves on to the first free number.
-func (w *LogWriter) put(data []byte, spill string, seq uint64) error {
-	if data == nil {
-		var err error
-		if data, err = os.ReadFile(spill); err != nil {
-			return fmt.Errorf("read spilled chunk: %w", err)
+// put uploads the batch as chunk seq. When the key is taken it tells apart
+// its own earlier attempt that landed (same MD5) from another writer's
+// chunk, and in the latter case moves on to the first free number.
+func (w *LogWriter) put(batch []chunk, size int, seq uint64) error {
+	parts := make([][]byte, len(batch))
+	for i, c := range batch {
+		parts[i] = c.data
+		if parts[i] == nil {
+			var err error
+			if parts[i], err = os.ReadFile(c.spill); err != nil {
+				return fmt.Errorf("read spilled chunk: %w", err)
+			}
 		}
+	}
+	body := func() io.Reader {
+		rs := make([]io.Reader, len(parts))
+		for i, p := range parts {
+			rs[i] = bytes.NewReader(p)
+		}
+		return io.MultiReader(rs...)
 	}
 	if seq > MaxSeq {
 		return fmt.Errorf("build %s: log chunk sequence exhausted", w.ref)
@@ -322,7 +360,7 @@ func (w *LogWriter) put(data []byte, spill string, seq uint64) error {
 	ctx, cancel := context.WithTimeout(w.upCtx, w.cfg.UploadTimeout)
 	defer cancel()
 	key := ChunkKey(w.ref, seq)
-	_, err := w.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)),
+	_, err := w.store.Put(ctx, key, body(), int64(size),
 		blob.PutOptions{ContentType: "application/x-ndjson", IfNoneMatch: true})
 	if err == nil || !errors.Is(err, blob.ErrPreconditionFailed) {
 		return err
@@ -331,8 +369,9 @@ func (w *LogWriter) put(data []byte, spill string, seq uint64) error {
 	if serr != nil {
 		return fmt.Errorf("chunk %s exists but cannot be checked: %w", key, serr)
 	}
-	sum := md5.Sum(data)
-	if info.ETag == hex.EncodeToString(sum[:]) {
+	h := md5.New()
+	_, _ = io.Copy(h, body())
+	if info.ETag == hex.EncodeToString(h.Sum(nil)) {
 		return nil // an earlier attempt landed; its answer was lost
 	}
 	last, lerr := LastChunk(ctx, w.store, w.ref)
@@ -343,8 +382,11 @@ func (w *LogWriter) put(data []byte, spill string, seq uint64) error {
 	w.stats.SeqConflicts++
 	w.stats.NextSeq = max(w.stats.NextSeq, last+1)
 	w.mu.Unlock()
-	return fmt.Errorf("chunk %s was written by another writer: %w", key, err)
+	return fmt.Errorf("chunk %s: %w", key, errSeqTaken)
 }
+
+// errSeqTaken means another writer holds the chunk number tried.
+var errSeqTaken = errors.New("chunk number taken by another writer")
 
 // Stats returns a snapshot of the counters.
 func (w *LogWriter) Stats() WriterStats {

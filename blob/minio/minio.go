@@ -20,10 +20,11 @@ import (
 
 // Store is a blob.Store on one MinIO (or S3-compatible) bucket.
 type Store struct {
-	client  *minio.Client
-	bucket  string
-	timeout time.Duration
-	where   string
+	client   *minio.Client
+	bucket   string
+	timeout  time.Duration
+	where    string
+	unsigned bool
 }
 
 var _ blob.Store = (*Store)(nil)
@@ -55,7 +56,7 @@ func Open(ctx context.Context, cfg blob.Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	s := &Store{client: client, bucket: cfg.Bucket, timeout: cfg.Timeout, where: where}
+	s := &Store{client: client, bucket: cfg.Bucket, timeout: cfg.Timeout, where: where, unsigned: cfg.UnsignedPayload}
 	if s.timeout <= 0 {
 		s.timeout = 30 * time.Second
 	}
@@ -163,6 +164,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, op
 	if po.ContentType == "" {
 		po.ContentType = "application/octet-stream"
 	}
+	// The request itself stays signed; only the body's SHA-256 is skipped.
+	po.DisableContentSha256 = s.unsigned
 	if opts.IfNoneMatch {
 		po.SetMatchETagExcept("*")
 	}

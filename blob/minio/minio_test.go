@@ -39,6 +39,18 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestConformanceUnsignedPayload(t *testing.T) {
+	blobtest.Run(t, func(t *testing.T) blob.Store {
+		cfg := srv.Config(blob.BackendMinIO, miniotest.BucketName("unsigned"))
+		cfg.UnsignedPayload = true
+		s, err := minio.Open(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
 func TestOpenErrors(t *testing.T) {
 	ctx := context.Background()
 	cfg := srv.Config(blob.BackendMinIO, miniotest.BucketName("err"))

@@ -85,7 +85,7 @@ func Start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "wharfjobs-minio-*")
+	dir, err := os.MkdirTemp(os.Getenv("WHARFJOBS_MINIO_DATA_BASE"), "wharfjobs-minio-*")
 	if err != nil {
 		return nil, err
 	}

@@ -11,8 +11,8 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/blobtest"
-	s3 "github.com/wharfjobs/wharfjobs/blob/s3"
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+	s3 "github.com/wharfjobs/wharfjobs/blob/s3"
 )
 
 var srv *miniotest.Server
