@@ -1,0 +1,594 @@
+package pipeline
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// Options are what a parse needs besides the file itself.
+type Options struct {
+	// File names the file in errors.
+	File string
+	// Environment is the build's environment ("" for none).
+	Environment string
+	// Inputs are the request's input values (VARS), the highest-precedence
+	// variables.
+	Inputs map[string]any
+	// Vars are the lower-precedence variables, highest first: the build's
+	// own (BUILD_REF, GIT_COMMIT, ...), WHARF_VAR_* from the process
+	// environment, .wharf-vars.yml files.
+	Vars Vars
+	// Images used to expand step types; zero fields take DefaultImages.
+	Images Images
+}
+
+// MaxFileSize bounds the pipeline file.
+const MaxFileSize = 1 << 20
+
+// Parse parses a .wharf-ci.yml. Its error is Errors with every problem
+// found, each with file, line, column and path.
+func Parse(src []byte, opts Options) (*Definition, error) {
+	p := &parser{file: opts.File}
+	if len(src) > MaxFileSize {
+		p.errorf(nil, "", "file is %d bytes, at most %d allowed", len(src), MaxFileSize)
+		return nil, p.errs
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		p.errs = append(p.errs, Error{File: opts.File, Pos: yamlErrPos(err), Msg: yamlLine.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "")})
+		return nil, p.errs
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		p.errorf(nil, "", "file is empty, expected a map of stages")
+		return nil, p.errs
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		p.errorf(root, "", "expected a map of stages (and inputs, environments), got %s", kindName(root))
+		return nil, p.errs
+	}
+	def := &Definition{}
+	var stageNodes [][2]*yaml.Node
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if seen[k.Value] {
+			p.errorf(k, k.Value, "defined twice")
+			continue
+		}
+		seen[k.Value] = true
+		switch k.Value {
+		case "inputs":
+			def.Inputs = p.inputs(v)
+		case "environments":
+			def.Environments = p.environments(v)
+		default:
+			stageNodes = append(stageNodes, [2]*yaml.Node{k, v})
+		}
+	}
+	if len(stageNodes) == 0 {
+		p.errorf(root, "", "no stages: add a stage (a map of steps) next to inputs and environments")
+	}
+
+	envVars := VarMap{}
+	if opts.Environment != "" && def.Environments != nil {
+		found := false
+		var names []string
+		for _, e := range def.Environments {
+			names = append(names, e.Name)
+			if e.Name == opts.Environment {
+				envVars, found = e.Vars, true
+			}
+		}
+		if !found {
+			p.errorf(nil, "environments", "environment %q is not defined; defined are: %s", opts.Environment, strings.Join(names, ", "))
+		}
+	}
+	defaults := VarMap{}
+	for _, in := range def.Inputs {
+		if in.Default != nil {
+			defaults[in.Name] = in.Default
+		}
+	}
+	p.checkInputValues(def.Inputs, opts.Inputs)
+	vars := Layered{VarMap(opts.Inputs), defaults, envVars, opts.Vars}
+	images := opts.Images.withDefaults()
+
+	for _, kv := range stageNodes {
+		if st, ok := p.stage(kv[0], kv[1], vars, images); ok {
+			def.Stages = append(def.Stages, st)
+		}
+	}
+	if len(p.errs) > 0 {
+		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Pos.Line < p.errs[j].Pos.Line })
+		return nil, p.errs
+	}
+	return def, nil
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): `)
+
+func yamlErrPos(err error) Pos {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return Pos{Line: n}
+	}
+	return Pos{}
+}
+
+type parser struct {
+	file string
+	errs Errors
+}
+
+func pos(n *yaml.Node) Pos {
+	if n == nil {
+		return Pos{}
+	}
+	return Pos{Line: n.Line, Col: n.Column}
+}
+
+func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
+	p.errs = append(p.errs, Error{File: p.file, Pos: pos(n), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a map"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "nothing"
+		}
+		return fmt.Sprintf("%q", n.Value)
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	return "something else"
+}
+
+// pairs yields a mapping's key/value nodes, reporting duplicate keys.
+func (p *parser) pairs(n *yaml.Node, path string) [][2]*yaml.Node {
+	var out [][2]*yaml.Node
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if v.Kind == yaml.AliasNode && v.Alias != nil {
+			v = v.Alias
+		}
+		if seen[k.Value] {
+			p.errorf(k, join(path, k.Value), "defined twice")
+			continue
+		}
+		seen[k.Value] = true
+		out = append(out, [2]*yaml.Node{k, v})
+	}
+	return out
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+// scalarValue decodes a scalar node into string, int, float64, bool or nil.
+func scalarValue(n *yaml.Node) any {
+	switch n.Tag {
+	case "!!int":
+		if i, err := strconv.ParseInt(n.Value, 0, 64); err == nil {
+			return int(i)
+		}
+	case "!!float":
+		if f, err := strconv.ParseFloat(n.Value, 64); err == nil {
+			return f
+		}
+	case "!!bool":
+		var b bool
+		if n.Decode(&b) == nil {
+			return b
+		}
+	case "!!null":
+		return nil
+	}
+	return n.Value
+}
+
+func (p *parser) inputs(n *yaml.Node) []Input {
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, "inputs", "expected a list of inputs, got %s", kindName(n))
+		return nil
+	}
+	var out []Input
+	names := map[string]bool{}
+	for i, item := range n.Content {
+		path := fmt.Sprintf("inputs[%d]", i)
+		if item.Kind != yaml.MappingNode {
+			p.errorf(item, path, "expected a map with name and type, got %s", kindName(item))
+			continue
+		}
+		in := Input{Pos: pos(item)}
+		var defNode, typeNode *yaml.Node
+		for _, kv := range p.pairs(item, path) {
+			k, v := kv[0], kv[1]
+			switch k.Value {
+			case "name":
+				in.Name = p.str(v, join(path, "name"))
+			case "type":
+				in.Type, typeNode = InputType(p.str(v, join(path, "type"))), v
+			case "default":
+				defNode = v
+			case "values":
+				in.Values = p.strs(v, join(path, "values"))
+			default:
+				p.errorf(k, join(path, k.Value), "unknown key; expected name, type, default or values")
+			}
+		}
+		if in.Name == "" {
+			p.errorf(item, path, "input has no name")
+			continue
+		}
+		path = "inputs." + in.Name
+		if names[in.Name] {
+			p.errorf(item, path, "input defined twice")
+		}
+		names[in.Name] = true
+		switch in.Type {
+		case InputString, InputPassword, InputNumber, InputChoice:
+		case "":
+			p.errorf(item, path, "input has no type; expected string, password, number or choice")
+		default:
+			p.errorf(typeNode, join(path, "type"), "unknown input type %q; expected string, password, number or choice", in.Type)
+		}
+		if in.Type == InputChoice && len(in.Values) == 0 {
+			p.errorf(item, path, "choice input has no values")
+		}
+		if defNode != nil && defNode.Kind == yaml.ScalarNode {
+			in.Default = scalarValue(defNode)
+			if msg := checkInputValue(in, in.Default); msg != "" {
+				p.errorf(defNode, join(path, "default"), "%s", msg)
+			}
+		} else if defNode != nil {
+			p.errorf(defNode, join(path, "default"), "expected a single value, got %s", kindName(defNode))
+		}
+		out = append(out, in)
+	}
+	return out
+}
+
+// checkInputValue says what is wrong with v for input in, or "".
+func checkInputValue(in Input, v any) string {
+	switch in.Type {
+	case InputNumber:
+		switch x := v.(type) {
+		case int, float64:
+			return ""
+		case string:
+			if _, err := strconv.ParseFloat(x, 64); err == nil {
+				return ""
+			}
+		}
+		return fmt.Sprintf("%v is not a number", v)
+	case InputChoice:
+		s := format(v)
+		for _, allowed := range in.Values {
+			if s == allowed {
+				return ""
+			}
+		}
+		return fmt.Sprintf("%q is not one of the choices %s", s, strings.Join(in.Values, ", "))
+	}
+	return ""
+}
+
+func (p *parser) checkInputValues(inputs []Input, given map[string]any) {
+	for _, in := range inputs {
+		if v, ok := given[in.Name]; ok {
+			if msg := checkInputValue(in, v); msg != "" {
+				p.errorf(nil, "inputs."+in.Name, "value from the request: %s", msg)
+			}
+		}
+	}
+}
+
+func (p *parser) environments(n *yaml.Node) []Environment {
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "environments", "expected a map of environment name to variables, got %s", kindName(n))
+		return nil
+	}
+	var out []Environment
+	for _, kv := range p.pairs(n, "environments") {
+		k, v := kv[0], kv[1]
+		path := "environments." + k.Value
+		env := Environment{Name: k.Value, Vars: map[string]any{}, Pos: pos(k)}
+		switch {
+		case v.Kind == yaml.ScalarNode && v.Tag == "!!null":
+		case v.Kind != yaml.MappingNode:
+			p.errorf(v, path, "expected a map of variables, got %s", kindName(v))
+		default:
+			for _, vv := range p.pairs(v, path) {
+				if vv[1].Kind != yaml.ScalarNode {
+					p.errorf(vv[1], join(path, vv[0].Value), "expected a single value, got %s", kindName(vv[1]))
+					continue
+				}
+				env.Vars[vv[0].Value] = scalarValue(vv[1])
+			}
+		}
+		out = append(out, env)
+	}
+	return out
+}
+
+// substituteNode returns a copy of n with variables substituted in every
+// string scalar; a scalar that is exactly one ${var} takes the value's type.
+func (p *parser) substituteNode(n *yaml.Node, vars Vars, path string) *yaml.Node {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		return p.substituteNode(n.Alias, vars, path)
+	}
+	clone := *n
+	if n.Kind == yaml.ScalarNode {
+		if n.Tag != "!!str" || !strings.Contains(n.Value, "${") {
+			return &clone
+		}
+		val, err := Substitute(n.Value, vars)
+		if err != nil {
+			p.errorf(n, path, "%v", err)
+			return &clone
+		}
+		clone.Style = 0
+		switch v := val.(type) {
+		case int:
+			clone.Tag, clone.Value = "!!int", strconv.Itoa(v)
+		case float64:
+			clone.Tag, clone.Value = "!!float", strconv.FormatFloat(v, 'f', -1, 64)
+		case bool:
+			clone.Tag, clone.Value = "!!bool", strconv.FormatBool(v)
+		case nil:
+			clone.Tag, clone.Value = "!!null", ""
+		default:
+			clone.Tag, clone.Value = "!!str", format(v)
+		}
+		return &clone
+	}
+	clone.Content = make([]*yaml.Node, len(n.Content))
+	for i, c := range n.Content {
+		if n.Kind == yaml.MappingNode && i%2 == 0 {
+			clone.Content[i] = c // keys are names, not values
+			continue
+		}
+		clone.Content[i] = p.substituteNode(c, vars, path)
+	}
+	return &clone
+}
+
+var stepTypes = []string{"container", "docker", "helm", "helm-package", "kubectl", "nuget-package"}
+
+func (p *parser) stage(k, v *yaml.Node, vars Vars, images Images) (Stage, bool) {
+	path := "stages." + k.Value
+	st := Stage{Name: k.Value, RunsIf: RunsIfSuccess, Pos: pos(k)}
+	if v.Kind != yaml.MappingNode {
+		p.errorf(v, path, "expected a map of steps, got %s", kindName(v))
+		return st, false
+	}
+	before := len(p.errs)
+	v = p.substituteNode(v, vars, path)
+	for _, kv := range p.pairs(v, path) {
+		sk, sv := kv[0], kv[1]
+		switch sk.Value {
+		case "environments":
+			st.Environments = p.strs(sv, join(path, "environments"))
+		case "runs-if":
+			switch r := RunsIf(p.str(sv, join(path, "runs-if"))); r {
+			case RunsIfSuccess, RunsIfFail, RunsIfAlways:
+				st.RunsIf = r
+			default:
+				p.errorf(sv, join(path, "runs-if"), "%q is not one of success, fail, always", r)
+			}
+		default:
+			if step, ok := p.step(sk, sv, path, images); ok {
+				st.Steps = append(st.Steps, step)
+			}
+		}
+	}
+	if len(st.Steps) == 0 && len(p.errs) == before {
+		p.errorf(k, path, "stage has no steps")
+	}
+	return st, len(p.errs) == before
+}
+
+func (p *parser) step(k, v *yaml.Node, stagePath string, images Images) (Step, bool) {
+	path := stagePath + ".steps." + k.Value
+	step := Step{Name: k.Value, Pos: pos(k)}
+	if msg := checkStepName(k.Value); msg != "" {
+		p.errorf(k, path, "%s", msg)
+		return step, false
+	}
+	if v.Kind != yaml.MappingNode {
+		p.errorf(v, path, "expected a map with one step type (%s), got %s", strings.Join(stepTypes, ", "), kindName(v))
+		return step, false
+	}
+	kvs := p.pairs(v, path)
+	var found []string
+	var typeNode *yaml.Node
+	for _, kv := range kvs {
+		if !contains(stepTypes, kv[0].Value) {
+			p.errorf(kv[0], path, "unknown step type %q; expected one of %s", kv[0].Value, strings.Join(stepTypes, ", "))
+			continue
+		}
+		found = append(found, kv[0].Value)
+		typeNode = kv[1]
+	}
+	switch len(found) {
+	case 0:
+		if len(kvs) == 0 {
+			p.errorf(v, path, "step has no type; expected one of %s", strings.Join(stepTypes, ", "))
+		}
+		return step, false
+	case 1:
+	default:
+		p.errorf(k, path, "step has %d types, \"%s\"; expected exactly one", len(found), strings.Join(found, `", "`))
+		return step, false
+	}
+	step.Type = found[0]
+	before := len(p.errs)
+	f := p.fields(typeNode, join(path, step.Type), stepFields[step.Type])
+	if len(p.errs) > before {
+		return step, false
+	}
+	c, err := expand(step.Type, step.Name, f, images)
+	if err != "" {
+		p.errorf(typeNode, join(path, step.Type), "%s", err)
+		return step, false
+	}
+	step.Container = c
+	return step, true
+}
+
+// checkStepName keeps step names usable in Pod names, labels and log
+// prefixes.
+func checkStepName(name string) string {
+	if name == "" || len(name) > 63 {
+		return "step name must be 1 to 63 characters"
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Sprintf("step name has %q; allowed are letters, digits, '-', '_' and '.'", r)
+		}
+	}
+	return ""
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// fieldKind is the shape a step type's field takes.
+type fieldKind int
+
+const (
+	kindString fieldKind = iota
+	kindBool
+	kindStrings
+	kindMap
+)
+
+type fieldSpec struct {
+	name     string
+	kind     fieldKind
+	required bool
+}
+
+// fieldValues holds a step type's decoded fields by name.
+type fieldValues map[string]any
+
+func (f fieldValues) str(name string) string {
+	s, _ := f[name].(string)
+	return s
+}
+
+func (f fieldValues) boolean(name string, def bool) bool {
+	if b, ok := f[name].(bool); ok {
+		return b
+	}
+	return def
+}
+
+func (f fieldValues) strs(name string) []string {
+	s, _ := f[name].([]string)
+	return s
+}
+
+func (f fieldValues) kv(name string) map[string]string {
+	m, _ := f[name].(map[string]string)
+	return m
+}
+
+func (p *parser) fields(n *yaml.Node, path string, specs []fieldSpec) fieldValues {
+	out := fieldValues{}
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, path, "expected a map of fields, got %s", kindName(n))
+		return out
+	}
+	byName := map[string]fieldSpec{}
+	var names []string
+	for _, s := range specs {
+		byName[s.name] = s
+		names = append(names, s.name)
+	}
+	for _, kv := range p.pairs(n, path) {
+		k, v := kv[0], kv[1]
+		spec, ok := byName[k.Value]
+		if !ok {
+			p.errorf(k, join(path, k.Value), "unknown field; expected one of %s", strings.Join(names, ", "))
+			continue
+		}
+		fp := join(path, k.Value)
+		switch spec.kind {
+		case kindString:
+			out[k.Value] = p.str(v, fp)
+		case kindBool:
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
+				p.errorf(v, fp, "expected true or false, got %s", kindName(v))
+				continue
+			}
+			out[k.Value] = scalarValue(v)
+		case kindStrings:
+			out[k.Value] = p.strs(v, fp)
+		case kindMap:
+			if v.Kind != yaml.MappingNode {
+				p.errorf(v, fp, "expected a map, got %s", kindName(v))
+				continue
+			}
+			m := map[string]string{}
+			for _, e := range p.pairs(v, fp) {
+				m[e[0].Value] = p.str(e[1], join(fp, e[0].Value))
+			}
+			out[k.Value] = m
+		}
+	}
+	for _, s := range specs {
+		if _, ok := out[s.name]; s.required && (!ok || out[s.name] == "") {
+			p.errorf(n, join(path, s.name), "required field is missing")
+		}
+	}
+	return out
+}
+
+// str decodes a scalar as a string; numbers and booleans are accepted as
+// their text, as Wharf does.
+func (p *parser) str(n *yaml.Node, path string) string {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		p.errorf(n, path, "expected a string, got %s", kindName(n))
+		return ""
+	}
+	return n.Value
+}
+
+// strs decodes a list of strings; a single string is a list of one.
+func (p *parser) strs(n *yaml.Node, path string) []string {
+	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+		return []string{n.Value}
+	}
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, path, "expected a list of strings, got %s", kindName(n))
+		return nil
+	}
+	out := make([]string, 0, len(n.Content))
+	for i, c := range n.Content {
+		out = append(out, p.str(c, fmt.Sprintf("%s[%d]", path, i)))
+	}
+	return out
+}
