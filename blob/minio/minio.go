@@ -288,3 +288,16 @@ func toInfo(oi minio.ObjectInfo) blob.Info {
 		IsPrefix:    strings.HasSuffix(oi.Key, "/"),
 	}
 }
+
+// PresignGet returns a URL that allows a GET of key without credentials
+// until ttl passes.
+func (s *Store) PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	if err := blob.ValidateKey(key); err != nil {
+		return "", err
+	}
+	u, err := s.client.PresignedGetObject(ctx, s.bucket, key, ttl, nil)
+	if err != nil {
+		return "", describe(s.where, "presign "+key, err)
+	}
+	return u.String(), nil
+}

@@ -330,3 +330,17 @@ func (s *Store) List(ctx context.Context, opts blob.ListOptions) ([]blob.Info, e
 	}
 	return out, nil
 }
+
+// PresignGet returns a URL that allows a GET of key without credentials
+// until ttl passes.
+func (s *Store) PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	if err := blob.ValidateKey(key); err != nil {
+		return "", err
+	}
+	req, err := s3.NewPresignClient(s.client).PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)},
+		s3.WithPresignExpires(ttl))
+	if err != nil {
+		return "", describe(s.where, "presign "+key, err)
+	}
+	return req.URL, nil
+}

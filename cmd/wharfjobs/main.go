@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,8 +27,11 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"version": {"print the version and exit", runVersion},
-		"demo":    {"write a sample build into a local store and read its log back", runDemo},
+		"version":         {"print the version and exit", runVersion},
+		"demo":            {"write a sample build into a local store and read its log back", runDemo},
+		"worker":          {"run one build (the body of a build Job's pod)", runWorker},
+		"run":             {"run a directory's .wharf-ci.yml locally, showing the log live", runRun},
+		"workspace-fetch": {"fetch a build's workspace into a step pod (init container)", runWorkspaceFetch},
 	}
 }
 
@@ -55,8 +59,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := cmd.run(ctx, args[1:], stdout, stderr); err != nil {
-		if err == errUsage {
+		var code exitCode
+		switch {
+		case errors.Is(err, errHelp):
+			return 0
+		case errors.Is(err, errUsage):
 			return 2
+		case errors.As(err, &code):
+			return int(code)
 		}
 		fmt.Fprintf(stderr, "wharfjobs %s: %v\n", args[0], err)
 		return 1
@@ -64,8 +74,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// errUsage reports a usage error that the subcommand already printed.
-var errUsage = fmt.Errorf("usage")
+// errUsage reports a usage error that the subcommand already printed;
+// errHelp that it printed its help as asked.
+var (
+	errUsage = errors.New("usage")
+	errHelp  = errors.New("help")
+)
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "wharfjobs runs Wharf CI builds as Kubernetes Jobs.")
@@ -80,7 +94,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-16s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'wharfjobs <command> --help' for a command's flags. Configuration comes")

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/job/worker"
+	"github.com/wharfjobs/wharfjobs/job/worker/kuberun"
+)
+
+// kubeClient connects with the in-cluster ServiceAccount, or with
+// $KUBECONFIG (default ~/.kube/config) outside a cluster.
+func kubeClient() (kubernetes.Interface, error) {
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes client: not in a cluster and no usable kubeconfig: %w", err)
+		}
+	}
+	cfg.Timeout = 30 * time.Second
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return cs, nil
+}
+
+func newKubeRunner(store blob.Store) (worker.StepRunner, error) {
+	var cfg kuberun.Config
+	if err := envconfig.Process("WHARFJOBS", &cfg); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	// The downward API sets these without the prefix.
+	for env, field := range map[string]*string{"POD_NAMESPACE": &cfg.Namespace, "POD_NAME": &cfg.OwnerName, "POD_UID": &cfg.OwnerUID} {
+		if *field == "" {
+			*field = os.Getenv(env)
+		}
+	}
+	if cfg.Namespace == "" {
+		return nil, errors.New("kube runner: no namespace: set POD_NAMESPACE (the downward API does it in a build Job)")
+	}
+	cs, err := kubeClient()
+	if err != nil {
+		return nil, err
+	}
+	return &kuberun.Runner{Client: cs, Config: cfg, Workspaces: kuberun.StoreWorkspaces{Store: store}}, nil
+}
+
+// runWorkspaceFetch is the init container of a step pod: it fetches the
+// workspace archive from $WHARFJOBS_WORKSPACE_URL into DIR.
+func runWorkspaceFetch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("workspace-fetch", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	timeout := fl.Duration("timeout", 10*time.Minute, "bound of the download")
+	if err := fl.Parse(args); err != nil {
+		return flagErr(err)
+	}
+	if fl.NArg() != 1 {
+		fmt.Fprintln(stderr, "Usage: wharfjobs workspace-fetch [--timeout D] DIR")
+		return errUsage
+	}
+	url := os.Getenv("WHARFJOBS_WORKSPACE_URL")
+	if url == "" {
+		return errors.New("WHARFJOBS_WORKSPACE_URL is empty")
+	}
+	if err := kuberun.Fetch(ctx, url, fl.Arg(0), *timeout); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "workspace fetched into %s\n", fl.Arg(0))
+	return nil
+}

@@ -1,0 +1,410 @@
+// Package kuberun is the StepRunner that runs each step as its own Pod in
+// the worker's namespace, owned by the worker's Pod so that deleting the
+// build Job removes it. The step Pod gets no service-account token unless
+// the step names a ServiceAccount, and no store credentials: an init
+// container fetches the workspace through a pre-signed URL.
+package kuberun
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/wharfjobs/wharfjobs/job"
+	"github.com/wharfjobs/wharfjobs/job/worker"
+)
+
+// Config configures step Pods. Fields are read from WHARFJOBS_* variables.
+type Config struct {
+	// Namespace of the step Pods; the worker's own (POD_NAMESPACE).
+	Namespace string `envconfig:"POD_NAMESPACE"`
+	// OwnerName and OwnerUID identify the worker's Pod, the owner of
+	// every step Pod (downward API: POD_NAME, POD_UID).
+	OwnerName string `envconfig:"POD_NAME"`
+	OwnerUID  string `envconfig:"POD_UID"`
+	// FetchImage runs the init container that fetches the workspace: the
+	// wharfjobs image itself.
+	FetchImage string `envconfig:"STEP_FETCH_IMAGE" default:"wharfjobs:latest"`
+	// PullPolicy of step images.
+	PullPolicy corev1.PullPolicy `envconfig:"STEP_PULL_POLICY" default:"IfNotPresent"`
+	// CPU and memory requests and limits of the step container.
+	CPURequest    string `envconfig:"STEP_CPU_REQUEST" default:"100m"`
+	CPULimit      string `envconfig:"STEP_CPU_LIMIT" default:"2"`
+	MemoryRequest string `envconfig:"STEP_MEMORY_REQUEST" default:"128Mi"`
+	MemoryLimit   string `envconfig:"STEP_MEMORY_LIMIT" default:"2Gi"`
+	// KeepOnFailure leaves a failed step's Pod for inspection (the Job's
+	// deletion still removes it).
+	KeepOnFailure bool `envconfig:"STEP_KEEP_ON_FAILURE" default:"false"`
+	// PollInterval is how often the Pod's phase is checked.
+	PollInterval time.Duration `envconfig:"STEP_POLL_INTERVAL" default:"1s"`
+	// PendingTimeout fails a step whose Pod cannot be scheduled for this
+	// long.
+	PendingTimeout time.Duration `envconfig:"STEP_PENDING_TIMEOUT" default:"10m"`
+	// RequestTimeout bounds each Kubernetes API call.
+	RequestTimeout time.Duration `envconfig:"STEP_API_TIMEOUT" default:"30s"`
+}
+
+// Workspaces publishes a workspace directory for step Pods and returns a
+// URL an unauthenticated GET can fetch it from (a tar.gz archive).
+type Workspaces interface {
+	Publish(ctx context.Context, ref, dir string) (string, error)
+}
+
+// Runner runs steps as Pods.
+type Runner struct {
+	Client     kubernetes.Interface
+	Config     Config
+	Workspaces Workspaces
+
+	mu        sync.Mutex
+	published map[string]string // workspace dir -> Secret name holding its URL
+}
+
+var _ worker.StepRunner = (*Runner)(nil)
+
+// Name implements worker.StepRunner.
+func (*Runner) Name() string { return "kube" }
+
+// Mount paths inside step Pods.
+const (
+	WorkspacePath = "/workspace"
+	SecretPath    = "/var/run/wharf/secret"
+	urlKey        = "url"
+)
+
+var nonDNS = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// podName is a DNS-1123 name unique per build and step.
+func podName(ref, stage, step string) string {
+	sum := sha256.Sum256([]byte(ref + "\x00" + stage + "\x00" + step))
+	base := strings.Trim(nonDNS.ReplaceAllString(strings.ToLower("wharf-"+ref+"-"+stage+"-"+step), "-"), "-")
+	if len(base) > 52 {
+		base = strings.TrimRight(base[:52], "-")
+	}
+	return base + "-" + hex.EncodeToString(sum[:])[:10]
+}
+
+// labelValue makes s a valid label value.
+func labelValue(s string) string {
+	v := regexp.MustCompile(`[^A-Za-z0-9._-]+`).ReplaceAllString(s, "-")
+	if len(v) > 63 {
+		v = v[:63]
+	}
+	return strings.Trim(v, "-._")
+}
+
+func (r *Runner) ownerRefs() []metav1.OwnerReference {
+	if r.Config.OwnerUID == "" {
+		return nil
+	}
+	return []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: r.Config.OwnerName, UID: types.UID(r.Config.OwnerUID)}}
+}
+
+// workspaceSecret publishes dir once per build and returns the name of the
+// Secret that holds the URL, so the URL (a bearer capability) stays out of
+// Pod specs.
+func (r *Runner) workspaceSecret(ctx context.Context, ref, dir string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if name, ok := r.published[dir]; ok {
+		return name, nil
+	}
+	if r.Workspaces == nil {
+		return "", errors.New("kube runner: no workspace publisher configured")
+	}
+	url, err := r.Workspaces.Publish(ctx, ref, dir)
+	if err != nil {
+		return "", fmt.Errorf("publish workspace: %w", err)
+	}
+	name := podName(ref, "workspace", "url")
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.Config.Namespace, Labels: r.labels(ref, "", ""), OwnerReferences: r.ownerRefs()},
+		StringData: map[string]string{urlKey: url},
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.timeout())
+	defer cancel()
+	if _, err := r.Client.CoreV1().Secrets(r.Config.Namespace).Create(cctx, sec, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("create workspace secret %s: %w", name, err)
+	}
+	if r.published == nil {
+		r.published = map[string]string{}
+	}
+	r.published[dir] = name
+	return name, nil
+}
+
+func (r *Runner) timeout() time.Duration {
+	if r.Config.RequestTimeout > 0 {
+		return r.Config.RequestTimeout
+	}
+	return 30 * time.Second
+}
+
+func (r *Runner) labels(ref, stage, step string) map[string]string {
+	l := map[string]string{
+		job.LabelName:      "wharfjobs",
+		job.LabelManagedBy: "wharfjobs",
+		job.LabelComponent: "step",
+		job.LabelBuildRef:  labelValue(ref),
+	}
+	if stage != "" {
+		l[job.LabelStage] = labelValue(stage)
+		l[job.LabelStep] = labelValue(step)
+	}
+	return l
+}
+
+// Pod renders the Pod of a step; secretName is the workspace URL Secret.
+func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
+	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	for _, q := range []struct {
+		list corev1.ResourceList
+		name corev1.ResourceName
+		val  string
+	}{
+		{res.Requests, corev1.ResourceCPU, r.Config.CPURequest}, {res.Limits, corev1.ResourceCPU, r.Config.CPULimit},
+		{res.Requests, corev1.ResourceMemory, r.Config.MemoryRequest}, {res.Limits, corev1.ResourceMemory, r.Config.MemoryLimit},
+	} {
+		if q.val == "" {
+			continue
+		}
+		v, err := resource.ParseQuantity(q.val)
+		if err != nil {
+			return nil, fmt.Errorf("step resources: %s %q: %w", q.name, q.val, err)
+		}
+		q.list[q.name] = v
+	}
+	c := step.Container
+	shell := c.Shell
+	if shell == "" {
+		shell = "/bin/sh"
+	}
+	// Commands run in order and the first failure ends the step, as on the
+	// local runner.
+	script := "set -e\n" + strings.Join(c.Cmds, "\n")
+	var env []corev1.EnvVar
+	keys := make([]string, 0, len(step.Env))
+	for k := range step.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, corev1.EnvVar{Name: k, Value: step.Env[k]})
+	}
+	falseVal := false
+	mounts := []corev1.VolumeMount{{Name: "workspace", MountPath: WorkspacePath}}
+	volumes := []corev1.Volume{{Name: "workspace", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	if c.SecretName != "" {
+		mounts = append(mounts, corev1.VolumeMount{Name: "step-secret", MountPath: SecretPath, ReadOnly: true})
+		volumes = append(volumes, corev1.Volume{Name: "step-secret", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: c.SecretName}}})
+	}
+	automount := c.ServiceAccount != ""
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            podName(step.Ref, step.Stage, step.Name),
+			Namespace:       r.Config.Namespace,
+			Labels:          r.labels(step.Ref, step.Stage, step.Name),
+			OwnerReferences: r.ownerRefs(),
+		},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                corev1.RestartPolicyNever,
+			AutomountServiceAccountToken: &automount,
+			ServiceAccountName:           c.ServiceAccount,
+			EnableServiceLinks:           &falseVal,
+			Volumes:                      volumes,
+			InitContainers: []corev1.Container{{
+				Name:            "workspace",
+				Image:           r.Config.FetchImage,
+				ImagePullPolicy: corev1.PullIfNotPresent,
+				Args:            []string{"workspace-fetch", WorkspacePath},
+				Env: []corev1.EnvVar{{Name: "WHARFJOBS_WORKSPACE_URL", ValueFrom: &corev1.EnvVarSource{
+					SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secretName}, Key: urlKey},
+				}}},
+				VolumeMounts:    []corev1.VolumeMount{{Name: "workspace", MountPath: WorkspacePath}},
+				SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: &falseVal, RunAsNonRoot: boolPtr(true), RunAsUser: int64Ptr(65532)},
+			}},
+			Containers: []corev1.Container{{
+				Name:            "step",
+				Image:           c.Image,
+				ImagePullPolicy: r.Config.PullPolicy,
+				Command:         []string{shell, "-c", script},
+				WorkingDir:      WorkspacePath,
+				Env:             env,
+				Resources:       res,
+				VolumeMounts:    mounts,
+				// Step images often need root (package installs); only
+				// privilege escalation is refused.
+				SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: &falseVal},
+			}},
+		},
+	}
+	if c.OS == "windows" {
+		pod.Spec.NodeSelector = map[string]string{"kubernetes.io/os": "windows"}
+	}
+	return pod, nil
+}
+
+func boolPtr(b bool) *bool     { return &b }
+func int64Ptr(i int64) *int64 { return &i }
+
+// Run implements worker.StepRunner.
+func (r *Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Writer) (worker.Result, error) {
+	secret, err := r.workspaceSecret(ctx, step.Ref, step.Workspace)
+	if err != nil {
+		return worker.Result{ExitCode: -1}, err
+	}
+	pod, err := r.Pod(step, secret)
+	if err != nil {
+		return worker.Result{ExitCode: -1}, err
+	}
+	pods := r.Client.CoreV1().Pods(r.Config.Namespace)
+	cctx, cancel := context.WithTimeout(ctx, r.timeout())
+	_, err = pods.Create(cctx, pod, metav1.CreateOptions{})
+	cancel()
+	if err != nil {
+		return worker.Result{ExitCode: -1}, fmt.Errorf("create step pod %s: %w", pod.Name, err)
+	}
+	fmt.Fprintf(stderr, "[wharfjobs] step pod %s created (image %s)\n", pod.Name, step.Container.Image)
+	res, err := r.watch(ctx, pod.Name, stdout, stderr)
+	if !(r.Config.KeepOnFailure && (err != nil || res.ExitCode != 0)) {
+		r.deletePod(pod.Name)
+	}
+	return res, err
+}
+
+func (r *Runner) deletePod(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout())
+	defer cancel()
+	bg := metav1.DeletePropagationBackground
+	_ = r.Client.CoreV1().Pods(r.Config.Namespace).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &bg})
+}
+
+// imagePullReasons are waiting reasons that mean the image will not come.
+var imagePullReasons = map[string]bool{"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true, "CreateContainerConfigError": true}
+
+// watch polls the Pod until its step container ended and returns how.
+func (r *Runner) watch(ctx context.Context, name string, stdout, stderr io.Writer) (worker.Result, error) {
+	pods := r.Client.CoreV1().Pods(r.Config.Namespace)
+	interval := r.Config.PollInterval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	pendingSince := time.Now()
+	var logsDone chan struct{}
+	defer func() {
+		if logsDone != nil {
+			select {
+			case <-logsDone:
+			case <-time.After(10 * time.Second):
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return worker.Result{ExitCode: -1, Reason: "Cancelled"}, nil
+		default:
+		}
+		cctx, cancel := context.WithTimeout(ctx, r.timeout())
+		pod, err := pods.Get(cctx, name, metav1.GetOptions{})
+		cancel()
+		switch {
+		case apierrors.IsNotFound(err):
+			return worker.Result{ExitCode: -1, Reason: "PodDeleted: the step pod disappeared"}, nil
+		case err != nil && ctx.Err() != nil:
+			return worker.Result{ExitCode: -1, Reason: "Cancelled"}, nil
+		case err != nil:
+			fmt.Fprintf(stderr, "[wharfjobs] reading step pod %s: %v (retrying)\n", name, err)
+		default:
+			// Start following the log before judging the phase, so a step
+			// that ended between two polls still has its output read.
+			if logsDone == nil && stepStarted(pod) {
+				logsDone = make(chan struct{})
+				go func() {
+					defer close(logsDone)
+					r.streamLogs(ctx, name, stdout, stderr)
+				}()
+			}
+			if res, done := r.inspect(pod, pendingSince); done {
+				return res, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(interval):
+		}
+	}
+}
+
+func stepStarted(pod *corev1.Pod) bool {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == "step" && (cs.State.Running != nil || cs.State.Terminated != nil) {
+			return true
+		}
+	}
+	return false
+}
+
+// inspect decides from a Pod's status whether the step ended.
+func (r *Runner) inspect(pod *corev1.Pod, pendingSince time.Time) (worker.Result, bool) {
+	if pod.Status.Reason == "Evicted" {
+		return worker.Result{ExitCode: -1, Reason: "Evicted: " + pod.Status.Message}, true
+	}
+	for _, cs := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
+		if w := cs.State.Waiting; w != nil && imagePullReasons[w.Reason] {
+			return worker.Result{ExitCode: -1, Reason: fmt.Sprintf("%s: %s", w.Reason, cs.Image)}, true
+		}
+		if t := cs.State.Terminated; t != nil && cs.Name == "workspace" && t.ExitCode != 0 {
+			return worker.Result{ExitCode: -1, Reason: fmt.Sprintf("WorkspaceFetchFailed: exit %d %s", t.ExitCode, t.Message)}, true
+		}
+		if t := cs.State.Terminated; t != nil && cs.Name == "step" {
+			res := worker.Result{ExitCode: int(t.ExitCode)}
+			if t.Reason == "OOMKilled" {
+				res.Reason = "OOMKilled"
+				if res.ExitCode == 0 {
+					res.ExitCode = 137
+				}
+			}
+			return res, true
+		}
+	}
+	if pod.Status.Phase == corev1.PodFailed {
+		return worker.Result{ExitCode: -1, Reason: strings.TrimSpace(pod.Status.Reason + ": " + pod.Status.Message)}, true
+	}
+	if pod.Status.Phase == corev1.PodPending && r.Config.PendingTimeout > 0 && time.Since(pendingSince) > r.Config.PendingTimeout {
+		for _, c := range pod.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+				return worker.Result{ExitCode: -1, Reason: "Unschedulable: " + c.Message}, true
+			}
+		}
+	}
+	return worker.Result{}, false
+}
+
+// streamLogs follows the step container's log into stdout. Kubernetes
+// merges the container's stdout and stderr into one stream.
+func (r *Runner) streamLogs(ctx context.Context, name string, stdout, stderr io.Writer) {
+	req := r.Client.CoreV1().Pods(r.Config.Namespace).GetLogs(name, &corev1.PodLogOptions{Container: "step", Follow: true})
+	rc, err := req.Stream(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "[wharfjobs] cannot follow the log of step pod %s: %v\n", name, err)
+		return
+	}
+	defer rc.Close()
+	_, _ = io.Copy(stdout, rc)
+}

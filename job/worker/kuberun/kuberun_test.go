@@ -1,0 +1,216 @@
+package kuberun
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/wharfjobs/wharfjobs/job"
+	"github.com/wharfjobs/wharfjobs/job/pipeline"
+	"github.com/wharfjobs/wharfjobs/job/worker"
+)
+
+type fakeWorkspaces struct{ calls int }
+
+func (f *fakeWorkspaces) Publish(context.Context, string, string) (string, error) {
+	f.calls++
+	return "https://minio.example/ws.tar.gz?X-Amz-Signature=secret", nil
+}
+
+func newRunner() (*Runner, *fake.Clientset, *fakeWorkspaces) {
+	cs := fake.NewClientset()
+	ws := &fakeWorkspaces{}
+	return &Runner{Client: cs, Workspaces: ws, Config: Config{
+		Namespace: "builds", OwnerName: "wharf-build-42-abc", OwnerUID: "uid-1", FetchImage: "wharfjobs:test",
+		PullPolicy: corev1.PullIfNotPresent, CPURequest: "100m", MemoryLimit: "1Gi", PollInterval: 5 * time.Millisecond,
+	}}, cs, ws
+}
+
+func testStep(name string) worker.Step {
+	return worker.Step{Ref: "42", Stage: "build", Name: name, Workspace: "/ws",
+		Container: pipeline.Container{Image: "golang:1.26", Shell: "/bin/sh", Cmds: []string{"go build", "go test"}},
+		Env:       map[string]string{"BUILD_REF": "42"}}
+}
+
+// drive waits for the step pod and then sets its status with set.
+func drive(t *testing.T, cs *fake.Clientset, set func(*corev1.Pod)) {
+	t.Helper()
+	go func() {
+		for range 2000 {
+			pods, _ := cs.CoreV1().Pods("builds").List(context.Background(), metav1.ListOptions{})
+			if len(pods.Items) > 0 {
+				p := pods.Items[0]
+				set(&p)
+				_, _ = cs.CoreV1().Pods("builds").UpdateStatus(context.Background(), &p, metav1.UpdateOptions{})
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+}
+
+func terminated(name string, code int32, reason string) corev1.ContainerStatus {
+	return corev1.ContainerStatus{Name: name, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason}}}
+}
+
+func TestPodSpec(t *testing.T) {
+	r, _, _ := newRunner()
+	pod, err := r.Pod(testStep("compile"), "ws-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := validation.IsDNS1123Subdomain(pod.Name); len(errs) > 0 || len(pod.Name) > 63 {
+		t.Fatalf("pod name %q: %v", pod.Name, errs)
+	}
+	if pod.Labels[job.LabelManagedBy] != "wharfjobs" || pod.Labels[job.LabelBuildRef] != "42" || pod.Labels[job.LabelStep] != "compile" {
+		t.Fatalf("labels %v", pod.Labels)
+	}
+	if len(pod.OwnerReferences) != 1 || pod.OwnerReferences[0].Kind != "Pod" || pod.OwnerReferences[0].UID != "uid-1" {
+		t.Fatalf("owner %v", pod.OwnerReferences)
+	}
+	if *pod.Spec.AutomountServiceAccountToken || pod.Spec.ServiceAccountName != "" {
+		t.Fatal("a step without serviceAccount gets a token")
+	}
+	c := pod.Spec.Containers[0]
+	if c.Command[0] != "/bin/sh" || c.Command[2] != "set -e\ngo build\ngo test" || c.WorkingDir != WorkspacePath {
+		t.Fatalf("command %q", c.Command)
+	}
+	if c.Resources.Requests.Cpu().String() != "100m" || c.Resources.Limits.Memory().String() != "1Gi" {
+		t.Fatalf("resources %v", c.Resources)
+	}
+	init := pod.Spec.InitContainers[0]
+	if init.Env[0].ValueFrom.SecretKeyRef.Name != "ws-secret" || init.Env[0].Value != "" {
+		t.Fatal("the workspace URL must come from a Secret, not the Pod spec")
+	}
+	step := testStep("deploy")
+	step.Container.ServiceAccount, step.Container.SecretName = "deployer", "kubeconfig"
+	pod, _ = r.Pod(step, "ws-secret")
+	if !*pod.Spec.AutomountServiceAccountToken || pod.Spec.ServiceAccountName != "deployer" || pod.Spec.Volumes[1].Secret.SecretName != "kubeconfig" {
+		t.Fatalf("named service account or secret not applied: %+v", pod.Spec)
+	}
+	r.Config.CPULimit = "lots"
+	if _, err := r.Pod(testStep("x"), "s"); err == nil || !strings.Contains(err.Error(), `cpu "lots"`) {
+		t.Fatalf("bad quantity: %v", err)
+	}
+}
+
+func TestPhases(t *testing.T) {
+	cases := []struct {
+		name   string
+		set    func(*corev1.Pod)
+		code   int
+		reason string
+	}{
+		{"succeeded", func(p *corev1.Pod) {
+			p.Status.Phase = corev1.PodSucceeded
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{terminated("step", 0, "Completed")}
+		}, 0, ""},
+		{"exit 3", func(p *corev1.Pod) {
+			p.Status.Phase = corev1.PodFailed
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{terminated("step", 3, "Error")}
+		}, 3, ""},
+		{"oom", func(p *corev1.Pod) {
+			p.Status.Phase = corev1.PodFailed
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{terminated("step", 137, "OOMKilled")}
+		}, 137, "OOMKilled"},
+		{"image pull", func(p *corev1.Pod) {
+			p.Status.Phase = corev1.PodPending
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "step", Image: "golang:nope", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"}}}}
+		}, -1, "ImagePullBackOff: golang:nope"},
+		{"evicted", func(p *corev1.Pod) {
+			p.Status.Phase = corev1.PodFailed
+			p.Status.Reason, p.Status.Message = "Evicted", "The node was low on resource: memory."
+		}, -1, "Evicted: The node was low on resource: memory."},
+		{"workspace fetch failed", func(p *corev1.Pod) {
+			p.Status.Phase = corev1.PodPending
+			p.Status.InitContainerStatuses = []corev1.ContainerStatus{terminated("workspace", 1, "Error")}
+		}, -1, "WorkspaceFetchFailed: exit 1"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, cs, ws := newRunner()
+			drive(t, cs, c.set)
+			var out, errb bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			res, err := r.Run(ctx, testStep("compile"), &out, &errb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.ExitCode != c.code || !strings.HasPrefix(res.Reason, c.reason) {
+				t.Fatalf("result %+v, want exit %d reason %q", res, c.code, c.reason)
+			}
+			pods, _ := cs.CoreV1().Pods("builds").List(ctx, metav1.ListOptions{})
+			if len(pods.Items) != 0 {
+				t.Fatal("step pod not deleted after the step")
+			}
+			secrets, _ := cs.CoreV1().Secrets("builds").List(ctx, metav1.ListOptions{})
+			if len(secrets.Items) != 1 || ws.calls != 1 {
+				t.Fatalf("%d workspace secrets, %d publishes", len(secrets.Items), ws.calls)
+			}
+			if c.code == 0 && !strings.Contains(out.String(), "fake logs") {
+				t.Fatalf("step log not streamed: %q", out.String())
+			}
+		})
+	}
+}
+
+func TestKeepOnFailureAndCancel(t *testing.T) {
+	r, cs, _ := newRunner()
+	r.Config.KeepOnFailure = true
+	drive(t, cs, func(p *corev1.Pod) {
+		p.Status.Phase = corev1.PodFailed
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{terminated("step", 1, "Error")}
+	})
+	res, err := r.Run(context.Background(), testStep("kept"), &bytes.Buffer{}, &bytes.Buffer{})
+	if err != nil || res.ExitCode != 1 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	pods, _ := cs.CoreV1().Pods("builds").List(context.Background(), metav1.ListOptions{})
+	if len(pods.Items) != 1 {
+		t.Fatal("failed step pod not kept")
+	}
+
+	r, cs, _ = newRunner()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	res, err = r.Run(ctx, testStep("slow"), &bytes.Buffer{}, &bytes.Buffer{})
+	if err != nil || res.Reason != "Cancelled" {
+		t.Fatalf("cancel: %+v %v", res, err)
+	}
+	pods, _ = cs.CoreV1().Pods("builds").List(context.Background(), metav1.ListOptions{})
+	if len(pods.Items) != 0 {
+		t.Fatal("cancelled step pod not deleted")
+	}
+}
+
+func TestArchiveExtractRoundTrip(t *testing.T) {
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "a", "b"), 0o755)
+	os.WriteFile(filepath.Join(src, "a", "b", "f.txt"), []byte("hello"), 0o644)
+	os.WriteFile(filepath.Join(src, "run.sh"), []byte("#!/bin/sh\n"), 0o755)
+	os.Symlink("a/b/f.txt", filepath.Join(src, "link"))
+	var buf bytes.Buffer
+	if err := Archive(src, &buf); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	if err := Extract(&buf, dst); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dst, "link")); string(b) != "hello" {
+		t.Fatalf("through the symlink: %q", b)
+	}
+	if fi, _ := os.Stat(filepath.Join(dst, "run.sh")); fi.Mode().Perm()&0o100 == 0 {
+		t.Fatal("executable bit lost")
+	}
+}

@@ -1,0 +1,465 @@
+// Package worker runs one build: it clones the repository, parses its
+// .wharf-ci.yml, runs the stages in file order and each stage's steps in
+// parallel through a StepRunner, and writes status, logs and artifacts to
+// the blob store. It is the only writer of a build's log and status while
+// the build runs.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/job"
+	"github.com/wharfjobs/wharfjobs/job/pipeline"
+)
+
+// Step is one step as a runner gets it.
+type Step struct {
+	// Ref is the build's ref.
+	Ref   string
+	Stage string
+	Name  string
+	// Container is the expanded step: image, shell, commands.
+	Container pipeline.Container
+	// Workspace is the local directory holding the checked-out repository.
+	Workspace string
+	// Env are variables the step's processes get.
+	Env map[string]string
+}
+
+// Result is how a step ended.
+type Result struct {
+	ExitCode int
+	// Reason explains a failure that is not a plain non-zero exit
+	// (ImagePullBackOff, OOMKilled, Evicted, Timeout, Cancelled).
+	Reason string
+}
+
+// StepRunner runs steps. Run returns when the step ended, with its result;
+// an error means the step could not be run at all (it counts as failed).
+// Run writes the step's output to stdout and stderr and stops the step
+// when ctx ends.
+type StepRunner interface {
+	Run(ctx context.Context, step Step, stdout, stderr io.Writer) (Result, error)
+	// Name says which runner this is, for the build log.
+	Name() string
+}
+
+// Config tunes a build run.
+type Config struct {
+	// StepTimeout bounds each step; 0 means no limit.
+	StepTimeout time.Duration `envconfig:"STEP_TIMEOUT" default:"1h"`
+	// Deadline bounds the whole build; 0 means no limit. In a Job the
+	// activeDeadlineSeconds is the outer bound; this one lets the worker
+	// record DeadlineExceeded itself before it is killed.
+	Deadline time.Duration `envconfig:"BUILD_DEADLINE" default:"0"`
+	// Heartbeat is how often a running build refreshes its status
+	// document's heartbeat.
+	Heartbeat time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"10s"`
+	// Workdir is where the repository is cloned.
+	Workdir string `envconfig:"WORKDIR" default:"/workspace"`
+	// Images for step type expansion.
+	Images pipeline.Images
+	// Log is the log chunk writer's configuration.
+	Log build.WriterConfig
+	// Logger receives the worker's own diagnostics (never log lines).
+	Logger *slog.Logger `ignored:"true"`
+	// SkipClone uses Workdir as it is instead of cloning (wharfjobs run).
+	SkipClone bool `ignored:"true"`
+	// Environ is the process environment the WHARF_VAR_* variables come
+	// from; nil means os.Environ().
+	Environ []string `ignored:"true"`
+}
+
+// Exit codes of the worker process. A Job's podFailurePolicy treats
+// ExitFailed and ExitInvalid as final (no retry).
+const (
+	ExitCompleted = 0
+	ExitFailed    = 2 // a step failed, or the build was cancelled
+	ExitInvalid   = 3 // the build could not start: clone or pipeline error
+	ExitInternal  = 4 // the store failed us
+)
+
+// Run runs the build of req and returns the worker's exit code and the
+// final status. Cancelling ctx (SIGTERM) stops the steps; the build is then
+// recorded as Failed with reason Cancelled, or DeadlineExceeded when the
+// build deadline passed.
+func Run(ctx context.Context, s blob.Store, req job.Request, runner StepRunner, cfg Config) (int, build.Status) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 10 * time.Second
+	}
+	ref := req.Ref()
+	r := &run{store: s, req: req, ref: ref, runner: runner, cfg: cfg, mask: newMasker(req.Secrets().Values())}
+	return r.run(ctx)
+}
+
+type run struct {
+	store  blob.Store
+	req    job.Request
+	ref    string
+	runner StepRunner
+	cfg    Config
+	mask   func(string) string
+	log    *build.LogWriter
+	sys    *build.Lines
+
+	mu      sync.Mutex
+	failure string // reason of the first failure
+}
+
+// errDeadline marks the build deadline, to tell it from a cancellation.
+var errDeadline = errors.New("build deadline exceeded")
+
+func (r *run) run(parent context.Context) (int, build.Status) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	if r.cfg.Deadline > 0 {
+		t := time.AfterFunc(r.cfg.Deadline, func() { cancel(errDeadline) })
+		defer t.Stop()
+	}
+	// Status and log writes must outlive a cancelled build: they record it.
+	bg := context.WithoutCancel(parent)
+
+	now := time.Now().UTC()
+	if _, err := build.UpdateStatus(bg, r.store, r.ref, func(st *build.Status) error {
+		if st.Status.Final() {
+			return fmt.Errorf("build %s already ended (%s)", r.ref, st.Status)
+		}
+		st.Status, st.Reason, st.StartedAt, st.Heartbeat = build.Running, "", &now, &now
+		return nil
+	}); err != nil {
+		r.cfg.Logger.Error("cannot record Running", "build", r.ref, "error", err)
+		return ExitInternal, build.Status{Ref: r.ref, Status: build.Failed, Reason: err.Error()}
+	}
+	lw, err := build.NewLogWriter(bg, r.store, r.ref, r.cfg.Log)
+	if err != nil {
+		return r.finish(bg, ExitInternal, "LogWriter: "+err.Error())
+	}
+	r.log = lw
+	var sysLines atomic.Uint64
+	r.sys = lw.Lines("", "", build.StreamSystem, &sysLines)
+	r.sys.Mask = r.mask
+
+	hbCtx, stopHB := context.WithCancel(ctx)
+	defer stopHB()
+	go r.heartbeat(hbCtx)
+
+	code, reason := r.execute(ctx)
+	if cause := context.Cause(ctx); cause != nil && code != ExitCompleted {
+		switch {
+		case errors.Is(cause, errDeadline):
+			reason = build.ReasonDeadlineExceeded
+		case parent.Err() != nil:
+			reason = build.ReasonCancelled
+		}
+		r.sysf("build stopped: %s", reason)
+	}
+	stopHB()
+	return r.finish(bg, code, reason)
+}
+
+func (r *run) sysf(format string, args ...any) {
+	if r.sys != nil {
+		fmt.Fprintf(r.sys, format+"\n", args...)
+	}
+}
+
+func (r *run) heartbeat(ctx context.Context) {
+	t := time.NewTicker(r.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, err := build.UpdateStatus(ctx, r.store, r.ref, func(st *build.Status) error {
+			if st.Status.Final() {
+				return build.ErrNoChange
+			}
+			now := time.Now().UTC()
+			st.Heartbeat = &now
+			return nil
+		})
+		if err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Warn("heartbeat failed", "build", r.ref, "error", err)
+		}
+	}
+}
+
+// finish flushes the log, compacts it and records the final status.
+func (r *run) finish(ctx context.Context, code int, reason string) (int, build.Status) {
+	phase := build.Completed
+	if code != ExitCompleted {
+		phase = build.Failed
+	}
+	if r.log != nil {
+		r.sysf("build %s: %s", strings.ToLower(string(phase)), reasonOr(reason, "all steps succeeded"))
+		_ = r.sys.Close()
+		closeCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		if err := r.log.Close(closeCtx); err != nil {
+			r.cfg.Logger.Error("log not fully shipped", "build", r.ref, "error", err)
+		}
+		cancel()
+	}
+	now := time.Now().UTC()
+	st, err := build.UpdateStatus(ctx, r.store, r.ref, func(st *build.Status) error {
+		st.Status, st.Reason, st.FinishedAt, st.Heartbeat = phase, reason, &now, &now
+		return nil
+	})
+	if err != nil {
+		r.cfg.Logger.Error("cannot record the final status", "build", r.ref, "error", err)
+		return ExitInternal, build.Status{Ref: r.ref, Status: phase, Reason: reason}
+	}
+	if _, err := build.Compact(ctx, r.store, r.ref); err != nil {
+		r.cfg.Logger.Warn("log compaction failed; readers use the chunks", "build", r.ref, "error", err)
+	}
+	return code, st
+}
+
+func reasonOr(reason, def string) string {
+	if reason == "" {
+		return def
+	}
+	return reason
+}
+
+// execute clones, parses and runs the stages; it returns the exit code and
+// the failure reason.
+func (r *run) execute(ctx context.Context) (int, string) {
+	dir := r.cfg.Workdir
+	gitVars := map[string]any{}
+	if !r.cfg.SkipClone {
+		r.sysf("cloning %s (branch %s)", redactURL(r.req.GitFullURL), reasonOr(r.req.GitBranch, "default"))
+		var err error
+		dir = filepath.Join(r.cfg.Workdir, "repo")
+		gitVars, err = clone(ctx, r.req, dir, r.sys)
+		if err != nil {
+			r.sysf("clone failed: %s", r.mask(err.Error()))
+			return ExitInvalid, "CloneFailed: " + r.mask(err.Error())
+		}
+		if _, err := build.UpdateStatus(context.WithoutCancel(ctx), r.store, r.ref, func(st *build.Status) error {
+			st.Commit, _ = gitVars["GIT_COMMIT"].(string)
+			return nil
+		}); err != nil {
+			r.cfg.Logger.Warn("cannot record the commit", "build", r.ref, "error", err)
+		}
+		r.sysf("checked out %v", gitVars["GIT_COMMIT"])
+	} else if info, err := gitInfo(ctx, dir); err == nil {
+		gitVars = info
+	}
+
+	src, err := os.ReadFile(filepath.Join(dir, pipeline.FileName))
+	if err != nil {
+		r.sysf("cannot read %s: %v", pipeline.FileName, err)
+		return ExitInvalid, "InvalidPipeline: no " + pipeline.FileName
+	}
+	vars, err := r.variables(dir, gitVars)
+	if err != nil {
+		r.sysf("%v", err)
+		return ExitInvalid, "InvalidPipeline: " + err.Error()
+	}
+	inputs := map[string]any{}
+	for k, v := range r.req.Vars {
+		inputs[k] = v
+	}
+	for k, v := range r.req.SecretVars {
+		inputs[k] = v
+	}
+	def, err := pipeline.Parse(src, pipeline.Options{File: pipeline.FileName, Environment: r.req.Environment, Inputs: inputs, Vars: vars, Images: r.cfg.Images})
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			r.sysf("%s", line)
+		}
+		var errs pipeline.Errors
+		n := 1
+		if errors.As(err, &errs) {
+			n = len(errs)
+		}
+		return ExitInvalid, fmt.Sprintf("InvalidPipeline: %d problem(s) in %s", n, pipeline.FileName)
+	}
+	stages, err := selectStages(def, r.req.RunStages)
+	if err != nil {
+		r.sysf("%v", err)
+		return ExitInvalid, "InvalidPipeline: " + err.Error()
+	}
+	r.sysf("running %d stage(s) with the %s runner", len(stages), r.runner.Name())
+	env := stepEnv(vars, r.req)
+	failed := false
+	for _, st := range stages {
+		if ctx.Err() != nil {
+			break
+		}
+		switch {
+		case !st.RunsIn(r.req.Environment):
+			r.sysf("stage %s: skipped, not for environment %q", st.Name, r.req.Environment)
+			continue
+		case st.RunsIf == pipeline.RunsIfSuccess && failed:
+			r.sysf("stage %s: skipped, an earlier step failed", st.Name)
+			continue
+		case st.RunsIf == pipeline.RunsIfFail && !failed:
+			r.sysf("stage %s: skipped, runs only after a failure", st.Name)
+			continue
+		}
+		if !r.runStage(ctx, st, dir, env) {
+			failed = true
+		}
+	}
+	if ctx.Err() != nil {
+		return ExitFailed, build.ReasonCancelled
+	}
+	if failed {
+		return ExitFailed, r.failure
+	}
+	return ExitCompleted, ""
+}
+
+// selectStages applies RUN_STAGES; unknown names are an error.
+func selectStages(def *pipeline.Definition, names []string) ([]pipeline.Stage, error) {
+	if len(names) == 0 || len(names) == 1 && strings.EqualFold(names[0], "ALL") {
+		return def.Stages, nil
+	}
+	var out []pipeline.Stage
+	var known []string
+	for _, st := range def.Stages {
+		known = append(known, st.Name)
+		if slices.Contains(names, st.Name) {
+			out = append(out, st)
+		}
+	}
+	for _, n := range names {
+		if !slices.Contains(known, n) {
+			return nil, fmt.Errorf("RUN_STAGES names stage %q, which %s does not have (it has %s)", n, pipeline.FileName, strings.Join(known, ", "))
+		}
+	}
+	return out, nil
+}
+
+// runStage runs a stage's steps in parallel and reports whether all
+// succeeded. The stage's result depends on every step, not on the one that
+// happened to finish last.
+func (r *run) runStage(ctx context.Context, st pipeline.Stage, dir string, env map[string]string) bool {
+	r.sysf("stage %s: %d step(s)", st.Name, len(st.Steps))
+	var wg sync.WaitGroup
+	ok := make([]bool, len(st.Steps))
+	for i, step := range st.Steps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok[i] = r.runStep(ctx, st.Name, step, dir, env)
+		}()
+	}
+	wg.Wait()
+	return !slices.Contains(ok, false)
+}
+
+func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir string, env map[string]string) bool {
+	started := time.Now().UTC()
+	r.stepStatus(stage, step.Name, func(s *build.StepStatus) { s.Status, s.StartedAt = build.Running, &started })
+	var counter atomic.Uint64
+	stdout := r.log.Lines(stage, step.Name, build.StreamStdout, &counter)
+	stderr := r.log.Lines(stage, step.Name, build.StreamStderr, &counter)
+	stdout.Mask, stderr.Mask = r.mask, r.mask
+	stepCtx, cancel := ctx, context.CancelFunc(func() {})
+	if r.cfg.StepTimeout > 0 {
+		stepCtx, cancel = context.WithTimeout(ctx, r.cfg.StepTimeout)
+	}
+	res, err := r.runner.Run(stepCtx, Step{Ref: r.ref, Stage: stage, Name: step.Name, Container: step.Container, Workspace: dir, Env: env}, stdout, stderr)
+	timedOut := stepCtx.Err() != nil && ctx.Err() == nil
+	cancel()
+	_ = stdout.Close()
+	_ = stderr.Close()
+	finished := time.Now().UTC()
+	var reason string
+	switch {
+	case err != nil:
+		reason = r.mask(err.Error())
+		if res.ExitCode == 0 {
+			res.ExitCode = -1
+		}
+	case timedOut:
+		reason = fmt.Sprintf("Timeout: step ran longer than %s", r.cfg.StepTimeout)
+	case ctx.Err() != nil && res.ExitCode != 0:
+		reason = build.ReasonCancelled
+	case res.Reason != "":
+		reason = res.Reason
+	}
+	okStep := err == nil && res.ExitCode == 0 && reason == ""
+	code := res.ExitCode
+	r.stepStatus(stage, step.Name, func(s *build.StepStatus) {
+		s.FinishedAt, s.ExitCode, s.Reason = &finished, &code, reason
+		s.Status = build.Completed
+		if !okStep {
+			s.Status = build.Failed
+		}
+	})
+	if okStep {
+		r.sysf("step %s/%s: completed in %s", stage, step.Name, finished.Sub(started).Round(time.Millisecond))
+		return true
+	}
+	failure := fmt.Sprintf("StepFailed: %s/%s exit %d", stage, step.Name, res.ExitCode)
+	if reason != "" {
+		failure += " (" + reason + ")"
+	}
+	r.sysf("step %s/%s: failed: exit %d%s", stage, step.Name, res.ExitCode, map[bool]string{true: "", false: ", " + reason}[reason == ""])
+	r.mu.Lock()
+	if r.failure == "" {
+		r.failure = failure
+	}
+	r.mu.Unlock()
+	return false
+}
+
+// stepStatus updates one step's entry in the status document.
+func (r *run) stepStatus(stage, step string, fn func(*build.StepStatus)) {
+	_, err := build.UpdateStatus(context.Background(), r.store, r.ref, func(st *build.Status) error {
+		i := slices.IndexFunc(st.Steps, func(s build.StepStatus) bool { return s.Stage == stage && s.Step == step })
+		if i < 0 {
+			st.Steps = append(st.Steps, build.StepStatus{Stage: stage, Step: step, Status: build.Scheduling})
+			i = len(st.Steps) - 1
+		}
+		fn(&st.Steps[i])
+		return nil
+	})
+	if err != nil {
+		r.cfg.Logger.Warn("cannot record step status", "build", r.ref, "step", stage+"/"+step, "error", err)
+	}
+}
+
+// newMasker returns a function that replaces every secret value with
+// *****. Longer secrets go first so one that contains another is masked
+// whole.
+func newMasker(secrets []string) func(string) string {
+	var vals []string
+	for _, s := range secrets {
+		if s != "" {
+			vals = append(vals, s)
+		}
+	}
+	if len(vals) == 0 {
+		return func(s string) string { return s }
+	}
+	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
+	pairs := make([]string, 0, 2*len(vals))
+	for _, v := range vals {
+		pairs = append(pairs, v, "*****")
+	}
+	rep := strings.NewReplacer(pairs...)
+	return rep.Replace
+}
