@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Lines is an io.WriteCloser that cuts a step's output stream into records:
@@ -80,7 +81,7 @@ func (l *Lines) spillLong(now time.Time) error {
 			l.line = l.counter.Add(1)
 		}
 		l.part++
-		if err := l.write(string(l.buf[:cut]), l.line, l.part, now); err != nil {
+		if err := l.write(view(l.buf[:cut]), l.line, l.part, now); err != nil {
 			return err
 		}
 		l.buf = append(l.buf[:0], l.buf[cut:]...)
@@ -97,13 +98,25 @@ func (l *Lines) emit(text []byte, now time.Time) error {
 		line = l.counter.Add(1)
 	}
 	l.part, l.line = 0, 0
-	return l.write(string(text), line, part, now)
+	return l.write(view(text), line, part, now)
+}
+
+// view is b as a string without copying it. Only for strings that do not
+// outlive b's next change: here, the text of a record that is encoded into
+// the chunk buffer at once.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 func (l *Lines) write(text string, line uint64, part int, now time.Time) error {
 	if l.Mask != nil {
 		text = l.Mask(text)
 	}
+	// LogWriter.Write encodes the text before it returns and keeps no
+	// reference to it, so a view of the caller's bytes is enough.
 	rec := l.tmpl
 	rec.Line, rec.Part, rec.Time, rec.Text = line, part, now, text
 	return l.w.Write(rec)

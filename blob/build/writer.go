@@ -127,6 +127,24 @@ type LogWriter struct {
 	drained chan struct{} // closed by the uploader when closed and empty
 	stop    context.CancelFunc
 	upCtx   context.Context
+	// bufs recycles chunk buffers: a burst of output would otherwise
+	// allocate (and make the GC scan) its whole size once more.
+	bufs sync.Pool
+}
+
+func (w *LogWriter) getBuf() []byte {
+	if b, ok := w.bufs.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, w.cfg.ChunkSize+4<<10)
+}
+
+// putBuf returns a chunk buffer for reuse; oversized ones (a record
+// bigger than a chunk) go to the GC.
+func (w *LogWriter) putBuf(b []byte) {
+	if cap(b) == w.cfg.ChunkSize+4<<10 {
+		w.bufs.Put(&b)
+	}
 }
 
 // NewLogWriter starts a writer for build ref. It continues after the last
@@ -154,13 +172,14 @@ func NewLogWriter(ctx context.Context, s blob.Store, ref string, cfg WriterConfi
 		ref:     ref,
 		cfg:     cfg,
 		dir:     dir,
-		cur:     make([]byte, 0, cfg.ChunkSize+4<<10),
+
 		wake:    make(chan struct{}, 1),
 		drained: make(chan struct{}),
 		stop:    stop,
 		upCtx:   upCtx,
 	}
 	w.stats.NextSeq = last + 1
+	w.cur = w.getBuf()
 	go w.upload()
 	go w.tick()
 	return w, nil
@@ -202,7 +221,7 @@ func (w *LogWriter) sealLocked() {
 		return
 	}
 	c := &chunk{data: w.cur, size: len(w.cur)}
-	w.cur = make([]byte, 0, w.cfg.ChunkSize+4<<10)
+	w.cur = w.getBuf()
 	if w.memUsed+c.size > w.cfg.MemoryLimit {
 		if err := w.spillLocked(c); err != nil {
 			// The disk failed too; keep the chunk in memory over budget
@@ -227,6 +246,8 @@ func (w *LogWriter) spillLocked(c *chunk) error {
 		_ = os.Remove(p)
 		return err
 	}
+	// The uploader may still be sending this buffer (Close spills chunks
+	// in flight), so it is left to the GC rather than reused.
 	c.spill, c.data = p, nil
 	w.stats.Spilled++
 	return nil
@@ -292,13 +313,16 @@ func (w *LogWriter) upload() {
 		seq := w.stats.NextSeq
 		w.mu.Unlock()
 
-		err := w.put(batch, size, seq)
+		parts, err := w.put(batch, size, seq)
 		w.mu.Lock()
 		if err == nil {
 			for i := range batch {
 				c := w.queue[i]
 				if c.data != nil {
 					w.memUsed -= c.size
+					w.putBuf(c.data)
+				} else if batch[i].data == nil {
+					w.putBuf(parts[i]) // read back from the spill file
 				}
 				if c.spill != "" {
 					_ = os.Remove(c.spill)
@@ -336,14 +360,14 @@ func (w *LogWriter) upload() {
 // put uploads the batch as chunk seq. When the key is taken it tells apart
 // its own earlier attempt that landed (same MD5) from another writer's
 // chunk, and in the latter case moves on to the first free number.
-func (w *LogWriter) put(batch []chunk, size int, seq uint64) error {
+func (w *LogWriter) put(batch []chunk, size int, seq uint64) ([][]byte, error) {
 	parts := make([][]byte, len(batch))
 	for i, c := range batch {
 		parts[i] = c.data
 		if parts[i] == nil {
 			var err error
-			if parts[i], err = os.ReadFile(c.spill); err != nil {
-				return fmt.Errorf("read spilled chunk: %w", err)
+			if parts[i], err = w.readSpill(c.spill, c.size); err != nil {
+				return nil, fmt.Errorf("read spilled chunk: %w", err)
 			}
 		}
 	}
@@ -355,7 +379,7 @@ func (w *LogWriter) put(batch []chunk, size int, seq uint64) error {
 		return io.MultiReader(rs...)
 	}
 	if seq > MaxSeq {
-		return fmt.Errorf("build %s: log chunk sequence exhausted", w.ref)
+		return nil, fmt.Errorf("build %s: log chunk sequence exhausted", w.ref)
 	}
 	ctx, cancel := context.WithTimeout(w.upCtx, w.cfg.UploadTimeout)
 	defer cancel()
@@ -363,26 +387,44 @@ func (w *LogWriter) put(batch []chunk, size int, seq uint64) error {
 	_, err := w.store.Put(ctx, key, body(), int64(size),
 		blob.PutOptions{ContentType: "application/x-ndjson", IfNoneMatch: true})
 	if err == nil || !errors.Is(err, blob.ErrPreconditionFailed) {
-		return err
+		return parts, err
 	}
 	info, serr := w.store.Stat(ctx, key)
 	if serr != nil {
-		return fmt.Errorf("chunk %s exists but cannot be checked: %w", key, serr)
+		return nil, fmt.Errorf("chunk %s exists but cannot be checked: %w", key, serr)
 	}
 	h := md5.New()
 	_, _ = io.Copy(h, body())
 	if info.ETag == hex.EncodeToString(h.Sum(nil)) {
-		return nil // an earlier attempt landed; its answer was lost
+		return parts, nil // an earlier attempt landed; its answer was lost
 	}
 	last, lerr := LastChunk(ctx, w.store, w.ref)
 	if lerr != nil {
-		return lerr
+		return nil, lerr
 	}
 	w.mu.Lock()
 	w.stats.SeqConflicts++
 	w.stats.NextSeq = max(w.stats.NextSeq, last+1)
 	w.mu.Unlock()
-	return fmt.Errorf("chunk %s: %w", key, errSeqTaken)
+	return nil, fmt.Errorf("chunk %s: %w", key, errSeqTaken)
+}
+
+// readSpill reads a spilled chunk into a pooled buffer.
+func (w *LogWriter) readSpill(path string, size int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := w.getBuf()
+	if cap(b) < size {
+		b = make([]byte, size)
+	}
+	b = b[:size]
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // errSeqTaken means another writer holds the chunk number tried.

@@ -8,7 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -287,5 +290,181 @@ func TestStepTimeoutAndCancel(t *testing.T) {
 	}
 }
 
-// helperWorker is the body of the SIGKILL test's child process.
-func helperWorker() int { return 0 }
+// helperWorker is the body of a child process that runs one build as a
+// real worker process would: for the SIGKILL test and the benchmark. The
+// store and build come from the environment.
+func helperWorker() (code int) {
+	ctx := context.Background()
+	cfg := blob.Config{Backend: blob.BackendMinIO, Endpoint: os.Getenv("WT_ENDPOINT"), Bucket: os.Getenv("WT_BUCKET"), Region: "us-east-1",
+		AccessKey: os.Getenv("WT_ACCESS"), SecretKey: os.Getenv("WT_SECRET"), PathStyle: true, Timeout: 10 * time.Second,
+		UnsignedPayload: os.Getenv("WT_UNSIGNED") != ""}
+	s, err := minio.Open(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 10
+	}
+	wcfg := worker.Config{Workdir: os.Getenv("WT_DIR"), SkipClone: true, Heartbeat: time.Second, Environ: []string{},
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), Log: build.WriterConfig{SpillDir: os.Getenv("WT_SPILL")}}
+	fmt.Sscan(os.Getenv("WT_LOG_MEMORY"), &wcfg.Log.MemoryLimit)
+	if p := os.Getenv("WT_CPUPROFILE"); p != "" {
+		f, _ := os.Create(p)
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	if p := os.Getenv("WT_MEMPROFILE"); p != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			f, _ := os.Create(p)
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}()
+	}
+	code, _ = worker.Run(ctx, s, job.Request{BuildRef: os.Getenv("WT_REF")}, localrun.Runner{}, wcfg)
+	return code
+}
+
+// helperCmd prepares a child worker process for build ref in dir.
+func helperCmd(t testing.TB, s blob.Store, bucket, ref, dir string, unsigned bool) *exec.Cmd {
+	t.Helper()
+	if _, err := build.WriteStatus(context.Background(), s, ref, build.Status{Status: build.Scheduling}, ""); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	// GOMEMLIMIT as a build Job sets it for the worker container.
+	cmd.Env = append(os.Environ(), "GOMEMLIMIT=24MiB", "WORKER_TEST_HELPER=1", "WT_ENDPOINT="+srv.Endpoint, "WT_BUCKET="+bucket, "WT_ACCESS="+srv.AccessKey,
+		"WT_SECRET="+srv.SecretKey, "WT_DIR="+dir, "WT_REF="+ref, "WT_SPILL="+t.TempDir())
+	if unsigned {
+		cmd.Env = append(cmd.Env, "WT_UNSIGNED=1")
+	}
+	// Its own process group, so a kill takes the step's processes too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd
+}
+
+func pipelineDir(t testing.TB, yml string) string {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, ".wharf-ci.yml"), []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestSIGKILLLosesAtMostTheLastSecond kills a worker process (and its
+// step) with SIGKILL while the step prints a numbered, timestamped line
+// every millisecond, and checks that the store holds every line printed
+// more than the flush interval (1s) before the kill, in order, once.
+func TestSIGKILLLosesAtMostTheLastSecond(t *testing.T) {
+	bucket := miniotest.BucketName("kill")
+	cfg := srv.Config(blob.BackendMinIO, bucket)
+	s, err := minio.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := pipelineDir(t, `
+emit:
+  lines:
+    container:
+      image: alpine
+      cmds:
+        - i=1; while true; do echo "$i $(date +%s%N)"; i=$((i+1)); sleep 0.001; done
+`)
+	cmd := helperCmd(t, s, bucket, "kill-1", dir, false)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second)
+	killedAt := time.Now()
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	var nums []int
+	var last time.Time
+	ctx := context.Background()
+	chunks, err := build.AllChunks(ctx, s, "kill-1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chunks {
+		b, err := build.ReadChunk(ctx, s, "kill-1", c.Seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		build.ScanRecords(strings.NewReader(string(b)), func(r build.Record) error {
+			if r.Step != "lines" || r.Stream != build.StreamStdout {
+				return nil
+			}
+			var n int
+			var ns int64
+			if _, err := fmt.Sscan(r.Text, &n, &ns); err == nil {
+				nums = append(nums, n)
+				last = time.Unix(0, ns)
+			}
+			return nil
+		})
+	}
+	if len(nums) < 100 {
+		t.Fatalf("only %d lines stored before the kill", len(nums))
+	}
+	for i, n := range nums {
+		if n != i+1 {
+			t.Fatalf("stored line %d is number %d: lost or repeated lines", i, n)
+		}
+	}
+	lost := killedAt.Sub(last)
+	t.Logf("%d lines stored in %d chunks; the last stored line was printed %v before the kill", len(nums), len(chunks), lost.Round(time.Millisecond))
+	// The flush interval is 1s; allow 300ms for the upload in flight and
+	// scheduling under the race detector.
+	if lost > 1300*time.Millisecond {
+		t.Fatalf("lost the last %v of output, more than the 1s flush interval allows", lost)
+	}
+}
+
+// BenchmarkWorkerMillionLines: a step prints 1,000,000 lines of 100 bytes
+// through the local runner into a real MinIO; reports the worker process's
+// peak RSS and the shipping rate.
+func BenchmarkWorkerMillionLines(b *testing.B) {
+	for _, unsigned := range []bool{false, true} {
+		name := "signed"
+		if unsigned {
+			name = "unsigned"
+		}
+		b.Run(name, func(b *testing.B) {
+			bucket := miniotest.BucketName("bench")
+			s, err := minio.Open(context.Background(), srv.Config(blob.BackendMinIO, bucket))
+			if err != nil {
+				b.Fatal(err)
+			}
+			dir := pipelineDir(b, `
+emit:
+  lines:
+    container:
+      image: alpine
+      cmds:
+        - yes 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789 | head -n 1000000
+`)
+			var maxRSS int64
+			i := 0
+			for b.Loop() {
+				i++
+				ref := fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i)
+				cmd := helperCmd(b, s, bucket, ref, dir, unsigned)
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					b.Fatalf("worker: %v\n%s", err, out)
+				}
+				if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+					maxRSS = max(maxRSS, ru.Maxrss*1024)
+				}
+				st, _, err := build.ReadStatus(context.Background(), s, ref)
+				if err != nil || st.Status != build.Completed {
+					b.Fatalf("status %+v %v", st, err)
+				}
+			}
+			b.SetBytes(100 * 1_000_000)
+			b.ReportMetric(float64(maxRSS)/(1<<20), "peak-RSS-MiB")
+			b.ReportMetric(float64(1_000_000*i)/b.Elapsed().Seconds(), "lines/s")
+		})
+	}
+}

@@ -259,7 +259,7 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 	return pod, nil
 }
 
-func boolPtr(b bool) *bool     { return &b }
+func boolPtr(b bool) *bool    { return &b }
 func int64Ptr(i int64) *int64 { return &i }
 
 // Run implements worker.StepRunner.
