@@ -168,11 +168,10 @@ func NewLogWriter(ctx context.Context, s blob.Store, ref string, cfg WriterConfi
 	}
 	upCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	w := &LogWriter{
-		store: s,
-		ref:   ref,
-		cfg:   cfg,
-		dir:   dir,
-
+		store:   s,
+		ref:     ref,
+		cfg:     cfg,
+		dir:     dir,
 		wake:    make(chan struct{}, 1),
 		drained: make(chan struct{}),
 		stop:    stop,
