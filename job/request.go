@@ -26,30 +26,32 @@ type Request struct {
 	ProjectID   string   `json:"projectId,omitempty"`
 	Instance    string   `json:"instance,omitempty"`
 	Environment string   `json:"environment,omitempty"`
-	// Vars are the build inputs (VARS) minus the secret ones.
-	Vars map[string]any `json:"vars,omitempty"`
+	// InputNames lists the names of Vars, for request.json.
+	InputNames []string `json:"inputNames,omitempty"`
 
-	// GitToken authenticates the clone. Never serialised.
+	// Vars are the build inputs (VARS), values typed as YAML gave them.
+	// They travel with the secrets: the provisioner cannot know which are
+	// password inputs without parsing the pipeline, which it never does.
+	Vars map[string]any `json:"-"`
+	// GitToken authenticates the clone.
 	GitToken string `json:"-"`
-	// SecretVars are the inputs of type password. Never serialised.
-	SecretVars map[string]string `json:"-"`
 }
 
 // Secrets is the part of a request that must never reach a log, an object
 // key, a Job spec or an error message.
 type Secrets struct {
-	GitToken   string            `json:"gitToken,omitempty"`
-	SecretVars map[string]string `json:"secretVars,omitempty"`
+	GitToken string         `json:"gitToken,omitempty"`
+	Vars     map[string]any `json:"vars,omitempty"`
 }
 
 // Secrets returns the request's secret part.
 func (r Request) Secrets() Secrets {
-	return Secrets{GitToken: r.GitToken, SecretVars: r.SecretVars}
+	return Secrets{GitToken: r.GitToken, Vars: r.Vars}
 }
 
 // WithSecrets returns r with the secret part set from s.
 func (r Request) WithSecrets(s Secrets) Request {
-	r.GitToken, r.SecretVars = s.GitToken, s.SecretVars
+	r.GitToken, r.Vars = s.GitToken, s.Vars
 	return r
 }
 
@@ -78,16 +80,4 @@ func (r Request) MarshalPublic() ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// Values lists the secret values, for masking them in log output.
-func (s Secrets) Values() []string {
-	var out []string
-	if s.GitToken != "" {
-		out = append(out, s.GitToken)
-	}
-	for _, v := range s.SecretVars {
-		if v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
-}
+

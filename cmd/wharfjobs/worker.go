@@ -20,6 +20,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/backend"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/job"
+	"github.com/wharfjobs/wharfjobs/job/kube"
 	"github.com/wharfjobs/wharfjobs/job/worker"
 	"github.com/wharfjobs/wharfjobs/job/worker/localrun"
 )
@@ -31,7 +32,7 @@ type workerEnv struct {
 	// BuildRef is the build to run (the Job sets it).
 	BuildRef string `envconfig:"BUILD_REF"`
 	// SecretsDir holds the build's Secret as files: git-token and
-	// vars/<NAME> for each password input.
+	// vars.json (the build inputs).
 	SecretsDir string `envconfig:"SECRETS_DIR" default:"/var/run/wharfjobs/secrets"`
 	// StepRunner is local or kube.
 	StepRunner string `envconfig:"STEP_RUNNER" default:"kube"`
@@ -56,33 +57,25 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, nil))
 }
 
-// readSecrets reads the build's Secret files; a missing directory means
-// no secrets.
+// readSecrets reads the build's Secret files (git-token, vars.json); a
+// missing file means that secret is absent.
 func readSecrets(dir string) (job.Secrets, error) {
 	var s job.Secrets
-	b, err := os.ReadFile(filepath.Join(dir, "git-token"))
+	b, err := os.ReadFile(filepath.Join(dir, kube.GitTokenKey))
 	switch {
 	case err == nil:
 		s.GitToken = strings.TrimSpace(string(b))
 	case !errors.Is(err, fs.ErrNotExist):
 		return s, fmt.Errorf("read git token: %w", err)
 	}
-	entries, err := os.ReadDir(filepath.Join(dir, "vars"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return s, fmt.Errorf("read secret inputs: %w", err)
-	}
-	for _, e := range entries {
-		if e.IsDir() || strings.HasPrefix(e.Name(), "..") {
-			continue // Kubernetes' atomic-writer bookkeeping
+	b, err = os.ReadFile(filepath.Join(dir, kube.VarsKey))
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &s.Vars); err != nil {
+			return s, fmt.Errorf("read build inputs: %s is not a JSON object", kube.VarsKey)
 		}
-		v, err := os.ReadFile(filepath.Join(dir, "vars", e.Name()))
-		if err != nil {
-			return s, fmt.Errorf("read secret input %s: %w", e.Name(), err)
-		}
-		if s.SecretVars == nil {
-			s.SecretVars = map[string]string{}
-		}
-		s.SecretVars[e.Name()] = string(v)
+	case !errors.Is(err, fs.ErrNotExist):
+		return s, fmt.Errorf("read build inputs: %w", err)
 	}
 	return s, nil
 }

@@ -105,7 +105,8 @@ func Run(ctx context.Context, s blob.Store, req job.Request, runner StepRunner, 
 		cfg.Heartbeat = 10 * time.Second
 	}
 	ref := req.Ref()
-	r := &run{store: s, req: req, ref: ref, runner: runner, cfg: cfg, mask: newMasker(req.Secrets().Values())}
+	r := &run{store: s, req: req, ref: ref, runner: runner, cfg: cfg}
+	r.setSecrets(nil)
 	return r.run(ctx)
 }
 
@@ -115,7 +116,10 @@ type run struct {
 	ref    string
 	runner StepRunner
 	cfg    Config
+	// mask hides secret values in log lines: the git token from the start,
+	// password inputs once the pipeline says which inputs those are.
 	mask   func(string) string
+	maskMu sync.RWMutex
 	log    *build.LogWriter
 	sys    *build.Lines
 
@@ -154,7 +158,7 @@ func (r *run) run(parent context.Context) (int, build.Status) {
 	r.log = lw
 	var sysLines atomic.Uint64
 	r.sys = lw.Lines("", "", build.StreamSystem, &sysLines)
-	r.sys.Mask = r.mask
+	r.sys.Mask = r.maskText
 
 	hbCtx, stopHB := context.WithCancel(ctx)
 	defer stopHB()
@@ -251,8 +255,8 @@ func (r *run) execute(ctx context.Context) (int, string) {
 		dir = filepath.Join(r.cfg.Workdir, "repo")
 		gitVars, err = clone(ctx, r.req, dir, r.sys)
 		if err != nil {
-			r.sysf("clone failed: %s", r.mask(err.Error()))
-			return ExitInvalid, "CloneFailed: " + r.mask(err.Error())
+			r.sysf("clone failed: %s", r.maskText(err.Error()))
+			return ExitInvalid, "CloneFailed: " + r.maskText(err.Error())
 		}
 		if _, err := build.UpdateStatus(context.WithoutCancel(ctx), r.store, r.ref, func(st *build.Status) error {
 			st.Commit, _ = gitVars["GIT_COMMIT"].(string)
@@ -275,14 +279,7 @@ func (r *run) execute(ctx context.Context) (int, string) {
 		r.sysf("%v", err)
 		return ExitInvalid, "InvalidPipeline: " + err.Error()
 	}
-	inputs := map[string]any{}
-	for k, v := range r.req.Vars {
-		inputs[k] = v
-	}
-	for k, v := range r.req.SecretVars {
-		inputs[k] = v
-	}
-	def, err := pipeline.Parse(src, pipeline.Options{File: pipeline.FileName, Environment: r.req.Environment, Inputs: inputs, Vars: vars, Images: r.cfg.Images})
+	def, err := pipeline.Parse(src, pipeline.Options{File: pipeline.FileName, Environment: r.req.Environment, Inputs: r.req.Vars, Vars: vars, Images: r.cfg.Images})
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			r.sysf("%s", line)
@@ -294,6 +291,18 @@ func (r *run) execute(ctx context.Context) (int, string) {
 		}
 		return ExitInvalid, fmt.Sprintf("InvalidPipeline: %d problem(s) in %s", n, pipeline.FileName)
 	}
+	var passwords []string
+	for _, in := range def.Inputs {
+		if in.Type != pipeline.InputPassword {
+			continue
+		}
+		if v, ok := r.req.Vars[in.Name]; ok {
+			passwords = append(passwords, fmt.Sprint(v))
+		} else if in.Default != nil {
+			passwords = append(passwords, fmt.Sprint(in.Default))
+		}
+	}
+	r.setSecrets(passwords)
 	stages, err := selectStages(def, r.req.RunStages)
 	if err != nil {
 		r.sysf("%v", err)
@@ -375,7 +384,7 @@ func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir
 	var counter atomic.Uint64
 	stdout := r.log.Lines(stage, step.Name, build.StreamStdout, &counter)
 	stderr := r.log.Lines(stage, step.Name, build.StreamStderr, &counter)
-	stdout.Mask, stderr.Mask = r.mask, r.mask
+	stdout.Mask, stderr.Mask = r.maskText, r.maskText
 	stepCtx, cancel := ctx, context.CancelFunc(func() {})
 	if r.cfg.StepTimeout > 0 {
 		stepCtx, cancel = context.WithTimeout(ctx, r.cfg.StepTimeout)
@@ -389,7 +398,7 @@ func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir
 	var reason string
 	switch {
 	case err != nil:
-		reason = r.mask(err.Error())
+		reason = r.maskText(err.Error())
 		if res.ExitCode == 0 {
 			res.ExitCode = -1
 		}
@@ -440,6 +449,22 @@ func (r *run) stepStatus(stage, step string, fn func(*build.StepStatus)) {
 	if err != nil {
 		r.cfg.Logger.Warn("cannot record step status", "build", r.ref, "step", stage+"/"+step, "error", err)
 	}
+}
+
+// setSecrets makes the masker hide the git token and the given values.
+func (r *run) setSecrets(values []string) {
+	m := newMasker(append(values, r.req.GitToken))
+	r.maskMu.Lock()
+	r.mask = m
+	r.maskMu.Unlock()
+}
+
+// maskText hides every secret value in s.
+func (r *run) maskText(s string) string {
+	r.maskMu.RLock()
+	m := r.mask
+	r.maskMu.RUnlock()
+	return m(s)
 }
 
 // newMasker returns a function that replaces every secret value with

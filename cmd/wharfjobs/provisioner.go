@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/backend"
+	"github.com/wharfjobs/wharfjobs/functions/provisioner"
+	"github.com/wharfjobs/wharfjobs/job/kube"
+)
+
+// provisionerEnv is the provisioner's configuration.
+type provisionerEnv struct {
+	Store blob.Config
+	Kube  kube.Config
+	API   provisioner.Config
+	// ReleaseInterval is how often queued builds are checked for release
+	// (with WHARFJOBS_MAX_RUNNING_BUILDS).
+	ReleaseInterval time.Duration `envconfig:"QUEUE_RELEASE_INTERVAL" default:"10s"`
+	LogFormat       string        `envconfig:"LOG_FORMAT" default:"json"`
+}
+
+// listenAddr is $PORT (the Knative contract), default 8080.
+func listenAddr() string {
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	return net.JoinHostPort("", port)
+}
+
+func runProvisioner(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("provisioner", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	insecure := fl.Bool("insecure-no-auth", false, "accept requests without a token (never in production)")
+	if err := fl.Parse(args); err != nil {
+		return flagErr(err)
+	}
+	var env provisionerEnv
+	for _, part := range []any{&env, &env.Store, &env.Kube, &env.API} {
+		if err := envconfig.Process("WHARFJOBS", part); err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+	}
+	env.API.InsecureNoAuth = *insecure
+	logger := newLogger(env.LogFormat, stderr)
+	store, err := backend.Open(ctx, env.Store)
+	if err != nil {
+		return err
+	}
+	cs, err := kubeClient()
+	if err != nil {
+		return err
+	}
+	launcher := &kube.Launcher{Client: cs, Config: env.Kube}
+	api, err := provisioner.New(launcher, store, env.API, logger)
+	if err != nil {
+		return err
+	}
+	if *insecure {
+		logger.Warn("authentication is off (--insecure-no-auth)")
+	}
+	go releaseLoop(ctx, launcher, env.ReleaseInterval, logger)
+	return serve(ctx, listenAddr(), api, logger)
+}
+
+// releaseLoop releases queued builds while the provisioner runs.
+func releaseLoop(ctx context.Context, l *kube.Launcher, interval time.Duration, logger *slog.Logger) {
+	if l.Config.MaxRunning <= 0 || interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		released, err := l.ReleaseQueued(ctx)
+		if err != nil {
+			logger.Warn("release queued builds", "error", err)
+		}
+		for _, id := range released {
+			logger.Info("queued build released", "workerId", id)
+		}
+	}
+}
+
+// serve runs an HTTP server until ctx ends, then shuts it down gracefully.
+func serve(ctx context.Context, addr string, h http.Handler, logger *slog.Logger) error {
+	srv := &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	logger.Info("listening", "addr", addr)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

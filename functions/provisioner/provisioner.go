@@ -1,0 +1,429 @@
+// Package provisioner is the function wharf-api calls to start builds. It
+// speaks wharf-api's wharf-cmd.v1 engine contract (and serves the same
+// handler where Jenkins' generic webhook trigger would be), creates one
+// build Job per build and lists and cancels them. It never clones or parses
+// anything in the request path: wharf-api waits for the answer with no
+// timeout.
+package provisioner
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/job"
+)
+
+// Launcher starts builds: Kubernetes Jobs in a cluster (job/kube), worker
+// processes in wharfjobs dev.
+type Launcher interface {
+	// Launch starts the build; created is false when it existed already.
+	Launch(ctx context.Context, req job.Request) (b job.Build, created bool, err error)
+	List(ctx context.Context, instance string) ([]job.Build, error)
+	// Get and Cancel return job.ErrNotFound for an unknown worker id.
+	Get(ctx context.Context, workerID string) (job.Build, error)
+	Cancel(ctx context.Context, workerID string) (job.Build, error)
+	// Ready reports whether builds can be launched.
+	Ready(ctx context.Context) error
+}
+
+// Config configures the provisioner.
+type Config struct {
+	// Token is the shared secret wharf-api sends as ?token=; empty refuses
+	// to start unless InsecureNoAuth.
+	Token          string `envconfig:"TOKEN"`
+	InsecureNoAuth bool   `ignored:"true"`
+	// MaxQueryBytes bounds a request's query string (VARS can be long).
+	MaxQueryBytes int `envconfig:"MAX_QUERY_BYTES" default:"65536"`
+	// MaxBodyBytes bounds a request body; the trigger's is empty.
+	MaxBodyBytes int64 `envconfig:"MAX_BODY_BYTES" default:"65536"`
+	// StoreTimeout bounds the store writes of a trigger.
+	StoreTimeout time.Duration `envconfig:"TRIGGER_STORE_TIMEOUT" default:"10s"`
+}
+
+// Server is the provisioner's HTTP API.
+type Server struct {
+	launcher Launcher
+	store    blob.Store
+	cfg      Config
+	log      *slog.Logger
+	router   *mux.Router
+}
+
+// ErrNoToken is returned by New when no token is configured and
+// InsecureNoAuth is not set.
+var ErrNoToken = errors.New("WHARFJOBS_TOKEN is empty: set it (wharf-api sends it as ?token=) or pass --insecure-no-auth")
+
+// New builds the server.
+func New(l Launcher, s blob.Store, cfg Config, log *slog.Logger) (*Server, error) {
+	if cfg.Token == "" && !cfg.InsecureNoAuth {
+		return nil, ErrNoToken
+	}
+	if cfg.MaxQueryBytes <= 0 {
+		cfg.MaxQueryBytes = 64 << 10
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 10 * time.Second
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	srv := &Server{launcher: l, store: s, cfg: cfg, log: log, router: mux.NewRouter()}
+	r := srv.router
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK); _, _ = w.Write([]byte("ok\n")) })
+	r.HandleFunc("/readyz", srv.ready)
+	api := r.NewRoute().Subrouter()
+	api.Use(srv.auth)
+	api.HandleFunc("/api/worker", srv.trigger).Methods(http.MethodPost)
+	api.HandleFunc("/generic-webhook-trigger/invoke", srv.trigger).Methods(http.MethodPost)
+	api.HandleFunc("/api/worker", srv.list).Methods(http.MethodGet)
+	api.HandleFunc("/api/worker/{workerId}", srv.get).Methods(http.MethodGet)
+	api.HandleFunc("/api/worker/{workerId}", srv.cancel).Methods(http.MethodDelete)
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, problem{Type: "not-found", Title: "Not found", Status: http.StatusNotFound, Detail: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, problem{Type: "method-not-allowed", Title: "Method not allowed", Status: http.StatusMethodNotAllowed, Detail: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)})
+	})
+	return srv, nil
+}
+
+// Router exposes the routes, so wharfjobs dev can add its own.
+func (s *Server) Router() *mux.Router { return s.router }
+
+// ServeHTTP implements http.Handler: size limits, then logging, then the
+// routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	if len(r.URL.RawQuery) > s.cfg.MaxQueryBytes {
+		writeProblem(rec, problem{Type: "query-too-long", Title: "Query string too long", Status: http.StatusRequestURITooLong,
+			Detail: fmt.Sprintf("the query string has %d bytes, at most %d are accepted (WHARFJOBS_MAX_QUERY_BYTES)", len(r.URL.RawQuery), s.cfg.MaxQueryBytes)})
+	} else {
+		r.Body = http.MaxBytesReader(rec, r.Body, s.cfg.MaxBodyBytes)
+		s.router.ServeHTTP(rec, r)
+	}
+	// The query holds the token and GIT_TOKEN: log the path only.
+	s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+		"duration", time.Since(start).Round(time.Microsecond).String(), "buildRef", r.URL.Query().Get("BUILD_REF"))
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Flush lets streaming handlers (wharfjobs dev's log follow) flush.
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Token != "" {
+			given := r.URL.Query().Get("token")
+			if h := r.Header.Get("Authorization"); given == "" && strings.HasPrefix(h, "Bearer ") {
+				given = strings.TrimPrefix(h, "Bearer ")
+			}
+			if subtle.ConstantTimeCompare([]byte(given), []byte(s.cfg.Token)) != 1 {
+				detail := "the token is wrong"
+				if given == "" {
+					detail = "no token: pass ?token= or Authorization: Bearer"
+				}
+				w.Header().Set("WWW-Authenticate", `Bearer realm="wharfjobs"`)
+				writeProblem(w, problem{Type: "unauthorized", Title: "Unauthorized", Status: http.StatusUnauthorized, Detail: detail})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := s.launcher.Ready(ctx); err != nil {
+		writeProblem(w, problem{Type: "not-ready", Title: "Not ready", Status: http.StatusServiceUnavailable, Detail: err.Error()})
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// problem is an RFC 9457 problem document; wharf-api shows these to its
+// users.
+type problem struct {
+	Type          string         `json:"type"`
+	Title         string         `json:"title"`
+	Status        int            `json:"status"`
+	Detail        string         `json:"detail,omitempty"`
+	InvalidParams []invalidParam `json:"invalid-params,omitempty"`
+}
+
+type invalidParam struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+}
+
+// ProblemTypeBase prefixes problem types.
+const ProblemTypeBase = "https://wharfjobs.invalid/problems/"
+
+func writeProblem(w http.ResponseWriter, p problem) {
+	p.Type = ProblemTypeBase + p.Type
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// workerResponse is the answer to a trigger, as wharf-cmd gives it.
+type workerResponse struct {
+	WorkerID  string `json:"workerId"`
+	Name      string `json:"name"`
+	Status    string `json:"status"`
+	Reason    string `json:"reason,omitempty"`
+	BuildRef  string `json:"buildRef,omitempty"`
+	Instance  string `json:"instance,omitempty"`
+	CreatedAt string `json:"createdAt"`
+}
+
+var (
+	scpLike   = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*`)
+	gitScheme = map[string]bool{"http": true, "https": true, "ssh": true, "git": true, "file": true}
+)
+
+// parseRequest reads a trigger's query into a request, collecting every
+// problem.
+func parseRequest(q url.Values) (job.Request, []invalidParam) {
+	var bad []invalidParam
+	req := job.Request{
+		BuildRef:    q.Get("BUILD_REF"),
+		RepoName:    q.Get("REPO_NAME"),
+		RepoGroup:   strings.ToLower(q.Get("REPO_GROUP")),
+		RepoBranch:  q.Get("REPO_BRANCH"),
+		GitBranch:   q.Get("GIT_BRANCH"),
+		GitFullURL:  q.Get("GIT_FULLURL"),
+		GitToken:    q.Get("GIT_TOKEN"),
+		ProjectID:   q.Get("WHARF_PROJECT_ID"),
+		Instance:    q.Get("WHARF_INSTANCE"),
+		Environment: q.Get("ENVIRONMENT"),
+	}
+	if n, err := strconv.ParseUint(req.BuildRef, 10, 64); req.BuildRef == "" {
+		bad = append(bad, invalidParam{"BUILD_REF", "required: the build's id, a positive integer"})
+	} else if err != nil || n == 0 {
+		bad = append(bad, invalidParam{"BUILD_REF", fmt.Sprintf("%q is not a positive integer", req.BuildRef)})
+	}
+	if req.GitFullURL == "" {
+		bad = append(bad, invalidParam{"GIT_FULLURL", "required: the repository's git URL"})
+	} else if u, err := url.Parse(req.GitFullURL); !scpLike.MatchString(req.GitFullURL) && (err != nil || !gitScheme[u.Scheme] || (u.Host == "" && u.Scheme != "file")) {
+		bad = append(bad, invalidParam{"GIT_FULLURL", "not a git URL: expected https://host/path, ssh://host/path or user@host:path"})
+	}
+	if req.ProjectID != "" {
+		if _, err := strconv.ParseUint(req.ProjectID, 10, 64); err != nil {
+			bad = append(bad, invalidParam{"WHARF_PROJECT_ID", fmt.Sprintf("%q is not a number", req.ProjectID)})
+		}
+	}
+	if len(req.Instance) > 63 {
+		bad = append(bad, invalidParam{"WHARF_INSTANCE", "longer than 63 characters"})
+	}
+	if rs := q.Get("RUN_STAGES"); rs != "" && !strings.EqualFold(rs, "ALL") {
+		for _, name := range strings.Split(rs, ",") {
+			name = strings.TrimSpace(name)
+			if name == "" {
+				bad = append(bad, invalidParam{"RUN_STAGES", "has an empty stage name; expected ALL or a comma-separated list of stage names"})
+				break
+			}
+			req.RunStages = append(req.RunStages, name)
+		}
+	}
+	if v := q.Get("VARS"); v != "" {
+		var vars map[string]any
+		if err := yaml.Unmarshal([]byte(v), &vars); err != nil || vars == nil {
+			var node yaml.Node
+			kind := "invalid YAML"
+			if yaml.Unmarshal([]byte(v), &node) == nil && len(node.Content) > 0 {
+				kind = map[yaml.Kind]string{yaml.SequenceNode: "a list", yaml.ScalarNode: "a single value"}[node.Content[0].Kind]
+			}
+			bad = append(bad, invalidParam{"VARS", "expected a YAML map of input names to values, got " + kind})
+		} else {
+			req.Vars = vars
+			for k := range vars {
+				req.InputNames = append(req.InputNames, k)
+			}
+		}
+	}
+	return req, bad
+}
+
+func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
+	req, bad := parseRequest(r.URL.Query())
+	if len(bad) > 0 {
+		details := make([]string, len(bad))
+		for i, b := range bad {
+			details[i] = b.Name + ": " + b.Reason
+		}
+		writeProblem(w, problem{Type: "invalid-parameter", Title: "Invalid build request", Status: http.StatusBadRequest,
+			Detail: strings.Join(details, "; "), InvalidParams: bad})
+		return
+	}
+	ref := req.Ref()
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StoreTimeout)
+	defer cancel()
+	// The request and the first status go to the store before the Job
+	// exists, so the worker always finds them.
+	body, err := req.MarshalPublic()
+	if err == nil {
+		_, err = s.store.Put(ctx, build.RequestKey(ref), strings.NewReader(string(body)), int64(len(body)), blob.PutOptions{ContentType: "application/json"})
+	}
+	if err != nil {
+		s.fail(w, "store the request of build "+ref, err)
+		return
+	}
+	if _, err := build.WriteStatus(ctx, s.store, ref, build.Status{Status: build.Scheduling}, ""); err != nil && !errors.Is(err, blob.ErrPreconditionFailed) {
+		s.fail(w, "store the status of build "+ref, err)
+		return
+	}
+	b, created, err := s.launcher.Launch(r.Context(), req)
+	if err != nil {
+		s.fail(w, "launch build "+ref, err)
+		return
+	}
+	if b.Queued {
+		_, _ = build.UpdateStatus(ctx, s.store, ref, func(st *build.Status) error {
+			if st.Status != build.Scheduling || st.Reason == build.ReasonQueued {
+				return build.ErrNoChange
+			}
+			st.Reason = build.ReasonQueued
+			return nil
+		})
+	}
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, s.response(ctx, b))
+}
+
+// response merges what the launcher sees with the status document: the
+// worker knows best once it runs; before, only the Job can tell.
+func (s *Server) response(ctx context.Context, b job.Build) workerResponse {
+	resp := workerResponse{WorkerID: b.WorkerID, Name: b.WorkerID, Status: b.Phase, Reason: b.Reason, BuildRef: b.BuildRef,
+		Instance: b.Instance, CreatedAt: b.CreatedAt.UTC().Format(time.RFC3339)}
+	if b.Ref == "" {
+		return resp
+	}
+	st, _, err := build.ReadStatus(ctx, s.store, b.Ref)
+	if err != nil {
+		return resp
+	}
+	if st.Status.Final() || st.Status == build.Running || b.Phase == "Scheduling" {
+		resp.Status, resp.Reason = string(st.Status), st.Reason
+	}
+	if (b.Phase == "Completed" || b.Phase == "Failed") && !st.Status.Final() {
+		// The Job ended but the worker never recorded it: trust the Job.
+		resp.Status, resp.Reason = b.Phase, b.Reason
+	}
+	return resp
+}
+
+func (s *Server) fail(w http.ResponseWriter, what string, err error) {
+	s.log.Error(what, "error", err)
+	writeProblem(w, problem{Type: "internal", Title: "Build could not be started", Status: http.StatusInternalServerError, Detail: what + ": " + err.Error()})
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	want := q.Get("status")
+	if want != "" && !build.Phase(want).Valid() {
+		writeProblem(w, problem{Type: "invalid-parameter", Title: "Invalid filter", Status: http.StatusBadRequest,
+			Detail: fmt.Sprintf("status: %q is not one of Scheduling, Running, Completed, Failed", want),
+			InvalidParams: []invalidParam{{"status", "expected Scheduling, Running, Completed or Failed"}}})
+		return
+	}
+	builds, err := s.launcher.List(r.Context(), q.Get("WHARF_INSTANCE"))
+	if err != nil {
+		s.fail(w, "list builds", err)
+		return
+	}
+	out := []workerResponse{}
+	for _, b := range builds {
+		resp := s.response(r.Context(), b)
+		if want == "" || resp.Status == want {
+			out = append(out, resp)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"list": out, "totalCount": len(out)})
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	b, err := s.launcher.Get(r.Context(), mux.Vars(r)["workerId"])
+	if s.notFound(w, err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.response(r.Context(), b))
+}
+
+func (s *Server) notFound(w http.ResponseWriter, err error) bool {
+	switch {
+	case errors.Is(err, job.ErrNotFound):
+		writeProblem(w, problem{Type: "not-found", Title: "No such build", Status: http.StatusNotFound, Detail: err.Error()})
+		return true
+	case err != nil:
+		s.fail(w, "find build", err)
+		return true
+	}
+	return false
+}
+
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
+	b, err := s.launcher.Cancel(r.Context(), mux.Vars(r)["workerId"])
+	if s.notFound(w, err) {
+		return
+	}
+	if b.Ref != "" {
+		// The worker records Cancelled itself when it gets SIGTERM; a
+		// build whose pod never started has nobody else to do it.
+		now := time.Now().UTC()
+		_, err := build.UpdateStatus(r.Context(), s.store, b.Ref, func(st *build.Status) error {
+			if st.Status.Final() {
+				return build.ErrNoChange
+			}
+			st.Status, st.Reason, st.FinishedAt = build.Failed, build.ReasonCancelled, &now
+			return nil
+		})
+		if err != nil {
+			s.log.Warn("cannot record the cancellation", "build", b.Ref, "error", err)
+		}
+	}
+	resp := s.response(r.Context(), b)
+	writeJSON(w, http.StatusOK, resp)
+}

@@ -1,0 +1,27 @@
+package job
+
+import (
+	"errors"
+	"time"
+)
+
+// ErrNotFound means no build has that worker id.
+var ErrNotFound = errors.New("build not found")
+
+// Build is a launched build as its launcher (a Kubernetes Job, or a local
+// worker process) shows it.
+type Build struct {
+	// WorkerID names the build to its launcher (the Job's name): what
+	// wharf-api stores as workerId, at most 40 characters.
+	WorkerID  string
+	BuildRef  string
+	Ref       string
+	Instance  string
+	CreatedAt time.Time
+	// Phase as the launcher sees it: Scheduling (created, queued or not
+	// running yet), Running, Completed or Failed.
+	Phase  string
+	Reason string
+	// Queued is set for a build waiting for a slot.
+	Queued bool
+}

@@ -1,0 +1,242 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/wharfjobs/wharfjobs/job"
+)
+
+// Launcher creates, lists and deletes build Jobs.
+type Launcher struct {
+	Client kubernetes.Interface
+	Config Config
+}
+
+func (l *Launcher) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	t := l.Config.RequestTimeout
+	if t <= 0 {
+		t = 10 * time.Second
+	}
+	return context.WithTimeout(ctx, t)
+}
+
+// Launch creates the build's Job and Secret. When the Job exists already
+// (a repeated trigger) it returns the existing build and created=false,
+// and creates nothing.
+func (l *Launcher) Launch(ctx context.Context, req job.Request) (job.Build, bool, error) {
+	suspend := false
+	if l.Config.MaxRunning > 0 && l.Config.KueueQueue == "" {
+		running, err := l.countRunning(ctx)
+		if err != nil {
+			return job.Build{}, false, err
+		}
+		suspend = running >= l.Config.MaxRunning
+	}
+	j, secret, err := Render(req, l.Config, suspend)
+	if err != nil {
+		return job.Build{}, false, err
+	}
+	jobs := l.Client.BatchV1().Jobs(l.Config.Namespace)
+	cctx, cancel := l.ctx(ctx)
+	created, err := jobs.Create(cctx, j, metav1.CreateOptions{})
+	cancel()
+	if apierrors.IsAlreadyExists(err) {
+		b, gerr := l.Get(ctx, j.Name)
+		return b, false, gerr
+	}
+	if err != nil {
+		return job.Build{}, false, fmt.Errorf("create job %s: %w", j.Name, err)
+	}
+	secret.OwnerReferences = []metav1.OwnerReference{{
+		APIVersion: "batch/v1", Kind: "Job", Name: created.Name, UID: created.UID,
+	}}
+	cctx, cancel = l.ctx(ctx)
+	_, err = l.Client.CoreV1().Secrets(l.Config.Namespace).Create(cctx, secret, metav1.CreateOptions{})
+	cancel()
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		// Without its Secret the worker cannot start: take the Job back so
+		// a retried trigger starts clean.
+		l.deleteJob(context.WithoutCancel(ctx), created.Name)
+		return job.Build{}, false, fmt.Errorf("create secret of job %s: %w", created.Name, err)
+	}
+	return toBuild(created), true, nil
+}
+
+// selector matches build Jobs, optionally of one wharf instance.
+func selector(instance string) string {
+	set := labels.Set{job.LabelManagedBy: "wharfjobs", job.LabelComponent: ComponentBuild}
+	if instance != "" {
+		set[job.LabelInstance] = labelValue(instance)
+	}
+	return labels.SelectorFromSet(set).String()
+}
+
+// List returns the build Jobs, newest first, of one instance or all.
+func (l *Launcher) List(ctx context.Context, instance string) ([]job.Build, error) {
+	cctx, cancel := l.ctx(ctx)
+	defer cancel()
+	list, err := l.Client.BatchV1().Jobs(l.Config.Namespace).List(cctx, metav1.ListOptions{LabelSelector: selector(instance)})
+	if err != nil {
+		return nil, fmt.Errorf("list build jobs: %w", err)
+	}
+	out := make([]job.Build, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, toBuild(&list.Items[i]))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
+	return out, nil
+}
+
+// Get returns one build by its worker id.
+func (l *Launcher) Get(ctx context.Context, workerID string) (job.Build, error) {
+	cctx, cancel := l.ctx(ctx)
+	defer cancel()
+	j, err := l.Client.BatchV1().Jobs(l.Config.Namespace).Get(cctx, workerID, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || err == nil && j.Labels[job.LabelManagedBy] != "wharfjobs" {
+		return job.Build{}, fmt.Errorf("job %s: %w", workerID, job.ErrNotFound)
+	}
+	if err != nil {
+		return job.Build{}, fmt.Errorf("get job %s: %w", workerID, err)
+	}
+	return toBuild(j), nil
+}
+
+// Cancel deletes the build's Job with background propagation: its pods,
+// step pods and Secret go with it; its data in the store stays.
+func (l *Launcher) Cancel(ctx context.Context, workerID string) (job.Build, error) {
+	b, err := l.Get(ctx, workerID)
+	if err != nil {
+		return job.Build{}, err
+	}
+	if err := l.deleteJob(ctx, workerID); err != nil {
+		return job.Build{}, err
+	}
+	return b, nil
+}
+
+func (l *Launcher) deleteJob(ctx context.Context, name string) error {
+	cctx, cancel := l.ctx(ctx)
+	defer cancel()
+	bg := metav1.DeletePropagationBackground
+	err := l.Client.BatchV1().Jobs(l.Config.Namespace).Delete(cctx, name, metav1.DeleteOptions{PropagationPolicy: &bg})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("job %s: %w", name, job.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("delete job %s: %w", name, err)
+	}
+	return nil
+}
+
+func (l *Launcher) countRunning(ctx context.Context) (int, error) {
+	builds, err := l.List(ctx, "")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, b := range builds {
+		if !b.Queued && b.Phase != "Completed" && b.Phase != "Failed" {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// ReleaseQueued unsuspends queued Jobs, oldest first, while fewer than
+// MaxRunning builds run. It returns the worker ids released. With Kueue
+// configured it does nothing: Kueue admits.
+func (l *Launcher) ReleaseQueued(ctx context.Context) ([]string, error) {
+	if l.Config.MaxRunning <= 0 || l.Config.KueueQueue != "" {
+		return nil, nil
+	}
+	builds, err := l.List(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	running := 0
+	var queued []job.Build
+	for _, b := range builds {
+		switch {
+		case b.Queued:
+			queued = append(queued, b)
+		case b.Phase != "Completed" && b.Phase != "Failed":
+			running++
+		}
+	}
+	sort.Slice(queued, func(i, j int) bool {
+		if queued[i].CreatedAt.Equal(queued[j].CreatedAt) {
+			return queued[i].WorkerID < queued[j].WorkerID
+		}
+		return queued[i].CreatedAt.Before(queued[j].CreatedAt)
+	})
+	var released []string
+	patch := []byte(`{"spec":{"suspend":false}}`)
+	for _, b := range queued {
+		if running >= l.Config.MaxRunning {
+			break
+		}
+		cctx, cancel := l.ctx(ctx)
+		_, err := l.Client.BatchV1().Jobs(l.Config.Namespace).Patch(cctx, b.WorkerID, types.MergePatchType, patch, metav1.PatchOptions{})
+		cancel()
+		if err != nil && !apierrors.IsNotFound(err) {
+			return released, fmt.Errorf("release job %s: %w", b.WorkerID, err)
+		}
+		running++
+		released = append(released, b.WorkerID)
+	}
+	return released, nil
+}
+
+// Ready reports whether the Kubernetes API answers.
+func (l *Launcher) Ready(ctx context.Context) error {
+	cctx, cancel := l.ctx(ctx)
+	defer cancel()
+	_, err := l.Client.BatchV1().Jobs(l.Config.Namespace).List(cctx, metav1.ListOptions{Limit: 1, LabelSelector: selector("")})
+	if err != nil {
+		return fmt.Errorf("kubernetes API: %w", err)
+	}
+	return nil
+}
+
+// toBuild reads a build from its Job.
+func toBuild(j *batchv1.Job) job.Build {
+	b := job.Build{
+		WorkerID:  j.Name,
+		BuildRef:  j.Annotations[AnnotationBuildRef],
+		Ref:       j.Labels[job.LabelBuildRef],
+		Instance:  j.Labels[job.LabelInstance],
+		CreatedAt: j.CreationTimestamp.Time,
+		Phase:     "Scheduling",
+	}
+	for _, c := range j.Status.Conditions {
+		if c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case batchv1.JobComplete:
+			b.Phase, b.Reason = "Completed", ""
+			return b
+		case batchv1.JobFailed:
+			b.Phase, b.Reason = "Failed", c.Reason
+			return b
+		}
+	}
+	switch {
+	case j.Spec.Suspend != nil && *j.Spec.Suspend:
+		b.Queued, b.Reason = true, "Queued"
+	case j.Status.Active > 0 && j.Status.Ready != nil && *j.Status.Ready > 0:
+		b.Phase = "Running"
+	}
+	return b
+}
