@@ -13,6 +13,10 @@ CACHE_BIN   := $(CACHE)/bin
 # github.com/minio/minio). Bump it here only.
 MINIO_VERSION       := v0.0.0-20260212201848-7aac2a2c5b7c
 STATICCHECK_VERSION := v0.8.2
+KUBE_VERSION        := v1.34.4
+KUBE_STAMP  := $(CACHE_BIN)/.kube-$(KUBE_VERSION)
+KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34
 MINIO       := $(CACHE_BIN)/minio
 MINIO_STAMP := $(CACHE_BIN)/.minio-$(MINIO_VERSION)
 STATICCHECK := $(CACHE_BIN)/staticcheck-$(STATICCHECK_VERSION)
@@ -23,7 +27,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 TEST_FLAGS  ?= -race -count=1 -timeout 30m
 export WHARFJOBS_MINIO_BIN := $(MINIO)
 
-.PHONY: all build test vet unit bench lint fmt minio staticcheck demo clean
+.PHONY: all build test vet unit bench lint fmt minio kube-bins etcd staticcheck demo clean
 
 all: build
 
@@ -31,15 +35,15 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/wharfjobs ./cmd/wharfjobs
 
-## test: vet, then every test (unit and integration against a real MinIO) with the race detector
-test: minio vet
+## test: vet, then every test (unit, and integration against a real MinIO and a real kube-apiserver) with the race detector
+test: minio kube-bins etcd vet
 	$(GO) test $(TEST_FLAGS) ./...
 
 vet:
 	$(GO) vet ./...
 
-## bench: Go benchmarks against a real MinIO on loopback and the fs store
-bench: minio
+## bench: Go benchmarks against a real MinIO and kube-apiserver on loopback, and the fs store
+bench: minio kube-bins etcd
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 ## lint: gofmt check, go vet, staticcheck
@@ -59,6 +63,22 @@ $(MINIO_STAMP):
 	GOBIN=$(CACHE_BIN) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 	@rm -f $(CACHE_BIN)/.minio-*
 	@touch $@
+
+## kube-bins: build kube-apiserver and kube-controller-manager from k8s.io/kubernetes into .cache/bin (once)
+kube-bins: $(KUBE_STAMP)
+$(KUBE_STAMP): hack/kube/go.mod hack/kube/go.sum
+	@mkdir -p $(CACHE_BIN)
+	@echo "building kube-apiserver and kube-controller-manager $(KUBE_VERSION) into $(CACHE_BIN) (several minutes, once)"
+	cd hack/kube && GONOSUMDB=k8s.io/kubernetes GOFLAGS=-mod=mod $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $(CACHE_BIN)/kube-apiserver ./kube-apiserver
+	cd hack/kube && GONOSUMDB=k8s.io/kubernetes GOFLAGS=-mod=mod $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $(CACHE_BIN)/kube-controller-manager ./kube-controller-manager
+	@rm -f $(CACHE_BIN)/.kube-*
+	@touch $@
+
+## etcd: install Debian's etcd-server when no etcd is on the PATH
+etcd:
+	@command -v etcd >/dev/null || { echo "installing etcd-server from Debian"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server) >/dev/null; }
+	@etcd --version | head -1
 
 staticcheck: $(STATICCHECK)
 $(STATICCHECK):

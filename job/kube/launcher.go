@@ -47,7 +47,7 @@ func (l *Launcher) Launch(ctx context.Context, req job.Request) (job.Build, bool
 	if err != nil {
 		return job.Build{}, false, err
 	}
-	jobs := l.Client.BatchV1().Jobs(l.Config.Namespace)
+	jobs := l.Client.BatchV1().Jobs(l.ns())
 	cctx, cancel := l.ctx(ctx)
 	created, err := jobs.Create(cctx, j, metav1.CreateOptions{})
 	cancel()
@@ -62,7 +62,7 @@ func (l *Launcher) Launch(ctx context.Context, req job.Request) (job.Build, bool
 		APIVersion: "batch/v1", Kind: "Job", Name: created.Name, UID: created.UID,
 	}}
 	cctx, cancel = l.ctx(ctx)
-	_, err = l.Client.CoreV1().Secrets(l.Config.Namespace).Create(cctx, secret, metav1.CreateOptions{})
+	_, err = l.Client.CoreV1().Secrets(l.ns()).Create(cctx, secret, metav1.CreateOptions{})
 	cancel()
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		// Without its Secret the worker cannot start: take the Job back so
@@ -86,7 +86,7 @@ func selector(instance string) string {
 func (l *Launcher) List(ctx context.Context, instance string) ([]job.Build, error) {
 	cctx, cancel := l.ctx(ctx)
 	defer cancel()
-	list, err := l.Client.BatchV1().Jobs(l.Config.Namespace).List(cctx, metav1.ListOptions{LabelSelector: selector(instance)})
+	list, err := l.Client.BatchV1().Jobs(l.ns()).List(cctx, metav1.ListOptions{LabelSelector: selector(instance)})
 	if err != nil {
 		return nil, fmt.Errorf("list build jobs: %w", err)
 	}
@@ -102,7 +102,7 @@ func (l *Launcher) List(ctx context.Context, instance string) ([]job.Build, erro
 func (l *Launcher) Get(ctx context.Context, workerID string) (job.Build, error) {
 	cctx, cancel := l.ctx(ctx)
 	defer cancel()
-	j, err := l.Client.BatchV1().Jobs(l.Config.Namespace).Get(cctx, workerID, metav1.GetOptions{})
+	j, err := l.Client.BatchV1().Jobs(l.ns()).Get(cctx, workerID, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) || err == nil && j.Labels[job.LabelManagedBy] != "wharfjobs" {
 		return job.Build{}, fmt.Errorf("job %s: %w", workerID, job.ErrNotFound)
 	}
@@ -129,7 +129,7 @@ func (l *Launcher) deleteJob(ctx context.Context, name string) error {
 	cctx, cancel := l.ctx(ctx)
 	defer cancel()
 	bg := metav1.DeletePropagationBackground
-	err := l.Client.BatchV1().Jobs(l.Config.Namespace).Delete(cctx, name, metav1.DeleteOptions{PropagationPolicy: &bg})
+	err := l.Client.BatchV1().Jobs(l.ns()).Delete(cctx, name, metav1.DeleteOptions{PropagationPolicy: &bg})
 	if apierrors.IsNotFound(err) {
 		return fmt.Errorf("job %s: %w", name, job.ErrNotFound)
 	}
@@ -187,7 +187,7 @@ func (l *Launcher) ReleaseQueued(ctx context.Context) ([]string, error) {
 			break
 		}
 		cctx, cancel := l.ctx(ctx)
-		_, err := l.Client.BatchV1().Jobs(l.Config.Namespace).Patch(cctx, b.WorkerID, types.MergePatchType, patch, metav1.PatchOptions{})
+		_, err := l.Client.BatchV1().Jobs(l.ns()).Patch(cctx, b.WorkerID, types.MergePatchType, patch, metav1.PatchOptions{})
 		cancel()
 		if err != nil && !apierrors.IsNotFound(err) {
 			return released, fmt.Errorf("release job %s: %w", b.WorkerID, err)
@@ -202,7 +202,7 @@ func (l *Launcher) ReleaseQueued(ctx context.Context) ([]string, error) {
 func (l *Launcher) Ready(ctx context.Context) error {
 	cctx, cancel := l.ctx(ctx)
 	defer cancel()
-	_, err := l.Client.BatchV1().Jobs(l.Config.Namespace).List(cctx, metav1.ListOptions{Limit: 1, LabelSelector: selector("")})
+	_, err := l.Client.BatchV1().Jobs(l.ns()).List(cctx, metav1.ListOptions{Limit: 1, LabelSelector: selector("")})
 	if err != nil {
 		return fmt.Errorf("kubernetes API: %w", err)
 	}
@@ -240,3 +240,6 @@ func toBuild(j *batchv1.Job) job.Build {
 	}
 	return b
 }
+
+// ns is the namespace of the build Jobs.
+func (l *Launcher) ns() string { return l.Config.withDefaults().Namespace }

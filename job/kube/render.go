@@ -53,6 +53,32 @@ type Config struct {
 	RequestTimeout time.Duration `envconfig:"KUBE_API_TIMEOUT" default:"10s"`
 }
 
+// withDefaults fills the fields a caller left zero with the documented
+// defaults, so a Config built in code (tests, wharfjobs dev) renders the
+// same Job as one read from the environment.
+func (c Config) withDefaults() Config {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Namespace, "wharfjobs")
+	def(&c.Image, "wharfjobs:latest")
+	def((*string)(&c.PullPolicy), string(corev1.PullIfNotPresent))
+	def(&c.ServiceAccount, "wharfjobs-worker")
+	def(&c.CPURequest, "50m")
+	def(&c.CPULimit, "1")
+	def(&c.MemoryRequest, "64Mi")
+	def(&c.MemoryLimit, "256Mi")
+	if c.ActiveDeadline <= 0 {
+		c.ActiveDeadline = 2 * time.Hour
+	}
+	if c.TTLAfterFinished <= 0 {
+		c.TTLAfterFinished = time.Hour
+	}
+	return c
+}
+
 // Annotations and label values of build objects.
 const (
 	AnnotationSafeToEvict = "cluster-autoscaler.kubernetes.io/safe-to-evict"
@@ -127,6 +153,7 @@ const (
 // the Job as its owner, so it goes when the Job goes. suspend creates the
 // Job queued.
 func Render(req job.Request, cfg Config, suspend bool) (*batchv1.Job, *corev1.Secret, error) {
+	cfg = cfg.withDefaults()
 	name := JobName(req.Instance, req.BuildRef)
 	res, err := resources(cfg)
 	if err != nil {

@@ -1,0 +1,311 @@
+package provisioner_test
+
+// Tests and benchmarks against a real kube-apiserver (and etcd) started by
+// internal/testcluster.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/blob/fs"
+	"github.com/wharfjobs/wharfjobs/functions/provisioner"
+	"github.com/wharfjobs/wharfjobs/internal/testcluster"
+	"github.com/wharfjobs/wharfjobs/job"
+	"github.com/wharfjobs/wharfjobs/job/kube"
+)
+
+var (
+	clusterOnce sync.Once
+	cluster     *testcluster.Cluster
+	clusterErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if cluster != nil {
+		cluster.Stop()
+	}
+	os.Exit(code)
+}
+
+func realCluster(t testing.TB) *testcluster.Cluster {
+	t.Helper()
+	clusterOnce.Do(func() { cluster, clusterErr = testcluster.Start(testcluster.Options{}) })
+	if clusterErr != nil {
+		t.Fatal(clusterErr)
+	}
+	return cluster
+}
+
+type clusterEnv struct {
+	*env
+	ns string
+}
+
+func newClusterEnv(t testing.TB, cfg kube.Config) *clusterEnv {
+	t.Helper()
+	c := realCluster(t)
+	ns, err := c.Namespace(context.Background(), "prov")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := fs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Namespace, cfg.Image = ns, "wharfjobs:test"
+	l := &kube.Launcher{Client: c.Client, Config: cfg}
+	p, err := provisioner.New(l, store, provisioner.Config{Token: token}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	return &clusterEnv{env: &env{srv: srv, store: store, launch: l}, ns: ns}
+}
+
+func TestRealAPIServerAcceptsTheBuildJob(t *testing.T) {
+	e := newClusterEnv(t, kube.Config{})
+	resp, body := e.post(t, "/api/worker", wharfAPIQuery("42"))
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("trigger: %d %v", resp.StatusCode, body)
+	}
+	ctx := context.Background()
+	cs := realCluster(t).Client
+	j, err := cs.BatchV1().Jobs(e.ns).Get(ctx, body["workerId"].(string), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Spec.PodFailurePolicy == nil || *j.Spec.BackoffLimit != 0 || *j.Spec.ActiveDeadlineSeconds != 7200 || *j.Spec.TTLSecondsAfterFinished != 3600 {
+		t.Fatalf("job spec as stored: %+v", j.Spec)
+	}
+	sec, err := cs.CoreV1().Secrets(e.ns).Get(ctx, j.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sec.OwnerReferences) != 1 || sec.OwnerReferences[0].UID != j.UID {
+		t.Fatalf("secret owner %v, job uid %s", sec.OwnerReferences, j.UID)
+	}
+	// A dry run of every variant the renderer produces must pass the real
+	// validation too: queued, Kueue, no secrets.
+	for _, cfg := range []kube.Config{{MaxRunning: 1}, {KueueQueue: "q"}} {
+		cfg.Namespace, cfg.Image = e.ns, "x"
+		jb, _, err := kube.Render(jobRequest("7"), cfg, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.BatchV1().Jobs(e.ns).Create(ctx, jb, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+			t.Fatalf("dry run %+v: %v", cfg, err)
+		}
+	}
+}
+
+func TestRealAPIServerConcurrentTriggersMakeOneJob(t *testing.T) {
+	e := newClusterEnv(t, kube.Config{})
+	const n = 100
+	type answer struct {
+		code int
+		id   string
+	}
+	answers := make([]answer, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp, body := e.post(t, "/api/worker", wharfAPIQuery("100"))
+			id, _ := body["workerId"].(string)
+			answers[i] = answer{resp.StatusCode, id}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	created := 0
+	for i, a := range answers {
+		switch {
+		case a.code == http.StatusCreated:
+			created++
+		case a.code != http.StatusOK:
+			t.Fatalf("request %d answered %d", i, a.code)
+		}
+		if a.id != answers[0].id {
+			t.Fatalf("request %d got worker %q, request 0 %q", i, a.id, answers[0].id)
+		}
+	}
+	jobs, err := realCluster(t).Client.BatchV1().Jobs(e.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs.Items) != 1 || created != 1 {
+		t.Fatalf("%d jobs, %d answers 201, from %d identical triggers; want exactly 1 of each", len(jobs.Items), created, n)
+	}
+}
+
+func TestRealAPIServerListCancelQueue(t *testing.T) {
+	e := newClusterEnv(t, kube.Config{MaxRunning: 1})
+	var ids []string
+	for _, ref := range []string{"1", "2", "3"} {
+		resp, body := e.post(t, "/api/worker", wharfAPIQuery(ref))
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("trigger %s: %d %v", ref, resp.StatusCode, body)
+		}
+		ids = append(ids, body["workerId"].(string))
+		time.Sleep(1100 * time.Millisecond) // creation timestamps have second precision: keep the order clear
+	}
+	_, body := e.get(t, "/api/worker?WHARF_INSTANCE=prod")
+	if body["totalCount"] != float64(3) {
+		t.Fatalf("list: %v", body)
+	}
+	ctx := context.Background()
+	cs := realCluster(t).Client
+	jobs := cs.BatchV1().Jobs(e.ns)
+	suspended := func(id string) bool {
+		j, err := jobs.Get(ctx, id, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *j.Spec.Suspend
+	}
+	if suspended(ids[0]) || !suspended(ids[1]) || !suspended(ids[2]) {
+		t.Fatal("only the first build should run")
+	}
+	// Cancel the running build: the oldest queued one takes its place.
+	req, _ := http.NewRequest(http.MethodDelete, e.srv.URL+"/api/worker/"+ids[0]+"?token="+token, nil)
+	if resp, body := do(t, req); resp.StatusCode != http.StatusOK || body["reason"] != "Cancelled" {
+		t.Fatalf("cancel: %d %v", resp.StatusCode, body)
+	}
+	// Background propagation: the Job is gone or going.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		j, err := jobs.Get(ctx, ids[0], metav1.GetOptions{})
+		if err != nil || j.DeletionTimestamp != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("cancelled job not deleted")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	released, err := e.launch.ReleaseQueued(ctx)
+	if err != nil || len(released) != 1 || released[0] != ids[1] {
+		t.Fatalf("released %v, %v; want %s", released, err, ids[1])
+	}
+	if suspended(ids[1]) || !suspended(ids[2]) {
+		t.Fatal("release did not unsuspend exactly the oldest queued build")
+	}
+	// The released build completes: the last one goes.
+	j, _ := jobs.Get(ctx, ids[1], metav1.GetOptions{})
+	now := metav1.Now()
+	j.Status.StartTime = &now
+	j.Status.CompletionTime = &now
+	j.Status.Conditions = []batchv1.JobCondition{
+		{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now},
+	}
+	if _, err := jobs.UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if released, err := e.launch.ReleaseQueued(ctx); err != nil || len(released) != 1 || released[0] != ids[2] {
+		t.Fatalf("second release: %v %v", released, err)
+	}
+	st, _, _ := build.ReadStatus(ctx, e.store, "prod-1")
+	if st.Status != build.Failed || st.Reason != build.ReasonCancelled {
+		t.Fatalf("cancelled build status %+v", st)
+	}
+}
+
+// BenchmarkTriggerLatency: trigger -> Job created over HTTP, against the
+// real API server, next to the API server's own create of the same Job.
+// Reports p50/p99 of both, and the provisioner's overhead.
+func BenchmarkTriggerLatency(b *testing.B) {
+	e := newClusterEnv(b, kube.Config{})
+	const n = 1000
+	ctx := context.Background()
+	cs := realCluster(b).Client
+	for b.Loop() {
+		direct := make([]time.Duration, 0, n)
+		viaAPI := make([]time.Duration, 0, n)
+		for i := range n {
+			jb, _, _ := kube.Render(jobRequest(fmt.Sprint(100000+i)), e.launch.Config, false)
+			start := time.Now()
+			if _, err := cs.BatchV1().Jobs(e.ns).Create(ctx, jb, metav1.CreateOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			direct = append(direct, time.Since(start))
+
+			q := wharfAPIQuery(fmt.Sprint(200000 + i))
+			req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/api/worker?"+q.Encode(), nil)
+			start = time.Now()
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil || resp.StatusCode != http.StatusCreated {
+				b.Fatalf("trigger %d: %v %v", i, resp, err)
+			}
+			resp.Body.Close()
+			viaAPI = append(viaAPI, time.Since(start))
+		}
+		dp50, dp99 := percentiles(direct)
+		tp50, tp99 := percentiles(viaAPI)
+		b.ReportMetric(float64(dp50.Microseconds())/1000, "create-p50-ms")
+		b.ReportMetric(float64(dp99.Microseconds())/1000, "create-p99-ms")
+		b.ReportMetric(float64(tp50.Microseconds())/1000, "trigger-p50-ms")
+		b.ReportMetric(float64(tp99.Microseconds())/1000, "trigger-p99-ms")
+		b.ReportMetric(float64((tp99-dp99).Microseconds())/1000, "overhead-p99-ms")
+	}
+}
+
+// BenchmarkTriggerThroughput: builds started per second by 50 concurrent
+// clients.
+func BenchmarkTriggerThroughput(b *testing.B) {
+	e := newClusterEnv(b, kube.Config{})
+	const clients, perClient = 50, 20
+	var seq int
+	for b.Loop() {
+		var wg sync.WaitGroup
+		start := time.Now()
+		base := seq
+		seq += clients * perClient
+		for c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range perClient {
+					q := wharfAPIQuery(fmt.Sprint(300000 + base + c*perClient + i))
+					resp, err := http.PostForm(e.srv.URL+"/api/worker?"+q.Encode(), url.Values{})
+					if err != nil || resp.StatusCode != http.StatusCreated {
+						b.Errorf("trigger: %v %v", resp, err)
+						return
+					}
+					resp.Body.Close()
+				}
+			}()
+		}
+		wg.Wait()
+		b.ReportMetric(float64(clients*perClient)/time.Since(start).Seconds(), "builds/s")
+	}
+}
+
+func percentiles(d []time.Duration) (time.Duration, time.Duration) {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2], s[len(s)*99/100]
+}
+
+func jobRequest(ref string) job.Request {
+	return job.Request{BuildRef: ref, Instance: "bench", GitFullURL: "https://git.example.org/a.git", GitToken: "t", Vars: map[string]any{"A": 1}}
+}
