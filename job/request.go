@@ -79,5 +79,3 @@ func (r Request) MarshalPublic() ([]byte, error) {
 	}
 	return append(b, '\n'), nil
 }
-
-

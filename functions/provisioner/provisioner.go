@@ -87,7 +87,10 @@ func New(l Launcher, s blob.Store, cfg Config, log *slog.Logger) (*Server, error
 	}
 	srv := &Server{launcher: l, store: s, cfg: cfg, log: log, router: mux.NewRouter()}
 	r := srv.router
-	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK); _, _ = w.Write([]byte("ok\n")) })
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	r.HandleFunc("/readyz", srv.ready)
 	api := r.NewRoute().Subrouter()
 	api.Use(srv.auth)
@@ -365,7 +368,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	want := q.Get("status")
 	if want != "" && !build.Phase(want).Valid() {
 		writeProblem(w, problem{Type: "invalid-parameter", Title: "Invalid filter", Status: http.StatusBadRequest,
-			Detail: fmt.Sprintf("status: %q is not one of Scheduling, Running, Completed, Failed", want),
+			Detail:        fmt.Sprintf("status: %q is not one of Scheduling, Running, Completed, Failed", want),
 			InvalidParams: []invalidParam{{"status", "expected Scheduling, Running, Completed or Failed"}}})
 		return
 	}

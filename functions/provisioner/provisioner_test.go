@@ -13,11 +13,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/build"
@@ -343,5 +346,30 @@ func TestQueue(t *testing.T) {
 	j, _ := e.cs.BatchV1().Jobs("wharfjobs").Get(ctx, body["workerId"].(string), metav1.GetOptions{})
 	if j.Labels[kube.LabelKueueQueue] != "builds" || !*j.Spec.Suspend {
 		t.Fatalf("kueue job: labels %v suspend %v", j.Labels, *j.Spec.Suspend)
+	}
+}
+
+func TestReadyzNeedsTheKubernetesAPI(t *testing.T) {
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: "http://127.0.0.1:1", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, _ := fs.Open(t.TempDir())
+	p, err := provisioner.New(&kube.Launcher{Client: cs, Config: kube.Config{RequestTimeout: time.Second}}, store, provisioner.Config{Token: token}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with an unreachable API server: %d", resp.StatusCode)
+	}
+	if resp, _ := http.Get(srv.URL + "/healthz"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz: %d", resp.StatusCode)
 	}
 }

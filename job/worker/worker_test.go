@@ -128,10 +128,10 @@ func TestExamples(t *testing.T) {
 	cases := []struct {
 		name, env string
 		vars      map[string]any
-		code       int
-		status     build.Phase
-		reason     string
-		check      func(t *testing.T, st build.Status, recs []build.Record)
+		code      int
+		status    build.Phase
+		reason    string
+		check     func(t *testing.T, st build.Status, recs []build.Record)
 	}{
 		{name: "pass", code: 0, status: build.Completed, check: func(t *testing.T, st build.Status, recs []build.Record) {
 			if got := lines(recs, "build", "compile"); strings.Join(got, "|") != "hello from compile on main|compile done" {
