@@ -54,6 +54,9 @@ func runProvisioner(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 	}
 	env.API.InsecureNoAuth = *insecure
+	if env.API.Token == "" && !*insecure {
+		return provisioner.ErrNoToken // before connecting anywhere
+	}
 	logger := newLogger(env.LogFormat, stderr)
 	store, err := backend.Open(ctx, env.Store)
 	if err != nil {
