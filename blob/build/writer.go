@@ -102,11 +102,13 @@ var ErrClosed = errors.New("log writer closed")
 
 // LogWriter ships a build's log records to the store as chunks.
 //
-// Write only appends to memory and never waits for the store: chunks are
-// sealed at ChunkSize or every FlushInterval and uploaded in order by one
-// goroutine, create-only under the next sequence number. While the store
-// is failing, uploads are retried with backoff and jitter and sealed chunks
-// queue up, in memory up to MemoryLimit and in spill files after that, so an
+// Write appends to memory: chunks are sealed at ChunkSize or every
+// FlushInterval and uploaded in order by one goroutine, create-only under
+// the next sequence number (chunks that queued up go together, up to
+// MaxObjectSize). While the store works but lags, a full memory budget
+// makes Write wait (backpressure). While the store is failing, uploads are
+// retried with backoff and jitter and Write never waits: sealed chunks queue
+// up in memory up to MemoryLimit and in spill files after that, so an
 // outage costs disk space, not lines. A retried upload whose earlier attempt
 // did land (same content under the same key) counts as done, so no chunk is
 // written twice.
@@ -117,6 +119,8 @@ type LogWriter struct {
 	dir   string // this writer's spill directory
 
 	mu      sync.Mutex
+	room    *sync.Cond // signalled when uploads free memory or start failing
+	failing bool       // the last upload attempt failed
 	cur     []byte
 	queue   []*chunk
 	memUsed int
@@ -177,6 +181,7 @@ func NewLogWriter(ctx context.Context, s blob.Store, ref string, cfg WriterConfi
 		stop:    stop,
 		upCtx:   upCtx,
 	}
+	w.room = sync.NewCond(&w.mu)
 	w.stats.NextSeq = last + 1
 	w.cur = w.getBuf()
 	go w.upload()
@@ -185,7 +190,9 @@ func NewLogWriter(ctx context.Context, s blob.Store, ref string, cfg WriterConfi
 }
 
 // Write appends one record. The record's Build is set to the writer's ref.
-// Text longer than MaxText becomes several records (Part 1, 2, ...).
+// Text longer than MaxText becomes several records (Part 1, 2, ...). Write
+// waits only while the store works but lags behind and the memory budget
+// is used up; during an outage it never waits.
 func (w *LogWriter) Write(rec Record) error {
 	rec.Build = w.ref
 	w.mu.Lock()
@@ -215,9 +222,17 @@ func (w *LogWriter) appendLocked(rec *Record) {
 
 // sealLocked moves the current chunk to the upload queue, spilling it to
 // disk when the memory budget is used up.
+//
+// While the store works but is slower than the output, it waits for room
+// (backpressure on the step's output) rather than spill: spilling is for
+// outages, and writing everything to disk and back would only slow a busy
+// build down further.
 func (w *LogWriter) sealLocked() {
+	for len(w.cur) > 0 && w.memUsed+len(w.cur) > w.cfg.MemoryLimit && !w.failing && !w.closed && len(w.queue) > 0 && w.upCtx.Err() == nil {
+		w.room.Wait()
+	}
 	if len(w.cur) == 0 {
-		return
+		return // sealed by another writer while this one waited
 	}
 	c := &chunk{data: w.cur, size: len(w.cur)}
 	w.cur = w.getBuf()
@@ -333,6 +348,8 @@ func (w *LogWriter) upload() {
 			w.stats.Chunks++
 			w.stats.Bytes += uint64(size)
 			w.stats.LastUploadTime = time.Now()
+			w.failing = false
+			w.room.Broadcast()
 			w.mu.Unlock()
 			failures, pending = 0, 0
 			continue
@@ -342,6 +359,8 @@ func (w *LogWriter) upload() {
 		}
 		w.stats.FailedUploads++
 		w.stats.LastUploadErr = err.Error()
+		w.failing = true
+		w.room.Broadcast()
 		w.mu.Unlock()
 		if failures == 0 {
 			w.cfg.Logger.Warn("log chunk upload failed, retrying", "build", w.ref, "seq", seq, "error", err)
@@ -446,8 +465,9 @@ func (w *LogWriter) Stats() WriterStats {
 func (w *LogWriter) Close(ctx context.Context) error {
 	w.mu.Lock()
 	if !w.closed {
+		w.closed = true // first: the last seal must not wait for room
+		w.room.Broadcast()
 		w.sealLocked()
-		w.closed = true
 		select {
 		case w.wake <- struct{}{}:
 		default:
@@ -464,6 +484,7 @@ func (w *LogWriter) Close(ctx context.Context) error {
 	w.stop()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.room.Broadcast()
 	for _, c := range w.queue {
 		if c.data != nil {
 			if err := w.spillLocked(c); err == nil {
