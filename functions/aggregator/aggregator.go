@@ -1,0 +1,464 @@
+// Package aggregator relays builds' log lines, status changes and
+// artifacts from the blob store to a Sink (wharf-api, or stdout in the
+// embedded default). It is stateless: all its progress lives in the store.
+//
+// # Cursor
+//
+// Each build has a cursor object (builds/<ref>/relay/cursor): the last log
+// chunk relayed, the last status relayed, the artifacts relayed, and
+// whether the relay is final. The cursor is advanced with If-Match only
+// after the sink acknowledged a batch, so after a crash at most the one
+// unacknowledged batch is sent again. Within a pass the status document is
+// read first and the chunks listed after it: every line the worker wrote
+// before that status is relayed before the status. A build whose final
+// status has been relayed gets a final cursor and is not visited again.
+//
+// # Lease
+//
+// Several replicas may run; a replica relays a build only while it holds
+// the build's lease object (builds/<ref>/relay/lease, holder and expiry).
+// It creates the lease create-only (If-None-Match: *) when there is none,
+// and takes over an expired one, or renews its own, only with If-Match on
+// the ETag it read: of two replicas racing for a lease, exactly one write
+// succeeds. A holder renews before each batch and stops relaying a build as
+// soon as its lease is within one renewal margin of expiry or a renewal
+// fails; a replica that dies simply stops renewing, and after the expiry
+// (default 15 s) another one takes over from the cursor. The cursor's own
+// If-Match is the second line of defence: a stale holder's cursor write
+// fails and it drops the build. Expiry is judged by each replica's clock,
+// so clocks must agree to well within the expiry (NTP does).
+package aggregator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wharfjobs/wharfjobs/backoff"
+	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/job"
+)
+
+// Config tunes the aggregator.
+type Config struct {
+	// Holder names this replica in leases (default: a random id).
+	Holder string `envconfig:"AGGREGATOR_ID"`
+	// LeaseDuration is how long a lease lasts without renewal.
+	LeaseDuration time.Duration `envconfig:"LEASE_DURATION" default:"15s"`
+	// PollInterval is how often the store is polled for new chunks.
+	PollInterval time.Duration `envconfig:"POLL_INTERVAL" default:"1s"`
+	// DiscoverInterval is how often builds are listed anew.
+	DiscoverInterval time.Duration `envconfig:"DISCOVER_INTERVAL" default:"10s"`
+	// BatchLines and BatchBytes bound one delivery to the sink.
+	BatchLines int `envconfig:"BATCH_LINES" default:"5000"`
+	BatchBytes int `envconfig:"BATCH_BYTES" default:"1048576"`
+	// Workers is how many builds are relayed in parallel.
+	Workers int `envconfig:"RELAY_WORKERS" default:"8"`
+	// Retry is the backoff of failed deliveries.
+	RetryMin time.Duration `envconfig:"RETRY_MIN" default:"500ms"`
+	RetryMax time.Duration `envconfig:"RETRY_MAX" default:"30s"`
+	// IdleExit ends Run after this long with no build to relay (0: never),
+	// so KEDA can scale the aggregator back to zero.
+	IdleExit time.Duration `envconfig:"IDLE_EXIT" default:"0"`
+	// HeartbeatTimeout fails a Running build whose worker has not
+	// refreshed its heartbeat for this long.
+	HeartbeatTimeout time.Duration `envconfig:"HEARTBEAT_TIMEOUT" default:"2m"`
+	// Logger for the aggregator's own diagnostics.
+	Logger *slog.Logger `ignored:"true"`
+}
+
+func (c *Config) defaults() {
+	if c.Holder == "" {
+		c.Holder = fmt.Sprintf("aggregator-%d", time.Now().UnixNano())
+	}
+	if c.LeaseDuration <= 0 {
+		c.LeaseDuration = 15 * time.Second
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Second
+	}
+	if c.DiscoverInterval <= 0 {
+		c.DiscoverInterval = 10 * time.Second
+	}
+	if c.BatchLines <= 0 {
+		c.BatchLines = 5000
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 1 << 20
+	}
+	if c.Workers <= 0 {
+		c.Workers = 8
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = 2 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Jobs tells which builds have a live Job and whether it is gone or stuck.
+// The Kubernetes implementation lives in job/kube; nil means no cluster
+// (builds are found in the store only).
+type Jobs interface {
+	// List returns the build refs with a Job.
+	List(ctx context.Context) (map[string]job.Build, error)
+}
+
+// Aggregator relays builds.
+type Aggregator struct {
+	store blob.Store
+	sink  Sink
+	jobs  Jobs
+	cfg   Config
+
+	mu     sync.Mutex
+	parked map[string]string // ref -> why (permanent sink rejection)
+
+	// Counters, for metrics and tests.
+	LinesRelayed   atomic.Uint64
+	BatchesRelayed atomic.Uint64
+	StatusRelayed  atomic.Uint64
+	Errors         atomic.Uint64
+}
+
+// New returns an aggregator.
+func New(s blob.Store, sink Sink, jobs Jobs, cfg Config) *Aggregator {
+	cfg.defaults()
+	return &Aggregator{store: s, sink: sink, jobs: jobs, cfg: cfg, parked: map[string]string{}}
+}
+
+// cursor is the document at builds/<ref>/relay/cursor.
+type cursor struct {
+	Seq       uint64      `json:"seq"`
+	Status    build.Phase `json:"status,omitempty"`
+	Reason    string      `json:"reason,omitempty"`
+	Artifacts []string    `json:"artifacts,omitempty"`
+	Final     bool        `json:"final,omitempty"`
+}
+
+func readCursor(ctx context.Context, s blob.Store, ref string) (cursor, string, error) {
+	b, info, err := blob.ReadAll(ctx, s, build.CursorKey(ref), 1<<20)
+	if errors.Is(err, blob.ErrNotFound) {
+		return cursor{}, "", nil
+	}
+	if err != nil {
+		return cursor{}, "", err
+	}
+	var c cursor
+	if err := json.Unmarshal(b, &c); err != nil {
+		return cursor{}, "", fmt.Errorf("cursor of build %s: %w", ref, err)
+	}
+	return c, info.ETag, nil
+}
+
+func writeCursor(ctx context.Context, s blob.Store, ref string, c cursor, etag string) (string, error) {
+	b, _ := json.Marshal(c)
+	info, err := s.Put(ctx, build.CursorKey(ref), bytes.NewReader(b), int64(len(b)),
+		blob.PutOptions{ContentType: "application/json", IfMatch: etag, IfNoneMatch: etag == ""})
+	if err != nil {
+		return "", fmt.Errorf("advance cursor of build %s: %w", ref, err)
+	}
+	return info.ETag, nil
+}
+
+// Pending lists the builds whose relay is not final: those with a Job,
+// plus those in the store whose cursor is not final (so logs written after
+// a Job disappeared are still relayed).
+func (a *Aggregator) Pending(ctx context.Context) ([]string, error) {
+	refs := map[string]bool{}
+	if a.jobs != nil {
+		jobs, err := a.jobs.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for ref := range jobs {
+			refs[ref] = true
+		}
+	}
+	err := blob.ListAll(ctx, a.store, blob.ListOptions{Prefix: build.Root, Delimited: true}, func(info blob.Info) error {
+		if ref, ok := build.RefOfKey(info.Key); ok && info.IsPrefix {
+			refs[ref] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("discover builds: %w", err)
+	}
+	var out []string
+	for ref := range refs {
+		c, _, err := readCursor(ctx, a.store, ref)
+		if err != nil {
+			return nil, err
+		}
+		if !c.Final {
+			out = append(out, ref)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Once relays everything pending and returns when no build has anything
+// left to relay now (the CronJob or PingSource mode). Builds still running
+// are relayed as far as they got.
+func (a *Aggregator) Once(ctx context.Context) error {
+	refs, err := a.Pending(ctx)
+	if err != nil {
+		return err
+	}
+	return a.relayAll(ctx, refs)
+}
+
+func (a *Aggregator) relayAll(ctx context.Context, refs []string) error {
+	work := make(chan string)
+	var wg sync.WaitGroup
+	var firstErr error
+	var errMu sync.Mutex
+	for range a.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ref := range work {
+				if err := a.Relay(ctx, ref); err != nil && !errors.Is(err, errLeaseHeld) {
+					a.Errors.Add(1)
+					a.cfg.Logger.Warn("relay failed", "build", ref, "error", err)
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, ref := range refs {
+		select {
+		case work <- ref:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return firstErr
+}
+
+// Run relays continuously until ctx ends, or until IdleExit passed with no
+// pending build.
+func (a *Aggregator) Run(ctx context.Context) error {
+	idleSince := time.Now()
+	for {
+		refs, err := a.Pending(ctx)
+		if err != nil {
+			a.Errors.Add(1)
+			a.cfg.Logger.Warn("discovery failed", "error", err)
+		}
+		if len(refs) > 0 {
+			idleSince = time.Now()
+			_ = a.relayAll(ctx, refs)
+		} else if a.cfg.IdleExit > 0 && time.Since(idleSince) > a.cfg.IdleExit {
+			a.cfg.Logger.Info("idle, exiting", "idle", a.cfg.IdleExit)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(a.cfg.PollInterval):
+		}
+	}
+}
+
+// Relay takes the build's lease and relays what is new. It returns
+// errLeaseHeld when another replica holds the build.
+func (a *Aggregator) Relay(ctx context.Context, ref string) error {
+	a.mu.Lock()
+	_, parked := a.parked[ref]
+	a.mu.Unlock()
+	if parked {
+		return nil // logged once when it was parked
+	}
+	l, err := acquire(ctx, a.store, ref, a.cfg.Holder, a.cfg.LeaseDuration, time.Now())
+	if err != nil {
+		return err
+	}
+	r := &relay{a: a, ref: ref, lease: l}
+	err = r.run(ctx)
+	if errors.Is(err, ErrPermanent) {
+		a.mu.Lock()
+		a.parked[ref] = err.Error()
+		a.mu.Unlock()
+		a.cfg.Logger.Error("sink rejected the build for good; parked", "build", ref, "error", err)
+		return nil
+	}
+	if r.final {
+		release(context.WithoutCancel(ctx), a.store, r.lease, a.cfg.Holder)
+	}
+	return err
+}
+
+// relay is one pass over one build by the lease holder.
+type relay struct {
+	a     *Aggregator
+	ref   string
+	lease heldLease
+	final bool
+}
+
+// keep renews the lease when it is past a third of its life and reports an
+// error when it cannot be held.
+func (r *relay) keep(ctx context.Context) error {
+	d := r.a.cfg.LeaseDuration
+	if time.Until(r.lease.expires) > 2*d/3 {
+		return nil
+	}
+	l, err := acquire(ctx, r.a.store, r.ref, r.a.cfg.Holder, d, time.Now())
+	if err != nil {
+		return err
+	}
+	r.lease = l
+	return nil
+}
+
+// deliver calls fn with retries (backoff with jitter) while the lease is
+// held; a permanent error ends it at once.
+func (r *relay) deliver(ctx context.Context, fn func() error) error {
+	policy := backoff.Policy{Min: r.a.cfg.RetryMin, Max: r.a.cfg.RetryMax}
+	for attempt := 0; ; attempt++ {
+		if err := r.keep(ctx); err != nil {
+			return err
+		}
+		err := fn()
+		if err == nil || errors.Is(err, ErrPermanent) {
+			return err
+		}
+		r.a.Errors.Add(1)
+		if attempt == 0 {
+			r.a.cfg.Logger.Warn("sink delivery failed, retrying", "build", r.ref, "error", err)
+		}
+		if err := policy.Sleep(ctx, attempt); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *relay) run(ctx context.Context) error {
+	s := r.a.store
+	cur, etag, err := readCursor(ctx, s, r.ref)
+	if err != nil || cur.Final {
+		return err
+	}
+	b := Build{Ref: r.ref, ID: r.ref}
+	if raw, _, err := blob.ReadAll(ctx, s, build.RequestKey(r.ref), 1<<20); err == nil {
+		var req job.Request
+		if json.Unmarshal(raw, &req) == nil && req.BuildRef != "" {
+			b.ID = req.BuildRef
+		}
+	}
+	// Status first: the chunks listed after it hold every line written
+	// before it.
+	st, _, err := build.ReadStatus(ctx, s, r.ref)
+	statusKnown := err == nil
+	if err != nil && !errors.Is(err, blob.ErrNotFound) {
+		return err
+	}
+	chunks, err := build.AllChunks(ctx, s, r.ref, cur.Seq)
+	if err != nil {
+		return err
+	}
+	// Relay the chunks in batches bounded by lines and bytes.
+	for len(chunks) > 0 {
+		var recs []build.Record
+		var last uint64
+		size := 0
+		for len(chunks) > 0 && (len(recs) == 0 || len(recs) < r.a.cfg.BatchLines && size < r.a.cfg.BatchBytes) {
+			c := chunks[0]
+			data, err := build.ReadChunk(ctx, s, r.ref, c.Seq)
+			if err != nil {
+				return err
+			}
+			if err := build.ScanRecords(bytes.NewReader(data), func(rec build.Record) error { recs = append(recs, rec); return nil }); err != nil {
+				return fmt.Errorf("chunk %d of build %s: %w", c.Seq, r.ref, err)
+			}
+			size += len(data)
+			last = c.Seq
+			chunks = chunks[1:]
+		}
+		if err := r.deliver(ctx, func() error { return r.a.sink.Lines(ctx, b, recs) }); err != nil {
+			return err
+		}
+		next := cur
+		next.Seq = last
+		if etag, err = writeCursor(ctx, s, r.ref, next, etag); err != nil {
+			return err
+		}
+		cur = next
+		r.a.LinesRelayed.Add(uint64(len(recs)))
+		r.a.BatchesRelayed.Add(1)
+	}
+	if !statusKnown {
+		return nil
+	}
+	// Artifacts go before the final status, so wharf-api has them when it
+	// shows the build as done.
+	arts, err := build.ListArtifacts(ctx, s, r.ref)
+	if err != nil {
+		return err
+	}
+	for _, art := range arts {
+		if contains(cur.Artifacts, art.Name) {
+			continue
+		}
+		err := r.deliver(ctx, func() error {
+			rc, _, err := build.GetArtifact(ctx, s, r.ref, art.Name)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			return r.a.sink.Artifact(ctx, b, art.Name, rc)
+		})
+		if err != nil {
+			return err
+		}
+		next := cur
+		next.Artifacts = append(append([]string(nil), cur.Artifacts...), art.Name)
+		if etag, err = writeCursor(ctx, s, r.ref, next, etag); err != nil {
+			return err
+		}
+		cur = next
+	}
+	if st.Status != cur.Status || st.Reason != cur.Reason {
+		if err := r.deliver(ctx, func() error { return r.a.sink.Status(ctx, b, st) }); err != nil {
+			return err
+		}
+		next := cur
+		next.Status, next.Reason = st.Status, st.Reason
+		next.Final = st.Status.Final()
+		if etag, err = writeCursor(ctx, s, r.ref, next, etag); err != nil {
+			return err
+		}
+		cur = next
+		r.a.StatusRelayed.Add(1)
+	}
+	r.final = cur.Final
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

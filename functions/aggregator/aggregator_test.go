@@ -1,0 +1,281 @@
+package aggregator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/blob/fs"
+	"github.com/wharfjobs/wharfjobs/blob/minio"
+	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+)
+
+var srv *miniotest.Server
+
+func TestMain(m *testing.M) {
+	var err error
+	srv, err = miniotest.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	srv.Close()
+	os.Exit(code)
+}
+
+func newMinIO(t testing.TB) blob.Store {
+	s, err := minio.Open(context.Background(), srv.Config(blob.BackendMinIO, miniotest.BucketName("agg")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// writeBuild writes a finished build the way a worker does: lines through
+// the chunk writer, then the final status.
+func writeBuild(t testing.TB, s blob.Store, ref string, lines int, final build.Phase, artifacts map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := build.WriteStatus(ctx, s, ref, build.Status{Status: build.Running}, ""); err != nil {
+		t.Fatal(err)
+	}
+	w, err := build.NewLogWriter(ctx, s, ref, build.WriterConfig{ChunkSize: 2 << 10, MaxObjectSize: 2 << 10, FlushInterval: time.Hour, SpillDir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= lines; i++ {
+		_ = w.Write(build.Record{Stage: "s", Step: "x", Stream: build.StreamStdout, Line: uint64(i), Time: time.Now(), Text: fmt.Sprintf("line %d", i)})
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range artifacts {
+		if _, err := build.PutArtifact(ctx, s, ref, name, strings.NewReader(body), int64(len(body)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if final != "" {
+		if _, err := build.UpdateStatus(ctx, s, ref, func(st *build.Status) error { st.Status = final; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestRelayLinesArtifactsThenStatus(t *testing.T) {
+	s, err := fs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeBuild(t, s, "1", 1000, "", nil)
+	sink := NewMemorySink()
+	a := New(s, sink, nil, Config{BatchLines: 300, Logger: quiet})
+	ctx := context.Background()
+	if err := a.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lines, statuses, _ := sink.Received("1")
+	if len(lines) != 1000 || len(statuses) != 1 || statuses[0].Status != build.Running {
+		t.Fatalf("running build: %d lines, statuses %+v", len(lines), statuses)
+	}
+	// Nothing new: nothing sent again.
+	if err := a.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if lines, statuses, _ = sink.Received("1"); len(lines) != 1000 || len(statuses) != 1 {
+		t.Fatalf("second pass resent: %d lines, %d statuses", len(lines), len(statuses))
+	}
+	// More lines, an artifact and the final status arrive.
+	w, _ := build.NewLogWriter(ctx, s, "1", build.WriterConfig{SpillDir: t.TempDir(), Logger: quiet})
+	_ = w.Write(build.Record{Stream: build.StreamStdout, Line: 1001, Time: time.Now(), Text: "line 1001"})
+	_ = w.Close(ctx)
+	build.PutArtifact(ctx, s, "1", "report.trx", strings.NewReader("<TestRun/>"), 10, "")
+	build.UpdateStatus(ctx, s, "1", func(st *build.Status) error { st.Status, st.Reason = build.Failed, "StepFailed: s/x exit 1"; return nil })
+	if err := a.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lines, statuses, arts := sink.Received("1")
+	if len(lines) != 1001 || lines[1000].Text != "line 1001" {
+		t.Fatalf("%d lines after the second batch", len(lines))
+	}
+	if len(statuses) != 2 || statuses[1].Status != build.Failed || string(arts["report.trx"]) != "<TestRun/>" {
+		t.Fatalf("statuses %+v artifacts %v", statuses, arts)
+	}
+	if refs, _ := a.Pending(ctx); len(refs) != 0 {
+		t.Fatalf("a finished relay is still pending: %v", refs)
+	}
+}
+
+func TestPermanentRejectionParksTheBuild(t *testing.T) {
+	s, _ := fs.Open(t.TempDir())
+	writeBuild(t, s, "404", 10, build.Completed, nil)
+	writeBuild(t, s, "ok", 10, build.Completed, nil)
+	sink := NewMemorySink()
+	calls := 0
+	sink.Fail = func(b Build, _ string) error {
+		if b.Ref == "404" {
+			calls++
+			return fmt.Errorf("wharf-api: build unknown: %w", ErrPermanent)
+		}
+		return nil
+	}
+	a := New(s, sink, nil, Config{Logger: quiet})
+	for range 3 {
+		if err := a.Once(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("a parked build was tried %d times", calls)
+	}
+	if lines, _, _ := sink.Received("ok"); len(lines) != 10 {
+		t.Fatal("the other build was not relayed")
+	}
+}
+
+func TestTransientSinkErrorsAreRetried(t *testing.T) {
+	s, _ := fs.Open(t.TempDir())
+	writeBuild(t, s, "7", 50, build.Completed, nil)
+	sink := NewMemorySink()
+	fails := 3
+	sink.Fail = func(Build, string) error {
+		if fails > 0 {
+			fails--
+			return errors.New("wharf-api: database is locked")
+		}
+		return nil
+	}
+	a := New(s, sink, nil, Config{RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond, Logger: quiet})
+	if err := a.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	lines, statuses, _ := sink.Received("7")
+	if len(lines) != 50 || len(statuses) != 1 {
+		t.Fatalf("%d lines %d statuses after retries", len(lines), len(statuses))
+	}
+}
+
+func TestLeaseRaceHasOneWinner(t *testing.T) {
+	s := newMinIO(t)
+	var wg sync.WaitGroup
+	wins := make([]bool, 10)
+	for i := range wins {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := acquire(context.Background(), s, "race", fmt.Sprint("r", i), time.Minute, time.Now())
+			wins[i] = err == nil
+		}()
+	}
+	wg.Wait()
+	n := 0
+	for _, w := range wins {
+		if w {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d replicas hold the lease", n)
+	}
+	// An expired lease can be taken over; a live one cannot.
+	if _, err := acquire(context.Background(), s, "race", "late", time.Minute, time.Now()); !errors.Is(err, errLeaseHeld) {
+		t.Fatalf("took a live lease: %v", err)
+	}
+	if _, err := acquire(context.Background(), s, "race", "late", time.Minute, time.Now().Add(2*time.Minute)); err != nil {
+		t.Fatalf("could not take an expired lease: %v", err)
+	}
+}
+
+// TestThreeReplicasTwoHundredBuilds runs three aggregators against a real
+// MinIO, kills one mid-way, and checks that every line of 200 builds was
+// delivered, no build was relayed by two holders at once, and a build got
+// at most one batch twice (the one its dead relayer had not acknowledged).
+func TestThreeReplicasTwoHundredBuilds(t *testing.T) {
+	s := newMinIO(t)
+	const builds, lines, batch = 200, 400, 100
+	for i := range builds {
+		writeBuild(t, s, fmt.Sprint("b", i), lines, build.Completed, nil)
+	}
+	sink := NewMemorySink()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var aggs []*Aggregator
+	var cancels []context.CancelFunc
+	var wg sync.WaitGroup
+	for i := range 3 {
+		a := New(s, sink, nil, Config{Holder: fmt.Sprint("replica-", i), LeaseDuration: time.Second, PollInterval: 50 * time.Millisecond,
+			BatchLines: batch, Workers: 4, RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Logger: quiet})
+		rctx, rcancel := context.WithCancel(ctx)
+		aggs, cancels = append(aggs, a), append(cancels, rcancel)
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = a.Run(rctx) }()
+	}
+	// Kill replica 0 once it has done some of the work.
+	for aggs[0].LinesRelayed.Load() < builds*lines/10 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancels[0]()
+	for {
+		refs, err := aggs[1].Pending(ctx)
+		if err == nil && len(refs) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("relay not finished: %d builds pending", len(refs))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, c := range cancels {
+		c()
+	}
+	wg.Wait()
+	if sink.Concurrent != 0 {
+		t.Fatalf("%d deliveries overlapped another holder's for the same build", sink.Concurrent)
+	}
+	resent := 0
+	for i := range builds {
+		recs, statuses, _ := sink.Received(fmt.Sprint("b", i))
+		seen := map[uint64]int{}
+		for _, r := range recs {
+			seen[r.Line]++
+		}
+		if len(seen) != lines {
+			t.Fatalf("build b%d: %d distinct lines of %d", i, len(seen), lines)
+		}
+		if extra := len(recs) - lines; extra > batch {
+			t.Fatalf("build b%d: %d lines sent twice, more than one batch (%d)", i, extra, batch)
+		} else if extra > 0 {
+			resent++
+		}
+		if len(statuses) == 0 || statuses[len(statuses)-1].Status != build.Completed {
+			t.Fatalf("build b%d: statuses %+v", i, statuses)
+		}
+	}
+	total := aggs[0].LinesRelayed.Load() + aggs[1].LinesRelayed.Load() + aggs[2].LinesRelayed.Load()
+	t.Logf("lines relayed by replica: %d, %d, %d (total %d); builds with a resent batch: %d",
+		aggs[0].LinesRelayed.Load(), aggs[1].LinesRelayed.Load(), aggs[2].LinesRelayed.Load(), total, resent)
+}
+
+func TestWriterSink(t *testing.T) {
+	var b strings.Builder
+	ws := &WriterSink{W: &b}
+	ctx := context.Background()
+	_ = ws.Lines(ctx, Build{Ref: "5"}, []build.Record{{Stage: "build", Step: "go", Text: "ok"}})
+	_ = ws.Status(ctx, Build{Ref: "5"}, build.Status{Status: build.Failed, Reason: "Cancelled"})
+	_ = ws.Artifact(ctx, Build{Ref: "5"}, "a.txt", io.NopCloser(strings.NewReader("abc")))
+	want := "[5] build/go             | ok\n[5] status Failed (Cancelled)\n[5] artifact a.txt (3 bytes)\n"
+	if b.String() != want {
+		t.Fatalf("got %q", b.String())
+	}
+}
