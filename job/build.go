@@ -24,4 +24,7 @@ type Build struct {
 	Reason string
 	// Queued is set for a build waiting for a slot.
 	Queued bool
+	// Stuck names why the worker cannot start, e.g. "ImagePullBackOff:
+	// wharfjobs:1.2", when its pod waits for something that will not come.
+	Stuck string
 }

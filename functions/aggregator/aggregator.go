@@ -71,6 +71,10 @@ type Config struct {
 	// HeartbeatTimeout fails a Running build whose worker has not
 	// refreshed its heartbeat for this long.
 	HeartbeatTimeout time.Duration `envconfig:"HEARTBEAT_TIMEOUT" default:"2m"`
+	// MissingGrace is how long a build's status may be unchanged while its
+	// Job is missing before the build is failed: the provisioner writes the
+	// status just before it creates the Job.
+	MissingGrace time.Duration `envconfig:"MISSING_GRACE" default:"1m"`
 	// Logger for the aggregator's own diagnostics.
 	Logger *slog.Logger `ignored:"true"`
 }
@@ -100,17 +104,20 @@ func (c *Config) defaults() {
 	if c.HeartbeatTimeout <= 0 {
 		c.HeartbeatTimeout = 2 * time.Minute
 	}
+	if c.MissingGrace <= 0 {
+		c.MissingGrace = time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 }
 
-// Jobs tells which builds have a live Job and whether it is gone or stuck.
-// The Kubernetes implementation lives in job/kube; nil means no cluster
-// (builds are found in the store only).
+// Jobs tells which builds have a Job and whether it ended or is stuck.
+// kube.Launcher implements it; nil means no cluster (builds are found in
+// the store only, and only stale heartbeats reveal a lost worker).
 type Jobs interface {
-	// List returns the build refs with a Job.
-	List(ctx context.Context) (map[string]job.Build, error)
+	// States returns the builds with a Job, by build ref.
+	States(ctx context.Context) (map[string]job.Build, error)
 }
 
 // Aggregator relays builds.
@@ -122,6 +129,10 @@ type Aggregator struct {
 
 	mu     sync.Mutex
 	parked map[string]string // ref -> why (permanent sink rejection)
+	states map[string]job.Build
+	// statesOK is set when states came from a successful listing, so a
+	// build missing from it really has no Job.
+	statesOK bool
 
 	// Counters, for metrics and tests.
 	LinesRelayed   atomic.Uint64
@@ -176,11 +187,14 @@ func writeCursor(ctx context.Context, s blob.Store, ref string, c cursor, etag s
 func (a *Aggregator) Pending(ctx context.Context) ([]string, error) {
 	refs := map[string]bool{}
 	if a.jobs != nil {
-		jobs, err := a.jobs.List(ctx)
+		states, err := a.jobs.States(ctx)
+		a.mu.Lock()
+		a.states, a.statesOK = states, err == nil
+		a.mu.Unlock()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("list build jobs: %w", err)
 		}
-		for ref := range jobs {
+		for ref := range states {
 			refs[ref] = true
 		}
 	}
@@ -365,6 +379,9 @@ func (r *relay) run(ctx context.Context) error {
 			b.ID = req.BuildRef
 		}
 	}
+	if err := r.a.failIfLost(ctx, r.ref); err != nil {
+		return err
+	}
 	// Status first: the chunks listed after it hold every line written
 	// before it.
 	st, _, err := build.ReadStatus(ctx, s, r.ref)
@@ -461,4 +478,68 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// lostReason says why a build whose status is not final will never finish,
+// or "" when it may still.
+func (a *Aggregator) lostReason(st build.Status, now time.Time) string {
+	if st.Status.Final() || st.Status == "" {
+		return ""
+	}
+	a.mu.Lock()
+	b, hasJob := a.states[st.Ref]
+	known := a.statesOK && a.jobs != nil
+	a.mu.Unlock()
+	switch {
+	case known && !hasJob && now.Sub(st.UpdatedAt) > a.cfg.MissingGrace:
+		return build.ReasonWorkerLost + ": the build's Job is gone"
+	case hasJob && b.Phase == "Failed":
+		if b.Reason == "DeadlineExceeded" {
+			return build.ReasonDeadlineExceeded
+		}
+		return build.ReasonWorkerLost + ": the Job failed (" + b.Reason + ")"
+	case hasJob && b.Phase == "Completed":
+		return build.ReasonWorkerLost + ": the worker exited without recording a final status"
+	case hasJob && b.Stuck != "":
+		return b.Stuck
+	case st.Status == build.Running && st.Heartbeat != nil && now.Sub(*st.Heartbeat) > a.cfg.HeartbeatTimeout:
+		return fmt.Sprintf("%s: no heartbeat since %s", build.ReasonWorkerLost, st.Heartbeat.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
+// failIfLost marks a lost build Failed, with a last log line saying why,
+// so the status reaches the sink like any other.
+func (a *Aggregator) failIfLost(ctx context.Context, ref string) error {
+	st, _, err := build.ReadStatus(ctx, a.store, ref)
+	if err != nil {
+		if errors.Is(err, blob.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	reason := a.lostReason(st, time.Now())
+	if reason == "" {
+		return nil
+	}
+	w, err := build.NewLogWriter(ctx, a.store, ref, build.WriterConfig{Logger: a.cfg.Logger})
+	if err != nil {
+		return err
+	}
+	_ = w.Write(build.Record{Stream: build.StreamSystem, Time: time.Now(), Text: "build failed: " + reason})
+	if err := w.Close(ctx); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	_, err = build.UpdateStatus(ctx, a.store, ref, func(st *build.Status) error {
+		if st.Status.Final() {
+			return build.ErrNoChange // the worker finished after all
+		}
+		st.Status, st.Reason, st.FinishedAt = build.Failed, reason, &now
+		return nil
+	})
+	if err == nil {
+		a.cfg.Logger.Warn("build lost, marked Failed", "build", ref, "reason", reason)
+	}
+	return err
 }

@@ -243,3 +243,56 @@ func toBuild(j *batchv1.Job) job.Build {
 
 // ns is the namespace of the build Jobs.
 func (l *Launcher) ns() string { return l.Config.withDefaults().Namespace }
+
+// stuckReasons are waiting reasons of the worker container that will not
+// clear on their own.
+var stuckReasons = map[string]bool{"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true, "CreateContainerConfigError": true}
+
+// States returns every build Job by build ref, with Stuck set from its
+// worker pod's waiting reason; the aggregator fails stuck and vanished
+// builds from it.
+func (l *Launcher) States(ctx context.Context) (map[string]job.Build, error) {
+	builds, err := l.List(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]job.Build, len(builds))
+	for _, b := range builds {
+		out[b.Ref] = b
+	}
+	cctx, cancel := l.ctx(ctx)
+	defer cancel()
+	sel := labels.SelectorFromSet(labels.Set{job.LabelManagedBy: "wharfjobs", job.LabelComponent: ComponentWorker}).String()
+	pods, err := l.Client.CoreV1().Pods(l.ns()).List(cctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return nil, fmt.Errorf("list worker pods: %w", err)
+	}
+	for _, p := range pods.Items {
+		b, ok := out[p.Labels[job.LabelBuildRef]]
+		if !ok {
+			continue
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil && stuckReasons[w.Reason] {
+				b.Stuck = w.Reason + ": " + cs.Image
+			}
+		}
+		if p.Status.Phase == corev1.PodPending {
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable &&
+					time.Since(c.LastTransitionTime.Time) > l.unschedulableLimit() {
+					b.Stuck = "Unschedulable: " + c.Message
+				}
+			}
+		}
+		out[b.Ref] = b
+	}
+	return out, nil
+}
+
+func (l *Launcher) unschedulableLimit() time.Duration {
+	if l.Config.UnschedulableLimit > 0 {
+		return l.Config.UnschedulableLimit
+	}
+	return 10 * time.Minute
+}

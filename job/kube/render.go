@@ -51,6 +51,9 @@ type Config struct {
 	KueueQueue string `envconfig:"KUEUE_QUEUE_NAME"`
 	// RequestTimeout bounds each Kubernetes API call.
 	RequestTimeout time.Duration `envconfig:"KUBE_API_TIMEOUT" default:"10s"`
+	// UnschedulableLimit is how long a worker pod may stay unschedulable
+	// before the aggregator fails the build.
+	UnschedulableLimit time.Duration `envconfig:"UNSCHEDULABLE_LIMIT" default:"10m"`
 }
 
 // withDefaults fills the fields a caller left zero with the documented

@@ -1,11 +1,15 @@
 package kube
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/wharfjobs/wharfjobs/job"
 )
@@ -53,5 +57,27 @@ func TestRenderKeepsSecretsOutOfTheJob(t *testing.T) {
 	}
 	if _, _, err := Render(req, Config{CPULimit: "two"}, false); err == nil || !strings.Contains(err.Error(), "WHARFJOBS_WORKER_CPU_LIMIT") {
 		t.Fatalf("bad quantity: %v", err)
+	}
+}
+
+func TestStatesFindsStuckWorkers(t *testing.T) {
+	cs := fake.NewClientset()
+	l := &Launcher{Client: cs, Config: Config{Namespace: "b"}}
+	ctx := context.Background()
+	if _, _, err := l.Launch(ctx, job.Request{BuildRef: "1", GitFullURL: "https://g/x.git"}); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "w", Namespace: "b", Labels: Labels(job.Request{BuildRef: "1"}, ComponentWorker)},
+		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "worker", Image: "wharfjobs:nope",
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"}}}}}}
+	if _, err := cs.CoreV1().Pods("b").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	states, err := l.States(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if states["1"].Stuck != "ImagePullBackOff: wharfjobs:nope" {
+		t.Fatalf("states %+v", states)
 	}
 }

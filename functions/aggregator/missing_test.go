@@ -1,0 +1,65 @@
+package aggregator
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/blob/fs"
+	"github.com/wharfjobs/wharfjobs/job"
+)
+
+type fakeJobs map[string]job.Build
+
+func (f fakeJobs) States(context.Context) (map[string]job.Build, error) { return f, nil }
+
+func TestMissingBuildsAreFailedWithAReason(t *testing.T) {
+	s, _ := fs.Open(t.TempDir())
+	ctx := context.Background()
+	for _, ref := range []string{"gone", "stuck", "deadline", "healthy", "exited"} {
+		writeBuild(t, s, ref, 5, "", nil)
+	}
+	stale := time.Now().Add(-10 * time.Minute)
+	writeBuild(t, s, "silent", 5, "", nil)
+	build.UpdateStatus(ctx, s, "silent", func(st *build.Status) error { st.Heartbeat = &stale; return nil })
+	fresh := time.Now()
+	build.UpdateStatus(ctx, s, "healthy", func(st *build.Status) error { st.Heartbeat = &fresh; return nil })
+	jobs := fakeJobs{
+		"stuck":    {Ref: "stuck", Phase: "Scheduling", Stuck: "ImagePullBackOff: wharfjobs:nope"},
+		"deadline": {Ref: "deadline", Phase: "Failed", Reason: "DeadlineExceeded"},
+		"exited":   {Ref: "exited", Phase: "Completed"},
+		"healthy":  {Ref: "healthy", Phase: "Running"},
+		"silent":   {Ref: "silent", Phase: "Running"},
+	}
+	sink := NewMemorySink()
+	time.Sleep(20 * time.Millisecond)
+	a := New(s, sink, jobs, Config{MissingGrace: 10 * time.Millisecond, HeartbeatTimeout: time.Minute, Logger: quiet})
+	if err := a.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"gone":     "WorkerLost: the build's Job is gone",
+		"stuck":    "ImagePullBackOff: wharfjobs:nope",
+		"deadline": "DeadlineExceeded",
+		"exited":   "WorkerLost: the worker exited without recording a final status",
+		"silent":   "WorkerLost: no heartbeat since",
+	}
+	for ref, reason := range want {
+		st, _, _ := build.ReadStatus(ctx, s, ref)
+		if st.Status != build.Failed || !strings.HasPrefix(st.Reason, reason) {
+			t.Errorf("%s: status %s reason %q, want Failed %q", ref, st.Status, st.Reason, reason)
+		}
+		lines, statuses, _ := sink.Received(ref)
+		if len(statuses) == 0 || statuses[len(statuses)-1].Status != build.Failed {
+			t.Errorf("%s: sink statuses %+v", ref, statuses)
+		}
+		if last := lines[len(lines)-1]; last.Stream != build.StreamSystem || !strings.Contains(last.Text, reason) {
+			t.Errorf("%s: last line %+v does not say why", ref, last)
+		}
+	}
+	if st, _, _ := build.ReadStatus(ctx, s, "healthy"); st.Status != build.Running {
+		t.Fatalf("a healthy build was failed: %+v", st)
+	}
+}
