@@ -101,7 +101,10 @@ func TestRelayLinesArtifactsThenStatus(t *testing.T) {
 	_ = w.Write(build.Record{Stream: build.StreamStdout, Line: 1001, Time: time.Now(), Text: "line 1001"})
 	_ = w.Close(ctx)
 	build.PutArtifact(ctx, s, "1", "report.trx", strings.NewReader("<TestRun/>"), 10, "")
-	build.UpdateStatus(ctx, s, "1", func(st *build.Status) error { st.Status, st.Reason = build.Failed, "StepFailed: s/x exit 1"; return nil })
+	build.UpdateStatus(ctx, s, "1", func(st *build.Status) error {
+		st.Status, st.Reason = build.Failed, "StepFailed: s/x exit 1"
+		return nil
+	})
 	if err := a.Once(ctx); err != nil {
 		t.Fatal(err)
 	}
