@@ -31,6 +31,7 @@ func commands() map[string]command {
 		"demo":            {"write a sample build into a local store and read its log back", runDemo},
 		"worker":          {"run one build (the body of a build Job's pod)", runWorker},
 		"provisioner":     {"serve the trigger API wharf-api calls (creates build Jobs)", runProvisioner},
+		"aggregator":      {"relay logs, status and artifacts from the store to wharf-api", runAggregator},
 		"run":             {"run a directory's .wharf-ci.yml locally, showing the log live", runRun},
 		"workspace-fetch": {"fetch a build's workspace into a step pod (init container)", runWorkspaceFetch},
 	}

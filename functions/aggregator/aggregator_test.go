@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -280,5 +282,21 @@ func TestWriterSink(t *testing.T) {
 	want := "[5] build/go             | ok\n[5] status Failed (Cancelled)\n[5] artifact a.txt (3 bytes)\n"
 	if b.String() != want {
 		t.Fatalf("got %q", b.String())
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	s, _ := fs.Open(t.TempDir())
+	writeBuild(t, s, "m", 20, build.Completed, nil)
+	a := New(s, NewMemorySink(), nil, Config{Logger: quiet})
+	if err := a.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	a.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{"wharfjobs_relay_lines_total 20\n", "wharfjobs_relay_statuses_total 1\n", "# TYPE wharfjobs_relay_parked_builds gauge\n"} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Fatalf("metrics lack %q:\n%s", want, rec.Body.String())
+		}
 	}
 }

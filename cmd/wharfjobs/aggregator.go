@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/backend"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator/wharfapi"
+	"github.com/wharfjobs/wharfjobs/job/kube"
+)
+
+// aggregatorEnv is the aggregator's configuration.
+type aggregatorEnv struct {
+	Store     blob.Config
+	Kube      kube.Config
+	Relay     aggregator.Config
+	WharfAPI  wharfapi.Config
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
+}
+
+func runAggregator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("aggregator", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	once := fl.Bool("once", false, "relay everything pending, then exit (for a CronJob or a PingSource)")
+	noKube := fl.Bool("no-kube", false, "find builds in the store only (no Kubernetes API)")
+	if err := fl.Parse(args); err != nil {
+		return flagErr(err)
+	}
+	var env aggregatorEnv
+	for _, part := range []any{&env, &env.Store, &env.Kube, &env.Relay, &env.WharfAPI} {
+		if err := envconfig.Process("WHARFJOBS", part); err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+	}
+	logger := newLogger(env.LogFormat, stderr)
+	env.Relay.Logger = logger
+	store, err := backend.Open(ctx, env.Store)
+	if err != nil {
+		return err
+	}
+	var sink aggregator.Sink = &aggregator.WriterSink{W: stdout}
+	if env.WharfAPI.URL != "" {
+		ws, err := wharfapi.New(env.WharfAPI)
+		if err != nil {
+			return err
+		}
+		defer ws.Close()
+		sink = ws
+	}
+	var jobs aggregator.Jobs
+	if !*noKube {
+		cs, err := kubeClient()
+		if err != nil {
+			return fmt.Errorf("%w (or pass --no-kube)", err)
+		}
+		jobs = &kube.Launcher{Client: cs, Config: env.Kube}
+	}
+	agg := aggregator.New(store, sink, jobs, env.Relay)
+	if *once {
+		return agg.Once(ctx)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.Handle("/metrics", agg.MetricsHandler())
+	srvCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		if err := serve(srvCtx, listenAddr(), mux, logger); err != nil && !errors.Is(err, context.Canceled) {
+			logger.Error("metrics server", "error", err)
+			os.Exit(1)
+		}
+	}()
+	return agg.Run(ctx)
+}

@@ -1,0 +1,320 @@
+// Package wharfapi is the aggregator's Sink to wharf-api v5: log lines
+// through the gRPC client stream wharf.api.v5.Builds/CreateLogStream on
+// wharf-api's HTTP port (one long-lived connection, many lines per stream),
+// status with PUT /api/build/{id}/status, artifacts and TRX test results
+// with multipart POSTs. The HTTP calls are our own, with contexts and
+// timeouts.
+//
+// The two gRPC messages are small and stable, so they are encoded with
+// protowire directly instead of generated code (wharf-api-client-go, which
+// has the generated package, is not served by this project's module
+// proxy):
+//
+//	CreateLogStreamRequest  {uint64 build_id=1; uint64 worker_log_id=2;
+//	                         uint64 worker_step_id=3;
+//	                         google.protobuf.Timestamp timestamp=4; string message=5}
+//	CreateLogStreamResponse {uint64 lines_inserted=1}
+package wharfapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+)
+
+// LogStreamMethod is the full gRPC method name of wharf-api's log stream.
+const LogStreamMethod = "/wharf.api.v5.Builds/CreateLogStream"
+
+// Config configures the sink.
+type Config struct {
+	// URL is wharf-api's base URL; gRPC goes to the same host and port.
+	URL string `envconfig:"WHARF_API_URL"`
+	// Auth is an Authorization header value for the HTTP calls (Basic or
+	// Bearer), optional.
+	Auth string `envconfig:"WHARF_API_AUTH"`
+	// Timeout bounds each call (a whole log stream included).
+	Timeout time.Duration `envconfig:"WHARF_API_TIMEOUT" default:"30s"`
+}
+
+// Sink delivers to wharf-api.
+type Sink struct {
+	base    *url.URL
+	auth    string
+	timeout time.Duration
+	http    *http.Client
+	conn    *grpc.ClientConn
+}
+
+var _ aggregator.Sink = (*Sink)(nil)
+
+// New connects (lazily) to wharf-api at cfg.URL.
+func New(cfg Config) (*Sink, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("WHARFJOBS_WHARF_API_URL=%q: expected http(s)://host[:port]", cfg.URL)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	host := u.Host
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+		host = net.JoinHostPort(u.Hostname(), port)
+	}
+	creds := insecure.NewCredentials()
+	if u.Scheme == "https" {
+		creds = credentials.NewClientTLSFromCert(nil, "")
+	}
+	conn, err := grpc.NewClient(host, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+	if err != nil {
+		return nil, fmt.Errorf("wharf-api gRPC at %s: %w", host, err)
+	}
+	return &Sink{
+		base:    u,
+		auth:    cfg.Auth,
+		timeout: cfg.Timeout,
+		http:    &http.Client{Timeout: cfg.Timeout},
+		conn:    conn,
+	}, nil
+}
+
+// Close closes the gRPC connection.
+func (s *Sink) Close() error { return s.conn.Close() }
+
+// Lines implements aggregator.Sink: one client stream per batch on the
+// shared connection.
+func (s *Sink) Lines(ctx context.Context, b aggregator.Build, recs []build.Record) error {
+	id, err := strconv.ParseUint(b.ID, 10, 64)
+	if err != nil || id == 0 {
+		return fmt.Errorf("build %s: wharf-api build id %q is not a positive number: %w", b.Ref, b.ID, aggregator.ErrPermanent)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	stream, err := s.conn.NewStream(ctx, &grpc.StreamDesc{StreamName: "CreateLogStream", ClientStreams: true}, LogStreamMethod)
+	if err != nil {
+		return fmt.Errorf("open log stream for build %d: %w", id, err)
+	}
+	sent := 0
+	for _, r := range recs {
+		if r.Time.IsZero() {
+			continue // wharf-api drops lines without a timestamp anyway
+		}
+		msg := encodeLine(id, r)
+		if err := stream.SendMsg(&msg); err != nil {
+			return fmt.Errorf("send log lines of build %d: %w", id, err)
+		}
+		sent++
+	}
+	if err := stream.CloseSend(); err != nil {
+		return fmt.Errorf("close log stream of build %d: %w", id, err)
+	}
+	var resp []byte
+	if err := stream.RecvMsg(&resp); err != nil {
+		return fmt.Errorf("log stream of build %d: %w", id, err)
+	}
+	inserted, err := decodeInserted(resp)
+	if err != nil {
+		return err
+	}
+	if inserted != uint64(sent) {
+		// wharf-api answers for the lines it committed; it does not
+		// de-duplicate, so resending would double the others.
+		return fmt.Errorf("build %d: wharf-api inserted %d of %d lines: %w", id, inserted, sent, aggregator.ErrPermanent)
+	}
+	return nil
+}
+
+// stepID is a stable number for a step within a build.
+func stepID(stage, step string) uint64 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(stage + "/" + step))
+	return uint64(h.Sum32())
+}
+
+func encodeLine(buildID uint64, r build.Record) []byte {
+	var m []byte
+	m = protowire.AppendTag(m, 1, protowire.VarintType)
+	m = protowire.AppendVarint(m, buildID)
+	m = protowire.AppendTag(m, 2, protowire.VarintType)
+	m = protowire.AppendVarint(m, r.Line)
+	m = protowire.AppendTag(m, 3, protowire.VarintType)
+	m = protowire.AppendVarint(m, stepID(r.Stage, r.Step))
+	var ts []byte
+	ts = protowire.AppendTag(ts, 1, protowire.VarintType)
+	ts = protowire.AppendVarint(ts, uint64(r.Time.Unix()))
+	if n := r.Time.Nanosecond(); n != 0 {
+		ts = protowire.AppendTag(ts, 2, protowire.VarintType)
+		ts = protowire.AppendVarint(ts, uint64(n))
+	}
+	m = protowire.AppendTag(m, 4, protowire.BytesType)
+	m = protowire.AppendBytes(m, ts)
+	text := r.Text
+	if r.Step != "" {
+		text = "[" + r.Stage + "/" + r.Step + "] " + text
+	}
+	m = protowire.AppendTag(m, 5, protowire.BytesType)
+	m = protowire.AppendString(m, text)
+	return m
+}
+
+func decodeInserted(b []byte) (uint64, error) {
+	var n uint64
+	for len(b) > 0 {
+		num, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return 0, fmt.Errorf("log stream response: %w", protowire.ParseError(l))
+		}
+		b = b[l:]
+		if num == 1 && typ == protowire.VarintType {
+			v, l := protowire.ConsumeVarint(b)
+			if l < 0 {
+				return 0, fmt.Errorf("log stream response: %w", protowire.ParseError(l))
+			}
+			n, b = v, b[l:]
+			continue
+		}
+		l = protowire.ConsumeFieldValue(num, typ, b)
+		if l < 0 {
+			return 0, fmt.Errorf("log stream response: %w", protowire.ParseError(l))
+		}
+		b = b[l:]
+	}
+	return n, nil
+}
+
+// rawCodec passes pre-encoded protobuf messages through.
+type rawCodec struct{}
+
+var _ encoding.CodecV2 = rawCodec{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	b, ok := v.(*[]byte)
+	if !ok {
+		return nil, fmt.Errorf("raw codec: cannot marshal %T", v)
+	}
+	return mem.BufferSlice{mem.SliceBuffer(*b)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	b, ok := v.(*[]byte)
+	if !ok {
+		return fmt.Errorf("raw codec: cannot unmarshal into %T", v)
+	}
+	*b = data.Materialize()
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+// Status implements aggregator.Sink.
+func (s *Sink) Status(ctx context.Context, b aggregator.Build, st build.Status) error {
+	if !st.Status.Valid() {
+		// An invalid value resets the build in wharf-api: never send one.
+		return fmt.Errorf("build %s: status %q is not one wharf-api accepts: %w", b.Ref, st.Status, aggregator.ErrPermanent)
+	}
+	body, _ := json.Marshal(map[string]string{"status": string(st.Status)})
+	return s.do(ctx, http.MethodPut, "/api/build/"+url.PathEscape(b.ID)+"/status", "application/json", bytes.NewReader(body))
+}
+
+// Artifact implements aggregator.Sink. TRX files go to the test results
+// endpoint too, which parses them.
+func (s *Sink) Artifact(ctx context.Context, b aggregator.Build, name string, r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	paths := []string{"/api/build/" + url.PathEscape(b.ID) + "/artifact"}
+	if strings.EqualFold(pathExt(name), ".trx") {
+		paths = append(paths, "/api/build/"+url.PathEscape(b.ID)+"/test-result/") // the trailing slash matters
+	}
+	for _, p := range paths {
+		var buf bytes.Buffer
+		mw := multipart.NewWriter(&buf)
+		fw, err := mw.CreateFormFile("files", baseName(name))
+		if err != nil {
+			return err
+		}
+		_, _ = fw.Write(data)
+		_ = mw.Close()
+		if err := s.do(ctx, http.MethodPost, p, mw.FormDataContentType(), &buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func pathExt(name string) string {
+	if i := strings.LastIndex(name, "."); i >= 0 {
+		return name[i:]
+	}
+	return ""
+}
+
+func baseName(name string) string {
+	if i := strings.LastIndex(name, "/"); i >= 0 {
+		return name[i+1:]
+	}
+	return name
+}
+
+// problem is the part of wharf-api's problem documents we look at.
+type problem struct {
+	Type   string `json:"type"`
+	Detail string `json:"detail"`
+}
+
+func (s *Sink) do(ctx context.Context, method, path, contentType string, body io.Reader) error {
+	u := *s.base
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", contentType)
+	if s.auth != "" {
+		req.Header.Set("Authorization", s.auth)
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("wharf-api %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 == 2 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		return nil
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var p problem
+	_ = json.Unmarshal(raw, &p)
+	err = fmt.Errorf("wharf-api %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(p.Detail))
+	// An unknown build answers 502 with a record-not-found problem; a 4xx
+	// will not change on retry either (but for 408 and 429).
+	if strings.HasSuffix(p.Type, "record-not-found") || resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
+		return errors.Join(err, aggregator.ErrPermanent)
+	}
+	return err
+}

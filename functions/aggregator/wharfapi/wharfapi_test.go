@@ -1,0 +1,317 @@
+package wharfapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+)
+
+// fakeWharfAPI serves wharf-api v5's shapes on one port, as wharf-api does
+// with cmux: gRPC (HTTP/2, application/grpc) and the HTTP API.
+type fakeWharfAPI struct {
+	mu          sync.Mutex
+	lines       []line
+	statuses    []string
+	files       map[string][]string // path -> file names
+	auth        []string
+	conns       atomic.Int32
+	streams     atomic.Int32
+	failStreams atomic.Int32 // answer this many streams with an error
+	known       map[string]bool
+}
+
+type line struct {
+	build, logID, stepID uint64
+	ts                   time.Time
+	msg                  string
+}
+
+func decodeLine(b []byte) (line, error) {
+	var l line
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return l, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			b = b[n:]
+			switch num {
+			case 1:
+				l.build = v
+			case 2:
+				l.logID = v
+			case 3:
+				l.stepID = v
+			}
+		case typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			b = b[n:]
+			switch num {
+			case 4:
+				var sec, nanos uint64
+				for len(v) > 0 {
+					fn, _, k := protowire.ConsumeTag(v)
+					v = v[k:]
+					x, k := protowire.ConsumeVarint(v)
+					v = v[k:]
+					if fn == 1 {
+						sec = x
+					} else {
+						nanos = x
+					}
+				}
+				l.ts = time.Unix(int64(sec), int64(nanos))
+			case 5:
+				l.msg = string(v)
+			}
+		default:
+			return l, fmt.Errorf("unexpected wire type %d", typ)
+		}
+	}
+	return l, nil
+}
+
+func (f *fakeWharfAPI) stream(_ any, ss grpc.ServerStream) error {
+	method, _ := grpc.MethodFromServerStream(ss)
+	if method != LogStreamMethod {
+		return fmt.Errorf("unknown method %s", method)
+	}
+	f.streams.Add(1)
+	if f.failStreams.Load() > 0 {
+		f.failStreams.Add(-1)
+		return errors.New("database is locked")
+	}
+	var got []line
+	for {
+		var msg []byte
+		err := ss.RecvMsg(&msg)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		l, err := decodeLine(msg)
+		if err != nil {
+			return err
+		}
+		if l.build == 0 || l.ts.IsZero() {
+			continue // wharf-api skips these
+		}
+		got = append(got, l)
+	}
+	f.mu.Lock()
+	f.lines = append(f.lines, got...)
+	f.mu.Unlock()
+	resp := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), uint64(len(got)))
+	return ss.SendMsg(&resp)
+}
+
+func (f *fakeWharfAPI) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.auth = append(f.auth, r.Header.Get("Authorization"))
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/") // api build {id} ...
+	if len(parts) < 4 || parts[0] != "api" || parts[1] != "build" {
+		http.NotFound(w, r)
+		return
+	}
+	if !f.known[parts[2]] {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusBadGateway)
+		fmt.Fprint(w, `{"type":"https://iver-wharf.github.io/#/prob/api/record-not-found","title":"Record not found.","status":502,"detail":"build not found"}`)
+		return
+	}
+	switch {
+	case r.Method == http.MethodPut && parts[3] == "status":
+		b, _ := io.ReadAll(r.Body)
+		f.statuses = append(f.statuses, string(b))
+		w.WriteHeader(http.StatusOK)
+	case r.Method == http.MethodPost && (parts[3] == "artifact" || parts[3] == "test-result"):
+		_, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		mr := multipart.NewReader(r.Body, params["boundary"])
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				break
+			}
+			if p.FormName() == "files" {
+				f.files[r.URL.Path] = append(f.files[r.URL.Path], p.FileName())
+			}
+		}
+		if parts[3] == "test-result" {
+			w.WriteHeader(http.StatusOK)
+		} else {
+			w.WriteHeader(http.StatusCreated)
+		}
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func startFake(t *testing.T) (*fakeWharfAPI, string) {
+	f := &fakeWharfAPI{files: map[string][]string{}, known: map[string]bool{"42": true}}
+	gs := grpc.NewServer(grpc.UnknownServiceHandler(f.stream), grpc.ForceServerCodecV2(rawCodec{}))
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &protos, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			gs.ServeHTTP(w, r)
+			return
+		}
+		f.serveHTTP(w, r)
+	}), ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			f.conns.Add(1)
+		}
+	}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close(); gs.Stop() })
+	return f, "http://" + ln.Addr().String()
+}
+
+func records(n int) []build.Record {
+	out := make([]build.Record, n)
+	for i := range out {
+		out[i] = build.Record{Stage: "build", Step: "go", Stream: build.StreamStdout, Line: uint64(i + 1), Time: time.Unix(1795000000, int64(i)), Text: fmt.Sprintf("line %d", i+1)}
+	}
+	return out
+}
+
+func TestLinesStatusArtifactsOverOnePort(t *testing.T) {
+	f, url := startFake(t)
+	s, err := New(Config{URL: url, Auth: "Basic d2hhcmY6cHc=", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	b := aggregator.Build{Ref: "prod-42", ID: "42"}
+	for range 5 {
+		if err := s.Lines(ctx, b, records(1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Status(ctx, b, build.Status{Status: build.Completed}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Artifact(ctx, b, "test/results.trx", strings.NewReader("<TestRun/>")); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.lines) != 5000 || f.lines[0].build != 42 || f.lines[0].logID != 1 || f.lines[0].msg != "[build/go] line 1" || f.lines[999].ts.Nanosecond() != 999 {
+		t.Fatalf("%d lines, first %+v", len(f.lines), f.lines[0])
+	}
+	if f.streams.Load() != 5 || f.conns.Load() > 2 {
+		t.Fatalf("%d streams over %d connections: want one stream per batch on one long-lived connection", f.streams.Load(), f.conns.Load())
+	}
+	if len(f.statuses) != 1 || f.statuses[0] != `{"status":"Completed"}` {
+		t.Fatalf("statuses %q", f.statuses)
+	}
+	if got := f.files["/api/build/42/artifact"]; len(got) != 1 || got[0] != "results.trx" {
+		t.Fatalf("artifact upload %v", f.files)
+	}
+	if got := f.files["/api/build/42/test-result/"]; len(got) != 1 {
+		t.Fatalf("TRX not sent to /test-result/ (with the slash): %v", f.files)
+	}
+	for _, a := range f.auth {
+		if a != "Basic d2hhcmY6cHc=" {
+			t.Fatalf("authorization header %q", a)
+		}
+	}
+}
+
+func TestRejections(t *testing.T) {
+	f, url := startFake(t)
+	s, err := New(Config{URL: url, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	err = s.Status(ctx, aggregator.Build{Ref: "9", ID: "9"}, build.Status{Status: build.Running})
+	if !errors.Is(err, aggregator.ErrPermanent) || !strings.Contains(err.Error(), "502") {
+		t.Fatalf("unknown build: %v, want a permanent error", err)
+	}
+	if err := s.Status(ctx, aggregator.Build{Ref: "42", ID: "42"}, build.Status{Status: "running"}); !errors.Is(err, aggregator.ErrPermanent) {
+		t.Fatalf("invalid status sent: %v", err)
+	}
+	f.failStreams.Store(1)
+	err = s.Lines(ctx, aggregator.Build{Ref: "42", ID: "42"}, records(10))
+	if err == nil || errors.Is(err, aggregator.ErrPermanent) {
+		t.Fatalf("a failed stream must be retryable: %v", err)
+	}
+	if err := s.Lines(ctx, aggregator.Build{Ref: "42", ID: "42"}, records(10)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{URL: "ftp://x"}); err == nil || !strings.Contains(err.Error(), "WHARFJOBS_WHARF_API_URL") {
+		t.Fatalf("bad URL: %v", err)
+	}
+}
+
+// BenchmarkRelayGRPC: lines/s through the gRPC stream on loopback, next to
+// the per-line HTTP POST the design forbids, in the same run.
+func BenchmarkRelayGRPC(b *testing.B) {
+	t := &testing.T{}
+	_, url := startFake(t)
+	s, err := New(Config{URL: url, Timeout: 30 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	recs := records(5000)
+	ctx := context.Background()
+	n := 0
+	for b.Loop() {
+		if err := s.Lines(ctx, aggregator.Build{Ref: "42", ID: "42"}, recs); err != nil {
+			b.Fatal(err)
+		}
+		n += len(recs)
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "lines/s")
+}
+
+// BenchmarkRelayPerLineHTTP is the baseline: one POST per line.
+func BenchmarkRelayPerLineHTTP(b *testing.B) {
+	t := &testing.T{}
+	_, url := startFake(t)
+	client := &http.Client{Timeout: 10 * time.Second}
+	n := 0
+	for b.Loop() {
+		for i := range 500 {
+			resp, err := client.Post(url+"/api/build/42/artifact", "application/json", strings.NewReader(fmt.Sprintf(`{"message":"line %d"}`, i)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			n++
+		}
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "lines/s")
+}
