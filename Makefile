@@ -89,7 +89,7 @@ $(STATICCHECK):
 
 ## demo: the README's first command
 demo:
-	$(GO) run ./cmd/wharfjobs demo
+	$(GO) run ./cmd/wharfjobs dev --demo
 
 clean:
 	rm -rf bin .wharfjobs

@@ -28,7 +28,9 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"version":         {"print the version and exit", runVersion},
-		"demo":            {"write a sample build into a local store and read its log back", runDemo},
+		"dev":             {"run provisioner, aggregator and local workers in one process (--demo: one example build)", runDev},
+		"logs":            {"print a build's log from the store (--follow while it runs)", runLogs},
+		"status":          {"print a build's status, or a table of recent builds", runStatus},
 		"worker":          {"run one build (the body of a build Job's pod)", runWorker},
 		"provisioner":     {"serve the trigger API wharf-api calls (creates build Jobs)", runProvisioner},
 		"aggregator":      {"relay logs, status and artifacts from the store to wharf-api", runAggregator},

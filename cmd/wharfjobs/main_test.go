@@ -45,17 +45,3 @@ func TestUnknownCommand(t *testing.T) {
 		t.Fatalf("exit %d, %q", code, errOut)
 	}
 }
-
-func TestDemoWritesAndReadsABuild(t *testing.T) {
-	t.Setenv("WHARFJOBS_STORE", "fs")
-	t.Setenv("WHARFJOBS_STORE_FS_ROOT", t.TempDir())
-	code, out, errOut := runCLI(t, "demo", "-ref", "demo-test")
-	if code != 0 {
-		t.Fatalf("demo exit %d: %s", code, errOut)
-	}
-	for _, want := range []string{"build demo-test: Scheduling", "Running", "Completed", "build/compile  compile: working (3/3)", "build/lint     lint: working (1/3)"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out)
-		}
-	}
-}

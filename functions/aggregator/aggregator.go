@@ -461,7 +461,7 @@ func (r *relay) run(ctx context.Context) error {
 		next := cur
 		next.Status, next.Reason = st.Status, st.Reason
 		next.Final = st.Status.Final()
-		if etag, err = writeCursor(ctx, s, r.ref, next, etag); err != nil {
+		if _, err = writeCursor(ctx, s, r.ref, next, etag); err != nil {
 			return err
 		}
 		cur = next

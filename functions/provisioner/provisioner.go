@@ -99,6 +99,8 @@ func New(l Launcher, s blob.Store, cfg Config, log *slog.Logger) (*Server, error
 	api.HandleFunc("/api/worker", srv.list).Methods(http.MethodGet)
 	api.HandleFunc("/api/worker/{workerId}", srv.get).Methods(http.MethodGet)
 	api.HandleFunc("/api/worker/{workerId}", srv.cancel).Methods(http.MethodDelete)
+	api.HandleFunc("/api/build/{ref}/status", srv.buildStatus).Methods(http.MethodGet)
+	api.HandleFunc("/api/build/{ref}/log", srv.buildLog).Methods(http.MethodGet)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem{Type: "not-found", Title: "Not found", Status: http.StatusNotFound, Detail: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
@@ -329,11 +331,14 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 			return nil
 		})
 	}
-	status := http.StatusCreated
-	if !created {
-		status = http.StatusOK
+	resp := s.response(ctx, b)
+	status := http.StatusOK
+	if created {
+		// A new build is Scheduling until its worker says otherwise, as
+		// wharf-cmd answers.
+		status, resp.Status = http.StatusCreated, string(build.Scheduling)
 	}
-	writeJSON(w, status, s.response(ctx, b))
+	writeJSON(w, status, resp)
 }
 
 // response merges what the launcher sees with the status document: the
@@ -429,4 +434,77 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := s.response(r.Context(), b)
 	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) buildStatus(w http.ResponseWriter, r *http.Request) {
+	ref := mux.Vars(r)["ref"]
+	st, _, err := build.ReadStatus(r.Context(), s.store, ref)
+	if errors.Is(err, blob.ErrNotFound) {
+		writeProblem(w, problem{Type: "not-found", Title: "No such build", Status: http.StatusNotFound, Detail: "no status document for build " + ref})
+		return
+	}
+	if err != nil {
+		s.fail(w, "read status of build "+ref, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// buildLog streams a build's log: text lines ("stage/step | text"), or the
+// JSON records with ?format=json; ?follow=true keeps the response open
+// until the build ends, flushing as lines arrive.
+func (s *Server) buildLog(w http.ResponseWriter, r *http.Request) {
+	ref := mux.Vars(r)["ref"]
+	if err := build.ValidateRef(ref); err != nil {
+		writeProblem(w, problem{Type: "invalid-parameter", Title: "Invalid build ref", Status: http.StatusBadRequest, Detail: err.Error(),
+			InvalidParams: []invalidParam{{"ref", err.Error()}}})
+		return
+	}
+	asJSON := r.URL.Query().Get("format") == "json"
+	follow := r.URL.Query().Get("follow") == "true"
+	if _, err := s.store.Stat(r.Context(), build.StatusKey(ref)); errors.Is(err, blob.ErrNotFound) {
+		writeProblem(w, problem{Type: "not-found", Title: "No such build", Status: http.StatusNotFound, Detail: "no build " + ref})
+		return
+	}
+	if asJSON {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	} else {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	flusher, _ := w.(http.Flusher)
+	var buf []byte
+	emit := func(rec build.Record) error {
+		buf = buf[:0]
+		if asJSON {
+			buf = rec.AppendJSON(buf)
+		} else {
+			prefix := rec.Stage + "/" + rec.Step
+			if rec.Stage == "" && rec.Step == "" {
+				prefix = "wharfjobs"
+			}
+			buf = append(append(append(buf, prefix...), " | "...), rec.Text...)
+			buf = append(buf, '\n')
+		}
+		_, err := w.Write(buf)
+		return err
+	}
+	if follow {
+		_, _ = build.Follow(r.Context(), s.store, ref, 500*time.Millisecond, func(rec build.Record) error {
+			if err := emit(rec); err != nil {
+				return err
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+			return nil
+		})
+		return
+	}
+	rc, err := build.OpenLog(r.Context(), s.store, ref)
+	if err != nil {
+		s.fail(w, "open log of build "+ref, err)
+		return
+	}
+	defer rc.Close()
+	_ = build.ScanRecords(rc, emit)
 }

@@ -373,3 +373,65 @@ func TestReadyzNeedsTheKubernetesAPI(t *testing.T) {
 		t.Fatalf("healthz: %d", resp.StatusCode)
 	}
 }
+
+func TestBuildLogAndStatusOverHTTP(t *testing.T) {
+	e := newEnv(t, kube.Config{})
+	ctx := context.Background()
+	if _, err := build.WriteStatus(ctx, e.store, "77", build.Status{Status: build.Running}, ""); err != nil {
+		t.Fatal(err)
+	}
+	w, err := build.NewLogWriter(ctx, e.store, "77", build.WriterConfig{SpillDir: t.TempDir(), FlushInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Write(build.Record{Stage: "build", Step: "go", Stream: build.StreamStdout, Line: 1, Time: time.Now(), Text: "first"})
+	w.Flush()
+	// Follow while the build runs: the response streams until it ends.
+	followed := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/api/build/77/log?follow=true&token="+token, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			followed <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		followed <- string(b)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	_ = w.Write(build.Record{Stage: "build", Step: "go", Stream: build.StreamStdout, Line: 2, Time: time.Now(), Text: "second"})
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	build.UpdateStatus(ctx, e.store, "77", func(st *build.Status) error { st.Status = build.Completed; return nil })
+	select {
+	case got := <-followed:
+		if got != "build/go | first\nbuild/go | second\n" {
+			t.Fatalf("followed log %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("follow did not end with the build")
+	}
+	resp, body := e.get(t, "/api/build/77/status")
+	if resp.StatusCode != http.StatusOK || body["status"] != "Completed" {
+		t.Fatalf("status: %d %v", resp.StatusCode, body)
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/api/build/77/log?format=json", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	r2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r2.Body)
+	r2.Body.Close()
+	if r2.Header.Get("Content-Type") != "application/x-ndjson" || strings.Count(string(b), "\n") != 2 || !strings.Contains(string(b), `"text":"second"`) {
+		t.Fatalf("json log %q", b)
+	}
+	if resp, _ := e.get(t, "/api/build/nope/log"); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown build log: %d", resp.StatusCode)
+	}
+	if resp, _ := http.Get(e.srv.URL + "/api/build/77/log"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("log without a token: %d", resp.StatusCode)
+	}
+}

@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/backend"
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator/wharfapi"
+	"github.com/wharfjobs/wharfjobs/functions/provisioner"
+	"github.com/wharfjobs/wharfjobs/job/local"
+)
+
+//go:embed demorepo
+var demoRepo embed.FS
+
+// storeFlags are the store flags dev, logs and status share; they override
+// the WHARFJOBS_STORE* environment. Credentials come from the environment
+// only, never from a command line.
+type storeFlags struct {
+	backend, endpoint, bucket, fsRoot *string
+}
+
+func addStoreFlags(fl *flag.FlagSet, defaultRoot string) storeFlags {
+	return storeFlags{
+		backend:  fl.String("store", "", "store backend: fs, minio or s3 (default $WHARFJOBS_STORE or fs)"),
+		endpoint: fl.String("endpoint", "", "S3 endpoint host:port for minio and s3 (default $WHARFJOBS_STORE_ENDPOINT)"),
+		bucket:   fl.String("bucket", "", "bucket (default $WHARFJOBS_STORE_BUCKET or wharf-builds)"),
+		fsRoot:   fl.String("fs-root", "", "directory of the fs store (default $WHARFJOBS_STORE_FS_ROOT or "+defaultRoot+")"),
+	}
+}
+
+// config reads the store configuration from the environment and applies
+// the flags over it.
+func (f storeFlags) config() (blob.Config, error) {
+	var cfg blob.Config
+	if err := envconfig.Process("WHARFJOBS", &cfg); err != nil {
+		return cfg, fmt.Errorf("configuration: %w", err)
+	}
+	for dst, v := range map[*string]string{&cfg.Backend: *f.backend, &cfg.Endpoint: *f.endpoint, &cfg.Bucket: *f.bucket, &cfg.FSRoot: *f.fsRoot} {
+		if v != "" {
+			*dst = v
+		}
+	}
+	return cfg, nil
+}
+
+// env renders cfg as the environment of a child worker.
+func storeEnv(cfg blob.Config) []string {
+	root, _ := filepath.Abs(cfg.FSRoot)
+	return []string{
+		"WHARFJOBS_STORE=" + cfg.Backend, "WHARFJOBS_STORE_ENDPOINT=" + cfg.Endpoint, "WHARFJOBS_STORE_BUCKET=" + cfg.Bucket,
+		"WHARFJOBS_STORE_REGION=" + cfg.Region, "WHARFJOBS_STORE_ACCESS_KEY=" + cfg.AccessKey, "WHARFJOBS_STORE_SECRET_KEY=" + cfg.SecretKey,
+		fmt.Sprintf("WHARFJOBS_STORE_TLS=%v", cfg.TLS), fmt.Sprintf("WHARFJOBS_STORE_PATH_STYLE=%v", cfg.PathStyle),
+		fmt.Sprintf("WHARFJOBS_STORE_UNSIGNED_PAYLOAD=%v", cfg.UnsignedPayload), "WHARFJOBS_STORE_FS_ROOT=" + root,
+	}
+}
+
+// relaySummary is the demo's sink: the followed log already shows every
+// line, so the aggregator's deliveries are summed up instead.
+type relaySummary struct {
+	lines    atomic.Int64
+	mu       sync.Mutex
+	statuses []string
+}
+
+// String sums up what the aggregator relayed.
+func (r *relaySummary) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fmt.Sprintf("the aggregator relayed %d log lines and the statuses %s", r.lines.Load(), strings.Join(r.statuses, " -> "))
+}
+
+func (r *relaySummary) Lines(_ context.Context, _ aggregator.Build, recs []build.Record) error {
+	r.lines.Add(int64(len(recs)))
+	return nil
+}
+
+func (r *relaySummary) Status(_ context.Context, _ aggregator.Build, st build.Status) error {
+	r.mu.Lock()
+	r.statuses = append(r.statuses, string(st.Status))
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *relaySummary) Artifact(_ context.Context, b aggregator.Build, name string, rd io.Reader) error {
+	_, err := io.Copy(io.Discard, rd)
+	return err
+}
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	demo := fl.Bool("demo", false, "trigger one build of the example repository, follow it, then exit")
+	state := fl.String("state", ".wharfjobs", "state directory (the fs store, workspaces, worker logs)")
+	sf := addStoreFlags(fl, "STATE/store")
+	if err := fl.Parse(args); err != nil {
+		return flagErr(err)
+	}
+	// The aggregator's sink and dev itself both print.
+	stdout = &lockedWriter{w: stdout}
+	if err := os.MkdirAll(*state, 0o755); err != nil {
+		return err
+	}
+	stateDir, _ := filepath.Abs(*state)
+	if *sf.fsRoot == "" && os.Getenv("WHARFJOBS_STORE_FS_ROOT") == "" {
+		*sf.fsRoot = filepath.Join(stateDir, "store")
+	}
+	storeCfg, err := sf.config()
+	if err != nil {
+		return err
+	}
+	var relayCfg aggregator.Config
+	var apiCfg wharfapi.Config
+	var provCfg provisioner.Config
+	for _, part := range []any{&relayCfg, &apiCfg, &provCfg} {
+		if err := envconfig.Process("WHARFJOBS", part); err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	store, err := backend.Open(ctx, storeCfg)
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	launcher := &local.Launcher{
+		Command:  func(ref string) *exec.Cmd { return exec.Command(exe, "worker", "--ref", ref) },
+		StateDir: stateDir,
+		Env:      storeEnv(storeCfg),
+	}
+	if provCfg.Token == "" {
+		provCfg.InsecureNoAuth = true // one machine, loopback: say so below
+	}
+	api, err := provisioner.New(launcher, store, provCfg, logger)
+	if err != nil {
+		return err
+	}
+
+	var sink aggregator.Sink = &aggregator.WriterSink{W: stdout}
+	summary := &relaySummary{}
+	if *demo {
+		sink = summary
+	}
+	if apiCfg.URL != "" {
+		ws, err := wharfapi.New(apiCfg)
+		if err != nil {
+			return err
+		}
+		defer ws.Close()
+		sink = ws
+	}
+	relayCfg.Logger = logger
+	if relayCfg.PollInterval <= 0 || relayCfg.PollInterval > 200*time.Millisecond {
+		relayCfg.PollInterval = 200 * time.Millisecond
+	}
+	agg := aggregator.New(store, sink, nil, relayCfg)
+
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
+	if err != nil {
+		return fmt.Errorf("listen on 127.0.0.1:%s (set PORT to use another port): %w", port, err)
+	}
+	base := "http://" + ln.Addr().String()
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	aggDone := make(chan struct{})
+	go func() { _ = agg.Run(runCtx); close(aggDone) }()
+
+	fmt.Fprintf(stdout, "wharfjobs dev: provisioner on %s, store %s\n", base, storeCfg.Where())
+	if provCfg.InsecureNoAuth {
+		fmt.Fprintf(stdout, "no WHARFJOBS_TOKEN set: the API accepts requests without a token (loopback only)\n")
+	}
+	fmt.Fprintf(stdout, "wharf-api engine URL: %s/api/worker\n", base)
+
+	var runErr error
+	if *demo {
+		runErr = runDemoBuild(ctx, base, provCfg.Token, stateDir, store, agg, stdout, summary)
+	} else {
+		<-ctx.Done()
+		fmt.Fprintln(stdout, "stopping: cancelling running builds")
+	}
+	// Shut down in order: workers record Cancelled and flush, the
+	// aggregator relays that, then the API goes.
+	stopCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	launcher.StopAll(stopCtx)
+	stopRun()
+	<-aggDone
+	if err := agg.Once(stopCtx); err != nil {
+		logger.Warn("final relay pass", "error", err)
+	}
+	_ = srv.Shutdown(stopCtx)
+	return runErr
+}
+
+// makeDemoRepo writes the example repository as a git repository.
+func makeDemoRepo(dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for src, dst := range map[string]string{"demorepo/wharf-ci.yml": ".wharf-ci.yml", "demorepo/README.md": "README.md"} {
+		b, err := demoRepo.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o644); err != nil {
+			return err
+		}
+	}
+	for _, args := range [][]string{
+		{"init", "-q", "-b", "main"},
+		{"add", "-A"},
+		{"-c", "user.name=wharfjobs", "-c", "user.email=demo@wharfjobs.invalid", "commit", "-q", "-m", "demo pipeline"},
+	} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// runDemoBuild triggers the example build over the real HTTP API, exactly
+// as wharf-api would, follows its log and prints the summary.
+func runDemoBuild(ctx context.Context, base, token, stateDir string, store blob.Store, agg *aggregator.Aggregator, stdout io.Writer, relayed fmt.Stringer) error {
+	repo := filepath.Join(stateDir, "demo-repo")
+	if err := makeDemoRepo(repo); err != nil {
+		return fmt.Errorf("create the demo repository: %w", err)
+	}
+	buildRef := fmt.Sprint(time.Now().Unix())
+	q := url.Values{"BUILD_REF": {buildRef}, "REPO_NAME": {"demo"}, "REPO_GROUP": {"wharfjobs"}, "REPO_BRANCH": {"main"}, "GIT_BRANCH": {"main"},
+		"RUN_STAGES": {"ALL"}, "VARS": {"GREETING: hello from the demo\n"}, "GIT_FULLURL": {"file://" + repo}}
+	if token != "" {
+		q.Set("token", token)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/worker?"+q.Encode(), nil)
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("trigger the demo build: %w", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("trigger the demo build: %s: %s", resp.Status, body)
+	}
+	fmt.Fprintf(stdout, "POST /api/worker?BUILD_REF=%s... -> %s %s\n\n", buildRef, resp.Status, strings.TrimSpace(string(body)))
+	ref := buildRef
+	p := newPrinter(stdout)
+	st, err := build.Follow(ctx, store, ref, 100*time.Millisecond, p.record)
+	if err != nil {
+		return fmt.Errorf("follow build %s: %w", ref, err)
+	}
+	// Give the aggregator the moment it needs to relay the final status.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		pending, err := agg.Pending(ctx)
+		if err == nil && !contains(pending, ref) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p.summary(st)
+	fmt.Fprintf(stdout, "%s.\n", relayed)
+	hint := "go run ./cmd/wharfjobs logs " + ref
+	if wd, _ := os.Getwd(); filepath.Join(wd, ".wharfjobs") != stateDir {
+		hint = fmt.Sprintf("go run ./cmd/wharfjobs logs --fs-root %s %s", filepath.Join(stateDir, "store"), ref)
+	}
+	fmt.Fprintf(stdout, "\nRead the log again with:\n  %s\n", hint)
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// lockedWriter serialises writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/backend"
+	"github.com/wharfjobs/wharfjobs/blob/build"
+)
+
+// runLogs prints a build's log from the store: the chunks while it runs,
+// the compacted log after, months after its pod is gone.
+func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("logs", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	follow := fl.Bool("follow", false, "keep printing new lines until the build ends")
+	step := fl.String("step", "", "only this step (NAME or STAGE/NAME)")
+	since := fl.String("since", "", "only lines after this: a duration back from now (10m) or an RFC 3339 time")
+	raw := fl.Bool("raw", false, "print the lines' text only")
+	asJSON := fl.Bool("json", false, "print the JSON records")
+	interval := fl.Duration("interval", time.Second, "how often --follow polls the store")
+	sf := addStoreFlags(fl, ".wharfjobs/store")
+	fl.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: wharfjobs logs [flags] REF")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		return flagErr(err)
+	}
+	if fl.NArg() != 1 {
+		fl.Usage()
+		return errUsage
+	}
+	ref := fl.Arg(0)
+	var after time.Time
+	if *since != "" {
+		if d, err := time.ParseDuration(*since); err == nil {
+			after = time.Now().Add(-d)
+		} else if t, err := time.Parse(time.RFC3339, *since); err == nil {
+			after = t
+		} else {
+			return fmt.Errorf("--since %q: expected a duration such as 10m or an RFC 3339 time", *since)
+		}
+	}
+	cfg, err := sf.config()
+	if err != nil {
+		return err
+	}
+	store, err := backend.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	p := newPrinter(stdout)
+	p.raw = *raw
+	var buf []byte
+	emit := func(r build.Record) error {
+		if *step != "" && r.Step != *step && r.Stage+"/"+r.Step != *step {
+			return nil
+		}
+		if !after.IsZero() && !r.Time.After(after) {
+			return nil
+		}
+		if *asJSON {
+			buf = r.AppendJSON(buf[:0])
+			_, err := stdout.Write(buf)
+			return err
+		}
+		return p.record(r)
+	}
+	if *follow {
+		_, err := build.Follow(ctx, store, ref, *interval, emit)
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+	rc, err := build.OpenLog(ctx, store, ref)
+	if errors.Is(err, blob.ErrNotFound) {
+		return fmt.Errorf("no build %s in %s", ref, cfg.Where())
+	}
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return build.ScanRecords(rc, emit)
+}
+
+// runStatus prints one build's status, or a table of recent builds.
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("status", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	limit := fl.Int("limit", 20, "how many recent builds the table shows")
+	sf := addStoreFlags(fl, ".wharfjobs/store")
+	fl.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: wharfjobs status [flags] [REF]")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		return flagErr(err)
+	}
+	cfg, err := sf.config()
+	if err != nil {
+		return err
+	}
+	store, err := backend.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if fl.NArg() == 1 {
+		st, _, err := build.ReadStatus(ctx, store, fl.Arg(0))
+		if errors.Is(err, blob.ErrNotFound) {
+			return fmt.Errorf("no build %s in %s", fl.Arg(0), cfg.Where())
+		}
+		if err != nil {
+			return err
+		}
+		if st.Commit != "" {
+			fmt.Fprintf(stdout, "commit %s\n", st.Commit)
+		}
+		newPrinter(stdout).summary(st)
+		return nil
+	}
+	var all []build.Status
+	err = blob.ListAll(ctx, store, blob.ListOptions{Prefix: build.Root, Delimited: true}, func(info blob.Info) error {
+		ref, ok := build.RefOfKey(info.Key)
+		if !ok || !info.IsPrefix {
+			return nil
+		}
+		st, _, err := build.ReadStatus(ctx, store, ref)
+		if err == nil {
+			all = append(all, st)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].CreatedAt.After(all[j].CreatedAt) })
+	if len(all) > *limit {
+		all = all[:*limit]
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BUILD\tSTATUS\tCREATED\tDURATION\tREASON")
+	for _, st := range all {
+		dur := ""
+		if st.StartedAt != nil && st.FinishedAt != nil {
+			dur = st.FinishedAt.Sub(*st.StartedAt).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", st.Ref, st.Status, st.CreatedAt.Local().Format("2006-01-02 15:04:05"), dur, strings.TrimSpace(st.Reason))
+	}
+	return tw.Flush()
+}
