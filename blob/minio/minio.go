@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -300,4 +301,36 @@ func (s *Store) PresignGet(ctx context.Context, key string, ttl time.Duration) (
 		return "", describe(s.where, "presign "+key, err)
 	}
 	return u.String(), nil
+}
+
+// Watch streams the keys of objects created under prefix, from MinIO's
+// bucket notification stream (a MinIO extension to S3), so a reader can
+// react within milliseconds instead of at its next poll. The channel closes
+// when ctx ends. Errors of the stream are reported once each on errs and
+// minio-go reconnects with backoff and jitter; pollers stay the safety net.
+func (s *Store) Watch(ctx context.Context, prefix string, errs func(error)) <-chan string {
+	out := make(chan string, 256)
+	go func() {
+		defer close(out)
+		for info := range s.client.ListenBucketNotification(ctx, s.bucket, prefix, "", []string{"s3:ObjectCreated:*"}) {
+			if info.Err != nil {
+				if errs != nil && ctx.Err() == nil {
+					errs(describe(s.where, "bucket notifications", info.Err))
+				}
+				continue
+			}
+			for _, rec := range info.Records {
+				key, err := url.QueryUnescape(rec.S3.Object.Key)
+				if err != nil {
+					key = rec.S3.Object.Key
+				}
+				select {
+				case out <- key:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 
@@ -13,6 +14,8 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/backend"
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/blob/minio"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator/wharfapi"
 	"github.com/wharfjobs/wharfjobs/job/kube"
@@ -65,6 +68,7 @@ func runAggregator(ctx context.Context, args []string, stdout, stderr io.Writer)
 		jobs = &kube.Launcher{Client: cs, Config: env.Kube}
 	}
 	agg := aggregator.New(store, sink, jobs, env.Relay)
+	watchMinIO(agg, store, logger)
 	if *once {
 		return agg.Once(ctx)
 	}
@@ -81,4 +85,16 @@ func runAggregator(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 	}()
 	return agg.Run(ctx)
+}
+
+// watchMinIO makes the aggregator react to MinIO's bucket notifications
+// when the store is MinIO; other stores are polled only.
+func watchMinIO(agg *aggregator.Aggregator, store blob.Store, logger *slog.Logger) {
+	ms, ok := store.(*minio.Store)
+	if !ok {
+		return
+	}
+	agg.WatchChanges(func(ctx context.Context) <-chan string {
+		return ms.Watch(ctx, build.Root, func(err error) { logger.Warn("bucket notifications (polling goes on)", "error", err) })
+	})
 }

@@ -176,6 +176,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		relayCfg.PollInterval = 200 * time.Millisecond
 	}
 	agg := aggregator.New(store, sink, nil, relayCfg)
+	watchMinIO(agg, store, logger)
 
 	port := os.Getenv("PORT")
 	if port == "" {

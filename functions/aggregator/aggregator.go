@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,6 +130,16 @@ type Aggregator struct {
 
 	mu     sync.Mutex
 	parked map[string]string // ref -> why (permanent sink rejection)
+	// busy marks builds a goroutine of this replica is relaying; dirty
+	// ones changed meanwhile and get another pass from that goroutine.
+	busy, dirty map[string]bool
+	// changes, when set, streams keys of new objects (MinIO
+	// notifications), so builds are relayed at once, not at the next poll.
+	changes func(ctx context.Context) <-chan string
+	// leases this replica holds, so an idle build costs no lease write
+	// until a renewal is due; ids caches wharf-api build ids by ref.
+	leases map[string]heldLease
+	ids    map[string]string
 	states map[string]job.Build
 	// statesOK is set when states came from a successful listing, so a
 	// build missing from it really has no Job.
@@ -144,7 +155,44 @@ type Aggregator struct {
 // New returns an aggregator.
 func New(s blob.Store, sink Sink, jobs Jobs, cfg Config) *Aggregator {
 	cfg.defaults()
-	return &Aggregator{store: s, sink: sink, jobs: jobs, cfg: cfg, parked: map[string]string{}}
+	return &Aggregator{store: s, sink: sink, jobs: jobs, cfg: cfg, parked: map[string]string{}, busy: map[string]bool{}, dirty: map[string]bool{},
+		leases: map[string]heldLease{}, ids: map[string]string{}}
+}
+
+// WatchChanges makes Run relay a build as soon as an object of it is
+// created, with polling (PollInterval) kept as the safety net. changes
+// streams created keys, for example minio.Store.Watch.
+func (a *Aggregator) WatchChanges(changes func(ctx context.Context) <-chan string) { a.changes = changes }
+
+// relayOnce relays ref unless a goroutine of this replica already is; then
+// that goroutine makes one more pass, so a change is never missed and a
+// build is never relayed twice at once by one replica.
+func (a *Aggregator) relayOnce(ctx context.Context, ref string) error {
+	a.mu.Lock()
+	if a.busy[ref] {
+		a.dirty[ref] = true
+		a.mu.Unlock()
+		return nil
+	}
+	a.busy[ref] = true
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.busy, ref)
+		a.mu.Unlock()
+	}()
+	for {
+		if err := a.Relay(ctx, ref); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		again := a.dirty[ref]
+		delete(a.dirty, ref)
+		a.mu.Unlock()
+		if !again || ctx.Err() != nil {
+			return nil
+		}
+	}
 }
 
 // cursor is the document at builds/<ref>/relay/cursor.
@@ -242,7 +290,7 @@ func (a *Aggregator) relayAll(ctx context.Context, refs []string) error {
 		go func() {
 			defer wg.Done()
 			for ref := range work {
-				if err := a.Relay(ctx, ref); err != nil && !errors.Is(err, errLeaseHeld) {
+				if err := a.relayOnce(ctx, ref); err != nil && !errors.Is(err, errLeaseHeld) {
 					a.Errors.Add(1)
 					a.cfg.Logger.Warn("relay failed", "build", ref, "error", err)
 					errMu.Lock()
@@ -271,6 +319,9 @@ func (a *Aggregator) relayAll(ctx context.Context, refs []string) error {
 // Run relays continuously until ctx ends, or until IdleExit passed with no
 // pending build.
 func (a *Aggregator) Run(ctx context.Context) error {
+	if a.changes != nil {
+		go a.react(ctx)
+	}
 	idleSince := time.Now()
 	for {
 		refs, err := a.Pending(ctx)
@@ -293,6 +344,30 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 }
 
+// react relays builds as their objects appear. Workers bounds the
+// goroutines; a build already being relayed gets one more pass instead.
+func (a *Aggregator) react(ctx context.Context) {
+	sem := make(chan struct{}, a.cfg.Workers)
+	for key := range a.changes(ctx) {
+		ref, ok := build.RefOfKey(key)
+		if !ok || strings.HasPrefix(key, build.Dir(ref)+"relay/") {
+			continue // the aggregator's own writes
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		go func() {
+			defer func() { <-sem }()
+			if err := a.relayOnce(ctx, ref); err != nil && !errors.Is(err, errLeaseHeld) && ctx.Err() == nil {
+				a.Errors.Add(1)
+				a.cfg.Logger.Warn("relay failed", "build", ref, "error", err)
+			}
+		}()
+	}
+}
+
 // Relay takes the build's lease and relays what is new. It returns
 // errLeaseHeld when another replica holds the build.
 func (a *Aggregator) Relay(ctx context.Context, ref string) error {
@@ -302,12 +377,24 @@ func (a *Aggregator) Relay(ctx context.Context, ref string) error {
 	if parked {
 		return nil // logged once when it was parked
 	}
-	l, err := acquire(ctx, a.store, ref, a.cfg.Holder, a.cfg.LeaseDuration, time.Now())
-	if err != nil {
-		return err
-	}
+	a.mu.Lock()
+	l, held := a.leases[ref]
+	a.mu.Unlock()
 	r := &relay{a: a, ref: ref, lease: l}
-	err = r.run(ctx)
+	if !held {
+		var err error
+		if r.lease, err = acquire(ctx, a.store, ref, a.cfg.Holder, a.cfg.LeaseDuration, time.Now()); err != nil {
+			return err
+		}
+	}
+	err := r.run(ctx)
+	a.mu.Lock()
+	if err == nil && !r.final {
+		a.leases[ref] = r.lease
+	} else {
+		delete(a.leases, ref) // read it again next time
+	}
+	a.mu.Unlock()
 	if errors.Is(err, ErrPermanent) {
 		a.mu.Lock()
 		a.parked[ref] = err.Error()
@@ -372,22 +459,18 @@ func (r *relay) run(ctx context.Context) error {
 	if err != nil || cur.Final {
 		return err
 	}
-	b := Build{Ref: r.ref, ID: r.ref}
-	if raw, _, err := blob.ReadAll(ctx, s, build.RequestKey(r.ref), 1<<20); err == nil {
-		var req job.Request
-		if json.Unmarshal(raw, &req) == nil && req.BuildRef != "" {
-			b.ID = req.BuildRef
-		}
-	}
-	if err := r.a.failIfLost(ctx, r.ref); err != nil {
-		return err
-	}
+	b := Build{Ref: r.ref, ID: r.a.buildID(ctx, r.ref)}
 	// Status first: the chunks listed after it hold every line written
 	// before it.
 	st, _, err := build.ReadStatus(ctx, s, r.ref)
 	statusKnown := err == nil
 	if err != nil && !errors.Is(err, blob.ErrNotFound) {
 		return err
+	}
+	if statusKnown {
+		if st, err = r.a.failIfLost(ctx, r.ref, st); err != nil {
+			return err
+		}
 	}
 	chunks, err := build.AllChunks(ctx, s, r.ref, cur.Seq)
 	if err != nil {
@@ -426,7 +509,10 @@ func (r *relay) run(ctx context.Context) error {
 	if !statusKnown {
 		return nil
 	}
-	// Artifacts go before the final status, so wharf-api has them when it
+	if st.Status == cur.Status && st.Reason == cur.Reason {
+		return nil // artifacts are relayed with a status change
+	}
+	// Artifacts go before the status, so wharf-api has them when it
 	// shows the build as done.
 	arts, err := build.ListArtifacts(ctx, s, r.ref)
 	if err != nil {
@@ -508,30 +594,49 @@ func (a *Aggregator) lostReason(st build.Status, now time.Time) string {
 	return ""
 }
 
-// failIfLost marks a lost build Failed, with a last log line saying why,
-// so the status reaches the sink like any other.
-func (a *Aggregator) failIfLost(ctx context.Context, ref string) error {
-	st, _, err := build.ReadStatus(ctx, a.store, ref)
-	if err != nil {
-		if errors.Is(err, blob.ErrNotFound) {
-			return nil
-		}
-		return err
+// buildID is wharf-api's id of a build, from its request.json (cached:
+// it never changes); the ref when there is none.
+func (a *Aggregator) buildID(ctx context.Context, ref string) string {
+	a.mu.Lock()
+	id, ok := a.ids[ref]
+	a.mu.Unlock()
+	if ok {
+		return id
 	}
+	id = ref
+	raw, _, err := blob.ReadAll(ctx, a.store, build.RequestKey(ref), 1<<20)
+	if err == nil {
+		var req job.Request
+		if json.Unmarshal(raw, &req) == nil && req.BuildRef != "" {
+			id = req.BuildRef
+		}
+	}
+	if err == nil || errors.Is(err, blob.ErrNotFound) {
+		a.mu.Lock()
+		a.ids[ref] = id
+		a.mu.Unlock()
+	}
+	return id
+}
+
+// failIfLost marks a lost build Failed, with a last log line saying why,
+// so the status reaches the sink like any other. It returns the status as
+// it is afterwards.
+func (a *Aggregator) failIfLost(ctx context.Context, ref string, st build.Status) (build.Status, error) {
 	reason := a.lostReason(st, time.Now())
 	if reason == "" {
-		return nil
+		return st, nil
 	}
 	w, err := build.NewLogWriter(ctx, a.store, ref, build.WriterConfig{Logger: a.cfg.Logger})
 	if err != nil {
-		return err
+		return st, err
 	}
 	_ = w.Write(build.Record{Stream: build.StreamSystem, Time: time.Now(), Text: "build failed: " + reason})
 	if err := w.Close(ctx); err != nil {
-		return err
+		return st, err
 	}
 	now := time.Now().UTC()
-	_, err = build.UpdateStatus(ctx, a.store, ref, func(st *build.Status) error {
+	st, err = build.UpdateStatus(ctx, a.store, ref, func(st *build.Status) error {
 		if st.Status.Final() {
 			return build.ErrNoChange // the worker finished after all
 		}
@@ -541,5 +646,5 @@ func (a *Aggregator) failIfLost(ctx context.Context, ref string) error {
 	if err == nil {
 		a.cfg.Logger.Warn("build lost, marked Failed", "build", ref, "reason", reason)
 	}
-	return err
+	return st, err
 }

@@ -1,0 +1,71 @@
+package aggregator
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/build"
+)
+
+// countingStore counts the requests an aggregator makes.
+type countingStore struct {
+	blob.Store
+	n atomic.Int64
+}
+
+func (c *countingStore) Put(ctx context.Context, key string, r io.Reader, size int64, o blob.PutOptions) (blob.Info, error) {
+	c.n.Add(1)
+	return c.Store.Put(ctx, key, r, size, o)
+}
+func (c *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, blob.Info, error) {
+	c.n.Add(1)
+	return c.Store.Get(ctx, key)
+}
+func (c *countingStore) Stat(ctx context.Context, key string) (blob.Info, error) {
+	c.n.Add(1)
+	return c.Store.Stat(ctx, key)
+}
+func (c *countingStore) List(ctx context.Context, o blob.ListOptions) ([]blob.Info, error) {
+	c.n.Add(1)
+	return c.Store.List(ctx, o)
+}
+
+// BenchmarkIdleCost: 1000 running builds with no new output; reports the
+// store requests per second, CPU seconds per second and heap of one
+// aggregator polling them at the default 1 s interval.
+func BenchmarkIdleCost(b *testing.B) {
+	ms := newMinIO(b)
+	ctx := context.Background()
+	now := time.Now()
+	for i := range 1000 {
+		ref := fmt.Sprint("idle-", i)
+		if _, err := build.WriteStatus(ctx, ms, ref, build.Status{Status: build.Running, Heartbeat: &now}, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cs := &countingStore{Store: ms}
+	a := New(cs, NewMemorySink(), nil, Config{PollInterval: time.Second, HeartbeatTimeout: time.Hour, Logger: quiet})
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go a.Run(rctx)
+	time.Sleep(5 * time.Second) // first pass: leases, cursors, Running statuses
+	for b.Loop() {
+		before := cs.n.Load()
+		var ru0, ru1 runtime.MemStats
+		runtime.ReadMemStats(&ru0)
+		cpu0 := cpuSeconds()
+		start := time.Now()
+		time.Sleep(10 * time.Second)
+		secs := time.Since(start).Seconds()
+		runtime.ReadMemStats(&ru1)
+		b.ReportMetric(float64(cs.n.Load()-before)/secs, "store-req/s")
+		b.ReportMetric((cpuSeconds()-cpu0)/secs, "cpu-s/s")
+		b.ReportMetric(float64(ru1.HeapInuse)/(1<<20), "heap-MiB")
+	}
+}
