@@ -162,7 +162,9 @@ func New(s blob.Store, sink Sink, jobs Jobs, cfg Config) *Aggregator {
 // WatchChanges makes Run relay a build as soon as an object of it is
 // created, with polling (PollInterval) kept as the safety net. changes
 // streams created keys, for example minio.Store.Watch.
-func (a *Aggregator) WatchChanges(changes func(ctx context.Context) <-chan string) { a.changes = changes }
+func (a *Aggregator) WatchChanges(changes func(ctx context.Context) <-chan string) {
+	a.changes = changes
+}
 
 // relayOnce relays ref unless a goroutine of this replica already is; then
 // that goroutine makes one more pass, so a change is never missed and a
