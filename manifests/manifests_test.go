@@ -1,0 +1,244 @@
+// Package manifests holds the Kubernetes manifests operators apply
+// (kubectl apply -k manifests/); its test applies them, and the deploy/
+// files, to a real kube-apiserver.
+package manifests
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/wharfjobs/wharfjobs/internal/testcluster"
+)
+
+// Pinned versions whose CRDs validate deploy/ (from the Go module proxy's
+// copies of the projects, which include their config directories).
+const (
+	knativeModule = "knative.dev/serving@v0.51.0"
+	kedaModule    = "github.com/kedacore/keda/v2@v2.21.0"
+)
+
+func readDocs(t *testing.T, path string) []*unstructured.Unstructured {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		var obj map[string]any
+		if err := dec.Decode(&obj); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out
+			}
+			t.Fatalf("%s: %v", path, err)
+		}
+		if len(obj) > 0 {
+			out = append(out, &unstructured.Unstructured{Object: obj})
+		}
+	}
+}
+
+func kustomizationResources(t *testing.T) []string {
+	b, err := os.ReadFile("kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		Resources []string `yaml:"resources"`
+	}
+	if err := yaml.Unmarshal(b, &k); err != nil {
+		t.Fatal(err)
+	}
+	return k.Resources
+}
+
+type applier struct {
+	dyn    dynamic.Interface
+	mapper meta.RESTMapper
+	reset  func()
+}
+
+func newApplier(t *testing.T, c *testcluster.Cluster) *applier {
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := memory.NewMemCacheClient(c.Client.Discovery())
+	m := restmapper.NewDeferredDiscoveryRESTMapper(cached)
+	return &applier{dyn: dyn, mapper: m, reset: m.Reset}
+}
+
+// create creates obj, or only validates it with a server-side dry run.
+func (a *applier) create(ctx context.Context, obj *unstructured.Unstructured, dryRun bool) error {
+	gvk := obj.GroupVersionKind()
+	mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err)
+	}
+	opts := metav1.CreateOptions{FieldValidation: "Strict"}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	var ri dynamic.ResourceInterface = a.dyn.Resource(mapping.Resource)
+	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+		ri = a.dyn.Resource(mapping.Resource).Namespace(obj.GetNamespace())
+	}
+	if _, err := ri.Create(ctx, obj, opts); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err)
+	}
+	return nil
+}
+
+func TestManifestsAndDeployOnARealAPIServer(t *testing.T) {
+	c, err := testcluster.Start(testcluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a := newApplier(t, c)
+
+	// kubectl apply -k manifests/: every resource the kustomization lists,
+	// in order, strictly validated by the API server.
+	for _, file := range kustomizationResources(t) {
+		for _, obj := range readDocs(t, file) {
+			if err := a.create(ctx, obj, false); err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+		}
+	}
+
+	t.Run("RBAC", func(t *testing.T) { checkRBAC(ctx, t, c) })
+
+	// deploy/: the Knative Service and the KEDA ScaledObject are checked
+	// against the projects' own CRDs.
+	for _, crd := range []string{
+		moduleFile(t, knativeModule, "config/core/300-resources/service.yaml"),
+		moduleFile(t, kedaModule, "config/crd/bases/keda.sh_scaledobjects.yaml"),
+	} {
+		for _, obj := range readDocs(t, crd) {
+			if err := a.create(ctx, obj, false); err != nil {
+				t.Fatalf("install CRD %s: %v", crd, err)
+			}
+		}
+	}
+	a.reset()
+	files, _ := filepath.Glob("../deploy/*.yaml")
+	if len(files) < 3 {
+		t.Fatalf("deploy/ has %d files", len(files))
+	}
+	for _, file := range files {
+		for _, obj := range readDocs(t, file) {
+			var err error
+			for range 50 { // a new CRD takes a moment to be served
+				if err = a.create(ctx, obj, true); err == nil || !strings.Contains(err.Error(), "no matches for kind") {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+				a.reset()
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+		}
+	}
+}
+
+// moduleFile returns a file of a Go module, downloading it (once) through
+// the module proxy.
+func moduleFile(t *testing.T, module, path string) string {
+	t.Helper()
+	cmd := exec.Command("go", "mod", "download", "-json", module)
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go mod download %s: %v", module, err)
+	}
+	var info struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
+		t.Fatalf("go mod download %s: %s %v", module, info.Error, err)
+	}
+	return filepath.Join(info.Dir, path)
+}
+
+// checkRBAC asks the real authorizer what each ServiceAccount may do.
+func checkRBAC(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
+	type check struct {
+		sa, verb, group, resource, sub, ns string
+		allowed                            bool
+	}
+	const ns = "wharfjobs"
+	checks := []check{
+		{"wharfjobs-provisioner", "create", "batch", "jobs", "", ns, true},
+		{"wharfjobs-provisioner", "list", "batch", "jobs", "", ns, true},
+		{"wharfjobs-provisioner", "watch", "batch", "jobs", "", ns, true},
+		{"wharfjobs-provisioner", "delete", "batch", "jobs", "", ns, true},
+		{"wharfjobs-provisioner", "patch", "batch", "jobs", "", ns, true},
+		{"wharfjobs-provisioner", "create", "", "secrets", "", ns, true},
+		{"wharfjobs-provisioner", "delete", "", "secrets", "", ns, true},
+		{"wharfjobs-provisioner", "get", "", "secrets", "", ns, false},
+		{"wharfjobs-provisioner", "list", "", "secrets", "", ns, false},
+		{"wharfjobs-provisioner", "create", "", "pods", "", ns, false},
+		{"wharfjobs-provisioner", "create", "batch", "jobs", "", "default", false},
+		{"wharfjobs-aggregator", "list", "batch", "jobs", "", ns, true},
+		{"wharfjobs-aggregator", "watch", "batch", "jobs", "", ns, true},
+		{"wharfjobs-aggregator", "get", "", "pods", "", ns, true},
+		{"wharfjobs-aggregator", "list", "", "pods", "", ns, true},
+		{"wharfjobs-aggregator", "delete", "batch", "jobs", "", ns, false},
+		{"wharfjobs-aggregator", "create", "batch", "jobs", "", ns, false},
+		{"wharfjobs-aggregator", "get", "", "secrets", "", ns, false},
+		{"wharfjobs-aggregator", "get", "", "pods", "log", ns, false},
+		{"wharfjobs-worker", "create", "", "pods", "", ns, true},
+		{"wharfjobs-worker", "get", "", "pods", "", ns, true},
+		{"wharfjobs-worker", "list", "", "pods", "", ns, true},
+		{"wharfjobs-worker", "watch", "", "pods", "", ns, true},
+		{"wharfjobs-worker", "delete", "", "pods", "", ns, true},
+		{"wharfjobs-worker", "get", "", "pods", "log", ns, true},
+		{"wharfjobs-worker", "create", "", "secrets", "", ns, true},
+		{"wharfjobs-worker", "get", "", "secrets", "", ns, false},
+		{"wharfjobs-worker", "create", "batch", "jobs", "", ns, false},
+		{"wharfjobs-worker", "delete", "batch", "jobs", "", ns, false},
+		{"wharfjobs-worker", "create", "", "pods", "", "default", false},
+		{"wharfjobs-step", "get", "", "pods", "", ns, false},
+		{"wharfjobs-step", "list", "", "secrets", "", ns, false},
+		{"wharfjobs-step", "create", "", "pods", "", ns, false},
+	}
+	for _, ch := range checks {
+		sar := &authv1.SubjectAccessReview{Spec: authv1.SubjectAccessReviewSpec{
+			User:   "system:serviceaccount:wharfjobs:" + ch.sa,
+			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:wharfjobs", "system:authenticated"},
+			ResourceAttributes: &authv1.ResourceAttributes{Namespace: ch.ns, Verb: ch.verb, Group: ch.group, Resource: ch.resource, Subresource: ch.sub},
+		}}
+		res, err := c.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		what := fmt.Sprintf("%s: %s %s/%s %s in %s", ch.sa, ch.verb, ch.group, ch.resource, ch.sub, ch.ns)
+		if res.Status.Allowed != ch.allowed {
+			t.Errorf("%s: allowed=%v, want %v", what, res.Status.Allowed, ch.allowed)
+		}
+	}
+}
