@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	yaml "go.yaml.in/yaml/v3"
 	authv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -26,7 +27,6 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
-	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
 )
@@ -228,8 +228,8 @@ func checkRBAC(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
 	}
 	for _, ch := range checks {
 		sar := &authv1.SubjectAccessReview{Spec: authv1.SubjectAccessReviewSpec{
-			User:   "system:serviceaccount:wharfjobs:" + ch.sa,
-			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:wharfjobs", "system:authenticated"},
+			User:               "system:serviceaccount:wharfjobs:" + ch.sa,
+			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:wharfjobs", "system:authenticated"},
 			ResourceAttributes: &authv1.ResourceAttributes{Namespace: ch.ns, Verb: ch.verb, Group: ch.group, Resource: ch.resource, Subresource: ch.sub},
 		}}
 		res, err := c.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
