@@ -72,6 +72,11 @@ type Config struct {
 	// HeartbeatTimeout fails a Running build whose worker has not
 	// refreshed its heartbeat for this long.
 	HeartbeatTimeout time.Duration `envconfig:"HEARTBEAT_TIMEOUT" default:"2m"`
+	// CleanupJobs deletes a build's Job once its relay is final (the logs
+	// stay in the store). Off by default: the Job's TTL removes it anyway,
+	// and deleting needs the delete verb on jobs, which the aggregator's
+	// Role does not grant.
+	CleanupJobs bool `envconfig:"CLEANUP_JOBS" default:"false"`
 	// MissingGrace is how long a build's status may be unchanged while its
 	// Job is missing before the build is failed: the provisioner writes the
 	// status just before it creates the Job.
@@ -119,6 +124,8 @@ func (c *Config) defaults() {
 type Jobs interface {
 	// States returns the builds with a Job, by build ref.
 	States(ctx context.Context) (map[string]job.Build, error)
+	// Cancel deletes a build's Job (CleanupJobs).
+	Cancel(ctx context.Context, workerID string) (job.Build, error)
 }
 
 // Aggregator relays builds.
@@ -406,8 +413,25 @@ func (a *Aggregator) Relay(ctx context.Context, ref string) error {
 	}
 	if r.final {
 		release(context.WithoutCancel(ctx), a.store, r.lease, a.cfg.Holder)
+		a.cleanup(ctx, ref)
 	}
 	return err
+}
+
+// cleanup deletes the Job of a build whose relay is final, when asked to.
+func (a *Aggregator) cleanup(ctx context.Context, ref string) {
+	if !a.cfg.CleanupJobs || a.jobs == nil {
+		return
+	}
+	a.mu.Lock()
+	b, ok := a.states[ref]
+	a.mu.Unlock()
+	if !ok {
+		return
+	}
+	if _, err := a.jobs.Cancel(ctx, b.WorkerID); err != nil && !errors.Is(err, job.ErrNotFound) {
+		a.cfg.Logger.Warn("clean up the job of a relayed build", "build", ref, "error", err)
+	}
 }
 
 // relay is one pass over one build by the lease holder.

@@ -315,3 +315,38 @@ func BenchmarkRelayPerLineHTTP(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "lines/s")
 }
+
+// startNativeGRPC serves the log stream with grpc-go's own transport, as
+// wharf-api's cmux hands gRPC connections to a grpc.Server.
+func startNativeGRPC(tb testing.TB) (*fakeWharfAPI, string) {
+	f := &fakeWharfAPI{files: map[string][]string{}, known: map[string]bool{"42": true}}
+	gs := grpc.NewServer(grpc.UnknownServiceHandler(f.stream), grpc.ForceServerCodecV2(rawCodec{}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go gs.Serve(ln)
+	tb.Cleanup(gs.Stop)
+	return f, "http://" + ln.Addr().String()
+}
+
+// BenchmarkRelayGRPCNative: the same client against grpc-go's own server
+// transport.
+func BenchmarkRelayGRPCNative(b *testing.B) {
+	_, url := startNativeGRPC(b)
+	s, err := New(Config{URL: url, Timeout: 30 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	recs := records(5000)
+	ctx := context.Background()
+	n := 0
+	for b.Loop() {
+		if err := s.Lines(ctx, aggregator.Build{Ref: "42", ID: "42"}, recs); err != nil {
+			b.Fatal(err)
+		}
+		n += len(recs)
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "lines/s")
+}
