@@ -421,3 +421,36 @@ func testCancelled(t *testing.T, s blob.Store) {
 		t.Fatalf("cancelled put left an object: %v", err)
 	}
 }
+
+// OpenErrors checks that opening a remote store says which problem it met:
+// refused credentials (without leaking the secret), an unreachable
+// endpoint (naming it), a missing bucket it may not create. good is a
+// working configuration; open is the backend's Open.
+func OpenErrors(t *testing.T, good blob.Config, open func(context.Context, blob.Config) error) {
+	ctx := context.Background()
+	cfg := good
+	cfg.SecretKey = "wrong-secret-value"
+	err := open(ctx, cfg)
+	if !errors.Is(err, blob.ErrAccessDenied) {
+		t.Fatalf("wrong secret: %v, want ErrAccessDenied", err)
+	}
+	if strings.Contains(err.Error(), cfg.SecretKey) || strings.Contains(err.Error(), good.SecretKey) {
+		t.Fatalf("error leaks the secret: %v", err)
+	}
+	if !strings.Contains(err.Error(), "WHARFJOBS_STORE_SECRET_KEY") {
+		t.Fatalf("error does not say what to check: %v", err)
+	}
+	cfg = good
+	cfg.Endpoint = "127.0.0.1:1" // nothing listens on port 1
+	cfg.Timeout = 3 * time.Second
+	err = open(ctx, cfg)
+	if !errors.Is(err, blob.ErrUnreachable) || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("unreachable endpoint: %v, want ErrUnreachable naming the endpoint", err)
+	}
+	cfg = good
+	cfg.CreateBucket = false
+	err = open(ctx, cfg)
+	if !errors.Is(err, blob.ErrNotFound) || !strings.Contains(err.Error(), "WHARFJOBS_STORE_CREATE_BUCKET") {
+		t.Fatalf("missing bucket without create: %v", err)
+	}
+}

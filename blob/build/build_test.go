@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,23 +17,12 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/fs"
-	"github.com/wharfjobs/wharfjobs/blob/minio"
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
 )
 
 var srv *miniotest.Server
 
-func TestMain(m *testing.M) {
-	var err error
-	srv, err = miniotest.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	srv.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { miniotest.Main(m, &srv) }
 
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -42,13 +30,7 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-func newMinIO(t testing.TB) *minio.Store {
-	s, err := minio.Open(context.Background(), srv.Config(blob.BackendMinIO, miniotest.BucketName("build")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func newMinIO(t testing.TB) blob.Store { return srv.Store(t, blob.BackendMinIO, "build") }
 
 func newFS(t testing.TB) *fs.Store {
 	s, err := fs.Open(t.TempDir())

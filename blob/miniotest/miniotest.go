@@ -22,9 +22,11 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/backend"
 )
 
 // Server is one MinIO process with its own data directory.
@@ -240,4 +242,29 @@ func (s *Server) Config(backend, bucket string) blob.Config {
 // BucketName returns a fresh valid bucket name starting with prefix.
 func BucketName(prefix string) string {
 	return strings.ToLower(prefix) + "-" + randomHex(6)
+}
+
+// Main is a TestMain body for packages whose tests share one server: it
+// starts the server into *srv, runs the tests, stops the server and exits.
+func Main(m *testing.M, srv **Server) {
+	s, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*srv = s
+	code := m.Run()
+	s.Close()
+	os.Exit(code)
+}
+
+// Store opens a fresh bucket (named from prefix) of this server with the
+// given backend, and fails the test when it cannot.
+func (s *Server) Store(tb testing.TB, backendName, prefix string) blob.Store {
+	tb.Helper()
+	st, err := backend.Open(context.Background(), s.Config(backendName, BucketName(prefix)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st
 }

@@ -2,12 +2,7 @@ package s3_test
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/blobtest"
@@ -17,56 +12,15 @@ import (
 
 var srv *miniotest.Server
 
-func TestMain(m *testing.M) {
-	var err error
-	srv, err = miniotest.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	srv.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { miniotest.Main(m, &srv) }
 
 func TestConformance(t *testing.T) {
-	blobtest.Run(t, func(t *testing.T) blob.Store {
-		s, err := s3.Open(context.Background(), srv.Config(blob.BackendS3, miniotest.BucketName("conf")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
+	blobtest.Run(t, func(t *testing.T) blob.Store { return srv.Store(t, blob.BackendS3, "conf") })
 }
 
 func TestOpenErrors(t *testing.T) {
-	ctx := context.Background()
-	cfg := srv.Config(blob.BackendS3, miniotest.BucketName("err"))
-	cfg.SecretKey = "wrong-secret-value"
-	_, err := s3.Open(ctx, cfg)
-	if !errors.Is(err, blob.ErrAccessDenied) {
-		t.Fatalf("wrong secret: %v, want ErrAccessDenied", err)
-	}
-	if strings.Contains(err.Error(), cfg.SecretKey) || strings.Contains(err.Error(), srv.SecretKey) {
-		t.Fatalf("error leaks the secret: %v", err)
-	}
-	if !strings.Contains(err.Error(), "WHARFJOBS_STORE_SECRET_KEY") {
-		t.Fatalf("error does not say what to check: %v", err)
-	}
-
-	cfg = srv.Config(blob.BackendS3, miniotest.BucketName("err"))
-	cfg.Endpoint = "127.0.0.1:1" // nothing listens on port 1
-	cfg.Timeout = 3 * time.Second
-	_, err = s3.Open(ctx, cfg)
-	if !errors.Is(err, blob.ErrUnreachable) || !strings.Contains(err.Error(), "127.0.0.1:1") {
-		t.Fatalf("unreachable endpoint: %v, want ErrUnreachable naming the endpoint", err)
-	}
-
-	cfg = srv.Config(blob.BackendS3, miniotest.BucketName("err"))
-	cfg.CreateBucket = false
-	_, err = s3.Open(ctx, cfg)
-	if !errors.Is(err, blob.ErrNotFound) || !strings.Contains(err.Error(), "WHARFJOBS_STORE_CREATE_BUCKET") {
-		t.Fatalf("missing bucket without create: %v", err)
-	}
-
+	blobtest.OpenErrors(t, srv.Config(blob.BackendS3, miniotest.BucketName("err")), func(ctx context.Context, cfg blob.Config) error {
+		_, err := s3.Open(ctx, cfg)
+		return err
+	})
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,31 +16,14 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/fs"
-	"github.com/wharfjobs/wharfjobs/blob/minio"
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
 )
 
 var srv *miniotest.Server
 
-func TestMain(m *testing.M) {
-	var err error
-	srv, err = miniotest.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	srv.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { miniotest.Main(m, &srv) }
 
-func newMinIO(t testing.TB) blob.Store {
-	s, err := minio.Open(context.Background(), srv.Config(blob.BackendMinIO, miniotest.BucketName("agg")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func newMinIO(t testing.TB) blob.Store { return srv.Store(t, blob.BackendMinIO, "agg") }
 
 var quiet = slog.New(slog.DiscardHandler)
 

@@ -31,24 +31,10 @@ func TestMain(m *testing.M) {
 	if os.Getenv("WORKER_TEST_HELPER") != "" {
 		os.Exit(helperWorker())
 	}
-	var err error
-	srv, err = miniotest.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	srv.Close()
-	os.Exit(code)
+	miniotest.Main(m, &srv)
 }
 
-func newMinIO(t testing.TB) blob.Store {
-	s, err := minio.Open(context.Background(), srv.Config(blob.BackendMinIO, miniotest.BucketName("worker")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func newMinIO(t testing.TB) blob.Store { return srv.Store(t, blob.BackendMinIO, "worker") }
 
 // gitRepo turns testdata/<name> into a git repository with one commit on
 // branch main and returns its path.
