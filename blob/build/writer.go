@@ -31,8 +31,9 @@ type WriterConfig struct {
 	// [4 MiB].
 	MaxObjectSize int `envconfig:"LOG_MAX_OBJECT_SIZE" default:"4194304"`
 	// MemoryLimit bounds the bytes of sealed chunks waiting in memory for
-	// upload; beyond it chunks are spilled to SpillDir [8 MiB].
-	MemoryLimit int `envconfig:"LOG_MEMORY_LIMIT" default:"8388608"`
+	// upload [4 MiB]: beyond it Write waits while the store works, and
+	// chunks are spilled to SpillDir while it fails.
+	MemoryLimit int `envconfig:"LOG_MEMORY_LIMIT" default:"4194304"`
 	// SpillDir holds chunks while the store is slow or unavailable
 	// [the system temporary directory].
 	SpillDir string `envconfig:"LOG_SPILL_DIR"`
@@ -56,7 +57,7 @@ func (c *WriterConfig) defaults() {
 		c.MaxObjectSize = max(c.ChunkSize, 4<<20)
 	}
 	if c.MemoryLimit <= 0 {
-		c.MemoryLimit = 8 << 20
+		c.MemoryLimit = 4 << 20
 	}
 	if c.SpillDir == "" {
 		c.SpillDir = os.TempDir()

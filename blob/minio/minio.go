@@ -173,8 +173,16 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, op
 	if opts.IfMatch != "" {
 		po.SetMatchETag(opts.IfMatch)
 	}
-	if size < 0 {
+	// Large objects (a compacted log) go up in parts, each buffered in
+	// memory: keep parts at S3's 5 MiB minimum unless the 10000-part limit
+	// needs more, so compacting a big log does not add 16 MiB or more to a
+	// worker's memory.
+	const minPart, maxParts = 5 << 20, 9000
+	switch {
+	case size < 0:
 		po.PartSize = 16 << 20
+	case size > minPart:
+		po.PartSize = uint64(max(minPart, (size+maxParts-1)/maxParts))
 	}
 	// A put streams its body, so only the wait for the answer is bounded
 	// (the transport's response header timeout), not the whole transfer.
