@@ -77,6 +77,15 @@ type Config struct {
 	// and deleting needs the delete verb on jobs, which the aggregator's
 	// Role does not grant.
 	CleanupJobs bool `envconfig:"CLEANUP_JOBS" default:"false"`
+	// CompareInterval, when set and the sink can list wharf-api's active
+	// builds, is how often they are compared with ours: a build wharf-api
+	// has in Scheduling or Running that wharfjobs never received (its
+	// trigger failed) is failed after TriggerGrace.
+	CompareInterval time.Duration `envconfig:"COMPARE_INTERVAL" default:"0"`
+	TriggerGrace    time.Duration `envconfig:"TRIGGER_GRACE" default:"5m"`
+	// WharfInstance is WHARF_INSTANCE of the wharf-api this aggregator
+	// relays to, to find its builds' refs.
+	WharfInstance string `envconfig:"WHARF_INSTANCE"`
 	// MissingGrace is how long a build's status may be unchanged while its
 	// Job is missing before the build is failed: the provisioner writes the
 	// status just before it creates the Job.
@@ -127,6 +136,22 @@ type Jobs interface {
 	// Cancel deletes a build's Job (CleanupJobs).
 	Cancel(ctx context.Context, workerID string) (job.Build, error)
 }
+
+// RemoteBuild is a build as wharf-api lists it.
+type RemoteBuild struct {
+	ID          string
+	Status      string
+	ScheduledOn time.Time
+}
+
+// Remote lists wharf-api's active builds (the wharfapi sink does).
+type Remote interface {
+	ActiveBuilds(ctx context.Context) ([]RemoteBuild, error)
+}
+
+// ReasonTriggerLost is the reason of a build wharf-api started but
+// wharfjobs never received.
+const ReasonTriggerLost = "TriggerLost"
 
 // Aggregator relays builds.
 type Aggregator struct {
@@ -331,8 +356,16 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	if a.changes != nil {
 		go a.react(ctx)
 	}
+	lastCompare := time.Time{}
 	idleSince := time.Now()
 	for {
+		if remote, ok := a.sink.(Remote); ok && a.cfg.CompareInterval > 0 && time.Since(lastCompare) >= a.cfg.CompareInterval {
+			lastCompare = time.Now()
+			if err := a.Compare(ctx, remote); err != nil {
+				a.Errors.Add(1)
+				a.cfg.Logger.Warn("compare with wharf-api", "error", err)
+			}
+		}
 		refs, err := a.Pending(ctx)
 		if err != nil {
 			a.Errors.Add(1)
@@ -673,4 +706,51 @@ func (a *Aggregator) failIfLost(ctx context.Context, ref string, st build.Status
 		a.cfg.Logger.Warn("build lost, marked Failed", "build", ref, "reason", reason)
 	}
 	return st, err
+}
+
+// Compare fails the builds wharf-api has in Scheduling or Running, for
+// longer than TriggerGrace, that wharfjobs has never heard of: it records
+// them in the store (request, a log line, status Failed with reason
+// TriggerLost), and the relay sends that status to wharf-api like any
+// other.
+func (a *Aggregator) Compare(ctx context.Context, remote Remote) error {
+	builds, err := remote.ActiveBuilds(ctx)
+	if err != nil {
+		return err
+	}
+	for _, rb := range builds {
+		if time.Since(rb.ScheduledOn) < a.cfg.TriggerGrace {
+			continue
+		}
+		req := job.Request{BuildRef: rb.ID, Instance: a.cfg.WharfInstance}
+		ref := req.Ref()
+		if build.ValidateRef(ref) != nil {
+			continue
+		}
+		if _, err := a.store.Stat(ctx, build.StatusKey(ref)); err == nil || !errors.Is(err, blob.ErrNotFound) {
+			continue // known, or the store cannot tell now
+		}
+		body, err := req.MarshalPublic()
+		if err != nil {
+			return err
+		}
+		if _, err := a.store.Put(ctx, build.RequestKey(ref), bytes.NewReader(body), int64(len(body)), blob.PutOptions{ContentType: "application/json", IfNoneMatch: true}); err != nil && !errors.Is(err, blob.ErrPreconditionFailed) {
+			return err
+		}
+		reason := fmt.Sprintf("%s: wharf-api has had this build in %s since %s, but its trigger never reached wharfjobs", ReasonTriggerLost, rb.Status, rb.ScheduledOn.UTC().Format(time.RFC3339))
+		w, err := build.NewLogWriter(ctx, a.store, ref, build.WriterConfig{Logger: a.cfg.Logger})
+		if err != nil {
+			return err
+		}
+		_ = w.Write(build.Record{Stream: build.StreamSystem, Time: time.Now(), Text: "build failed: " + reason})
+		if err := w.Close(ctx); err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		if _, err := build.WriteStatus(ctx, a.store, ref, build.Status{Status: build.Failed, Reason: reason, FinishedAt: &now}, ""); err != nil && !errors.Is(err, blob.ErrPreconditionFailed) {
+			return err
+		}
+		a.cfg.Logger.Warn("build unknown to wharfjobs, marked Failed", "build", ref, "reason", reason)
+	}
+	return nil
 }

@@ -90,3 +90,47 @@ func TestMissingBuildsAreFailedWithAReason(t *testing.T) {
 		t.Fatalf("a healthy build was failed: %+v", st)
 	}
 }
+
+// remoteSink is a memory sink that also lists wharf-api's active builds.
+type remoteSink struct {
+	*MemorySink
+	active []RemoteBuild
+}
+
+func (r remoteSink) ActiveBuilds(context.Context) ([]RemoteBuild, error) { return r.active, nil }
+
+func TestCompareFailsBuildsWharfAPIStartedButWeNeverGot(t *testing.T) {
+	s, _ := fs.Open(t.TempDir())
+	ctx := context.Background()
+	writeBuild(t, s, "prod-6", 2, "", nil)
+	old := time.Now().Add(-time.Hour)
+	sink := remoteSink{MemorySink: NewMemorySink(), active: []RemoteBuild{
+		{ID: "5", Status: "Scheduling", ScheduledOn: old},
+		{ID: "6", Status: "Running", ScheduledOn: old},
+		{ID: "7", Status: "Scheduling", ScheduledOn: time.Now()},
+	}}
+	a := New(s, sink, nil, Config{WharfInstance: "prod", TriggerGrace: time.Minute, Logger: quiet})
+	if err := a.Compare(ctx, sink); err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := build.ReadStatus(ctx, s, "prod-5")
+	if err != nil || st.Status != build.Failed || !strings.HasPrefix(st.Reason, ReasonTriggerLost) {
+		t.Fatalf("lost trigger: %+v %v", st, err)
+	}
+	if st, _, _ := build.ReadStatus(ctx, s, "prod-6"); st.Status != build.Running {
+		t.Fatalf("a known build was touched: %+v", st)
+	}
+	if _, _, err := build.ReadStatus(ctx, s, "prod-7"); err == nil {
+		t.Fatal("a build within the grace period was failed")
+	}
+	if err := a.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lines, statuses, _ := sink.Received("prod-5")
+	if len(statuses) != 1 || statuses[0].Status != build.Failed || len(lines) != 1 || !strings.Contains(lines[0].Text, "never reached wharfjobs") {
+		t.Fatalf("relayed %v %+v", lines, statuses)
+	}
+	if id := a.buildID(ctx, "prod-5"); id != "5" {
+		t.Fatalf("wharf-api id %q", id)
+	}
+}

@@ -318,3 +318,44 @@ func (s *Sink) do(ctx context.Context, method, path, contentType string, body io
 	}
 	return err
 }
+
+// ActiveBuilds lists the builds wharf-api has in Scheduling or Running
+// (GET /api/build?statusId=0&statusId=1&limit=0), for the aggregator to
+// fail those whose trigger never reached wharfjobs.
+func (s *Sink) ActiveBuilds(ctx context.Context) ([]aggregator.RemoteBuild, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	u := *s.base
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/api/build"
+	u.RawQuery = "statusId=0&statusId=1&limit=0"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	if s.auth != "" {
+		req.Header.Set("Authorization", s.auth)
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("wharf-api build list: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("wharf-api build list: %s", resp.Status)
+	}
+	var page struct {
+		List []struct {
+			BuildID     uint64    `json:"buildId"`
+			Status      string    `json:"status"`
+			ScheduledOn time.Time `json:"scheduledOn"`
+		} `json:"list"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&page); err != nil {
+		return nil, fmt.Errorf("wharf-api build list: %w", err)
+	}
+	out := make([]aggregator.RemoteBuild, 0, len(page.List))
+	for _, b := range page.List {
+		out = append(out, aggregator.RemoteBuild{ID: strconv.FormatUint(b.BuildID, 10), Status: b.Status, ScheduledOn: b.ScheduledOn})
+	}
+	return out, nil
+}

@@ -130,6 +130,15 @@ func (f *fakeWharfAPI) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.auth = append(f.auth, r.Header.Get("Authorization"))
+	if r.Method == http.MethodGet && r.URL.Path == "/api/build" {
+		if r.URL.Query()["statusId"][0] != "0" || r.URL.Query()["statusId"][1] != "1" || r.URL.Query().Get("limit") != "0" {
+			http.Error(w, "bad query "+r.URL.RawQuery, http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"list":[{"buildId":42,"statusId":1,"status":"Running","workerId":"wharf-build-42","scheduledOn":"2026-11-23T20:00:00Z"}],"totalCount":1}`)
+		return
+	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/") // api build {id} ...
 	if len(parts) < 4 || parts[0] != "api" || parts[1] != "build" {
 		http.NotFound(w, r)
@@ -243,6 +252,22 @@ func TestLinesStatusArtifactsOverOnePort(t *testing.T) {
 		if a != "Basic d2hhcmY6cHc=" {
 			t.Fatalf("authorization header %q", a)
 		}
+	}
+}
+
+func TestActiveBuilds(t *testing.T) {
+	_, url := startFake(t)
+	s, err := New(Config{URL: url, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	builds, err := s.ActiveBuilds(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(builds) != 1 || builds[0].ID != "42" || builds[0].Status != "Running" || builds[0].ScheduledOn.Hour() != 20 {
+		t.Fatalf("builds %+v", builds)
 	}
 }
 
