@@ -56,7 +56,8 @@ type Config struct {
 	LeaseDuration time.Duration `envconfig:"LEASE_DURATION" default:"15s"`
 	// PollInterval is how often the store is polled for new chunks.
 	PollInterval time.Duration `envconfig:"POLL_INTERVAL" default:"1s"`
-	// DiscoverInterval is how often builds are listed anew.
+	// DiscoverInterval is how often build Jobs are listed anew in full;
+	// between listings a watch reports changes.
 	DiscoverInterval time.Duration `envconfig:"DISCOVER_INTERVAL" default:"10s"`
 	// BatchLines and BatchBytes bound one delivery to the sink.
 	BatchLines int `envconfig:"BATCH_LINES" default:"5000"`
@@ -174,8 +175,9 @@ type Aggregator struct {
 	ids    map[string]string
 	states map[string]job.Build
 	// statesOK is set when states came from a successful listing, so a
-	// build missing from it really has no Job.
+	// build missing from it really has no Job; listed is when.
 	statesOK bool
+	listed   time.Time
 
 	// Counters, for metrics and tests.
 	LinesRelayed   atomic.Uint64
@@ -269,12 +271,9 @@ func writeCursor(ctx context.Context, s blob.Store, ref string, c cursor, etag s
 func (a *Aggregator) Pending(ctx context.Context) ([]string, error) {
 	refs := map[string]bool{}
 	if a.jobs != nil {
-		states, err := a.jobs.States(ctx)
-		a.mu.Lock()
-		a.states, a.statesOK = states, err == nil
-		a.mu.Unlock()
+		states, err := a.jobStates(ctx, false)
 		if err != nil {
-			return nil, fmt.Errorf("list build jobs: %w", err)
+			return nil, err
 		}
 		for ref := range states {
 			refs[ref] = true
@@ -301,6 +300,59 @@ func (a *Aggregator) Pending(ctx context.Context) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// jobStates returns the build Jobs, listing them anew when the last full
+// listing is older than DiscoverInterval (or fresh is set: a watch event
+// said something changed).
+func (a *Aggregator) jobStates(ctx context.Context, fresh bool) (map[string]job.Build, error) {
+	a.mu.Lock()
+	states, ok := a.states, a.statesOK && time.Since(a.listed) < a.cfg.DiscoverInterval
+	a.mu.Unlock()
+	if ok && !fresh {
+		return states, nil
+	}
+	states, err := a.jobs.States(ctx)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		a.statesOK = false
+		return nil, fmt.Errorf("list build jobs: %w", err)
+	}
+	a.states, a.statesOK, a.listed = states, true, time.Now()
+	return states, nil
+}
+
+// refWatcher is a Jobs that can watch (kube.Launcher).
+type refWatcher interface {
+	WatchRefs(ctx context.Context) <-chan string
+}
+
+// watchJobs relays a build as soon as its Job changes (it ended, failed,
+// vanished), with the Job states read anew first.
+func (a *Aggregator) watchJobs(ctx context.Context, w refWatcher) {
+	sem := make(chan struct{}, a.cfg.Workers)
+	for ref := range w.WatchRefs(ctx) {
+		if build.ValidateRef(ref) != nil {
+			continue
+		}
+		if _, err := a.jobStates(ctx, true); err != nil {
+			a.cfg.Logger.Warn("list build jobs", "error", err)
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		go func() {
+			defer func() { <-sem }()
+			if err := a.relayOnce(ctx, ref); err != nil && !errors.Is(err, errLeaseHeld) && ctx.Err() == nil {
+				a.Errors.Add(1)
+				a.cfg.Logger.Warn("relay failed", "build", ref, "error", err)
+			}
+		}()
+	}
 }
 
 // Once relays everything pending and returns when no build has anything
@@ -355,6 +407,9 @@ func (a *Aggregator) relayAll(ctx context.Context, refs []string) error {
 func (a *Aggregator) Run(ctx context.Context) error {
 	if a.changes != nil {
 		go a.react(ctx)
+	}
+	if w, ok := a.jobs.(refWatcher); ok {
+		go a.watchJobs(ctx, w)
 	}
 	lastCompare := time.Time{}
 	idleSince := time.Now()

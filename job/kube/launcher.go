@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/wharfjobs/wharfjobs/backoff"
 	"github.com/wharfjobs/wharfjobs/job"
 )
 
@@ -295,4 +296,40 @@ func (l *Launcher) unschedulableLimit() time.Duration {
 		return l.Config.UnschedulableLimit
 	}
 	return 10 * time.Minute
+}
+
+// WatchRefs streams the build ref of every build Job that is added,
+// changed or deleted, re-establishing the watch (with backoff and jitter)
+// when the API server ends it. The channel closes when ctx ends.
+func (l *Launcher) WatchRefs(ctx context.Context) <-chan string {
+	out := make(chan string, 64)
+	go func() {
+		defer close(out)
+		policy := backoff.Policy{Min: 500 * time.Millisecond, Max: 30 * time.Second}
+		for attempt := 0; ctx.Err() == nil; {
+			w, err := l.Client.BatchV1().Jobs(l.ns()).Watch(ctx, metav1.ListOptions{LabelSelector: selector("")})
+			if err != nil {
+				if policy.Sleep(ctx, attempt) != nil {
+					return
+				}
+				attempt++
+				continue
+			}
+			attempt = 0
+			for ev := range w.ResultChan() {
+				j, ok := ev.Object.(*batchv1.Job)
+				if !ok {
+					continue
+				}
+				select {
+				case out <- j.Labels[job.LabelBuildRef]:
+				case <-ctx.Done():
+					w.Stop()
+					return
+				}
+			}
+			w.Stop()
+		}
+	}()
+	return out
 }
