@@ -27,7 +27,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 TEST_FLAGS  ?= -race -count=1 -timeout 30m
 export WHARFJOBS_MINIO_BIN := $(MINIO)
 
-.PHONY: all build test vet unit bench lint fmt minio kube-bins etcd staticcheck demo clean
+.PHONY: all build test vet unit bench lint fmt minio kube-bins etcd staticcheck demo clean cluster-up cluster-down
 
 all: build
 
@@ -86,6 +86,12 @@ $(STATICCHECK):
 	GOBIN=$(CACHE)/staticcheck-tmp $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	mv $(CACHE)/staticcheck-tmp/staticcheck $@
 	rm -rf $(CACHE)/staticcheck-tmp
+
+## cluster-up / cluster-down: the tests' control plane (etcd, kube-apiserver, kube-controller-manager) by hand, for kubectl
+cluster-up: kube-bins etcd
+	$(GO) run ./internal/testcluster/clusterctl up
+cluster-down:
+	$(GO) run ./internal/testcluster/clusterctl down
 
 ## demo: the README's first command
 demo:

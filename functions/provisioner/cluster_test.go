@@ -18,6 +18,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
@@ -308,4 +309,71 @@ func percentiles(d []time.Duration) (time.Duration, time.Duration) {
 
 func jobRequest(ref string) job.Request {
 	return job.Request{BuildRef: ref, Instance: "bench", GitFullURL: "https://git.example.org/a.git", GitToken: "t", Vars: map[string]any{"A": 1}}
+}
+
+// TestJobControllerAndGarbageCollector runs the real job controller and
+// garbage collector: the build Job's pod must pass the API server's pod
+// validation when the controller creates it, and cancelling the build
+// must take the pod and the build's Secret with the Job.
+func TestJobControllerAndGarbageCollector(t *testing.T) {
+	c, err := testcluster.Start(testcluster.Options{ControllerManager: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns, err := c.Namespace(ctx, "gc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The worker's ServiceAccount must exist for the pod to be admitted.
+	if _, err := c.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "wharfjobs-worker"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	store, _ := fs.Open(t.TempDir())
+	l := &kube.Launcher{Client: c.Client, Config: kube.Config{Namespace: ns}}
+	p, err := provisioner.New(l, store, provisioner.Config{Token: token}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	e := &env{srv: srv, store: store, launch: l}
+	_, body := e.post(t, "/api/worker", wharfAPIQuery("11"))
+	id, _ := body["workerId"].(string)
+	if id == "" {
+		t.Fatalf("trigger: %v", body)
+	}
+	var pod corev1.Pod
+	waitFor(t, ctx, "the job controller to create the worker pod", func() bool {
+		pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=worker"})
+		if err == nil && len(pods.Items) == 1 {
+			pod = pods.Items[0]
+			return true
+		}
+		return false
+	})
+	if pod.Spec.ServiceAccountName != "wharfjobs-worker" || pod.Annotations[kube.AnnotationSafeToEvict] != "false" {
+		t.Fatalf("worker pod %+v", pod.ObjectMeta)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, srv.URL+"/api/worker/"+id+"?token="+token, nil)
+	if resp, body := do(t, req); resp.StatusCode != http.StatusOK {
+		t.Fatalf("cancel: %d %v", resp.StatusCode, body)
+	}
+	waitFor(t, ctx, "the garbage collector to delete the pod and the Secret", func() bool {
+		_, perr := c.Client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		_, serr := c.Client.CoreV1().Secrets(ns).Get(ctx, id, metav1.GetOptions{})
+		return apierrors.IsNotFound(perr) && apierrors.IsNotFound(serr)
+	})
+}
+
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		if ctx.Err() != nil {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -36,6 +36,11 @@ type Options struct {
 	// ControllerManager also starts kube-controller-manager with the job,
 	// garbage-collector and TTL-after-finished controllers.
 	ControllerManager bool
+	// Dir keeps the cluster's data and logs there instead of a temporary
+	// directory; Detach leaves the processes running when this process
+	// exits (make cluster-up).
+	Dir    string
+	Detach bool
 }
 
 // Cluster is a running control plane.
@@ -48,8 +53,9 @@ type Cluster struct {
 	// Tokens maps user names to the bearer tokens the API server accepts.
 	Tokens map[string]string
 
-	dir   string
-	procs []*exec.Cmd
+	dir    string
+	procs  []*exec.Cmd
+	detach bool
 }
 
 func moduleRoot() (string, error) {
@@ -121,11 +127,15 @@ func Start(opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "wharfjobs-cluster-*")
-	if err != nil {
+	dir := opts.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "wharfjobs-cluster-*"); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir, Tokens: map[string]string{"admin": randomHex(16)}}
+	c := &Cluster{dir: dir, Tokens: map[string]string{"admin": randomHex(16)}, detach: opts.Detach}
 	ok := false
 	defer func() {
 		if !ok {
@@ -254,11 +264,43 @@ func (c *Cluster) start(name, bin string, args ...string) error {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if c.detach {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
 	c.procs = append(c.procs, cmd)
+	if c.detach {
+		f, err := os.OpenFile(filepath.Join(c.dir, "pids"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fmt.Fprintln(f, cmd.Process.Pid)
+	}
 	return nil
+}
+
+// StopDetached stops the processes a detached cluster in dir recorded.
+func StopDetached(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "pids"))
+	if err != nil {
+		return fmt.Errorf("no running cluster in %s: %w", dir, err)
+	}
+	for _, f := range strings.Fields(string(b)) {
+		pid, err := strconv.Atoi(f)
+		if err == nil {
+			_ = syscall.Kill(-pid, syscall.SIGTERM)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+	return os.RemoveAll(dir)
 }
 
 func (c *Cluster) tail(name string) string {
@@ -302,8 +344,12 @@ func (c *Cluster) Namespace(ctx context.Context, prefix string) (string, error) 
 	return ns.Name, nil
 }
 
-// Stop kills the processes and removes the data.
+// Stop kills the processes and removes the data (a detached cluster is
+// left running: StopDetached ends it).
 func (c *Cluster) Stop() {
+	if c.detach {
+		return
+	}
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		p := c.procs[i]
 		_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
