@@ -9,8 +9,6 @@ package miniotest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -27,6 +25,7 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/backend"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
 // Server is one MinIO process with its own data directory.
@@ -52,7 +51,7 @@ func Binary() (string, error) {
 	if p := os.Getenv("WHARFJOBS_MINIO_BIN"); p != "" {
 		return p, nil
 	}
-	root, err := moduleRoot()
+	root, err := testenv.ModuleRoot()
 	if err != nil {
 		return "", err
 	}
@@ -61,23 +60,6 @@ func Binary() (string, error) {
 		return "", fmt.Errorf("MinIO server binary not found at %s: run `make minio` (or `make test`, which does it) first, or set WHARFJOBS_MINIO_BIN", p)
 	}
 	return p, nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("miniotest: go.mod not found above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // Start runs a new server on a free loopback port with a fresh temporary
@@ -91,14 +73,14 @@ func Start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		Endpoint:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		AccessKey: "wharfjobs-test",
-		SecretKey: randomHex(16),
+		SecretKey: testenv.RandomHex(16),
 		bin:       bin,
 		dir:       dir,
 		port:      port,
@@ -112,21 +94,6 @@ func Start() (*Server, error) {
 	return s, nil
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -138,7 +105,7 @@ func (s *Server) start() error {
 		return err
 	}
 	defer logf.Close()
-	consolePort, err := freePort()
+	consolePort, err := testenv.FreePort()
 	if err != nil {
 		return err
 	}
@@ -241,7 +208,7 @@ func (s *Server) Config(backend, bucket string) blob.Config {
 
 // BucketName returns a fresh valid bucket name starting with prefix.
 func BucketName(prefix string) string {
-	return strings.ToLower(prefix) + "-" + randomHex(6)
+	return strings.ToLower(prefix) + "-" + testenv.RandomHex(6)
 }
 
 // Main is a TestMain body for packages whose tests share one server: it

@@ -200,6 +200,24 @@ func (a *Aggregator) WatchChanges(changes func(ctx context.Context) <-chan strin
 	a.changes = changes
 }
 
+// relaySoon relays ref in a goroutine once sem has room (it bounds the
+// goroutines); false means ctx ended first.
+func (a *Aggregator) relaySoon(ctx context.Context, sem chan struct{}, ref string) bool {
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	go func() {
+		defer func() { <-sem }()
+		if err := a.relayOnce(ctx, ref); err != nil && !errors.Is(err, errLeaseHeld) && ctx.Err() == nil {
+			a.Errors.Add(1)
+			a.cfg.Logger.Warn("relay failed", "build", ref, "error", err)
+		}
+	}()
+	return true
+}
+
 // relayOnce relays ref unless a goroutine of this replica already is; then
 // that goroutine makes one more pass, so a change is never missed and a
 // build is never relayed twice at once by one replica.
@@ -340,18 +358,9 @@ func (a *Aggregator) watchJobs(ctx context.Context, w refWatcher) {
 			a.cfg.Logger.Warn("list build jobs", "error", err)
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		if !a.relaySoon(ctx, sem, ref) {
 			return
 		}
-		go func() {
-			defer func() { <-sem }()
-			if err := a.relayOnce(ctx, ref); err != nil && !errors.Is(err, errLeaseHeld) && ctx.Err() == nil {
-				a.Errors.Add(1)
-				a.cfg.Logger.Warn("relay failed", "build", ref, "error", err)
-			}
-		}()
 	}
 }
 
@@ -450,18 +459,9 @@ func (a *Aggregator) react(ctx context.Context) {
 		if !ok || strings.HasPrefix(key, build.Dir(ref)+"relay/") {
 			continue // the aggregator's own writes
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		if !a.relaySoon(ctx, sem, ref) {
 			return
 		}
-		go func() {
-			defer func() { <-sem }()
-			if err := a.relayOnce(ctx, ref); err != nil && !errors.Is(err, errLeaseHeld) && ctx.Err() == nil {
-				a.Errors.Add(1)
-				a.cfg.Logger.Warn("relay failed", "build", ref, "error", err)
-			}
-		}()
 	}
 }
 

@@ -11,11 +11,9 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +27,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
 // Options select what to start.
@@ -58,23 +58,6 @@ type Cluster struct {
 	detach bool
 }
 
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil && !strings.Contains(dir, string(filepath.Separator)+"hack"+string(filepath.Separator)) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("testcluster: go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // binary finds a control-plane binary.
 func binary(name string) (string, error) {
 	if name == "etcd" {
@@ -88,7 +71,7 @@ func binary(name string) (string, error) {
 	}
 	dir := os.Getenv("WHARFJOBS_KUBE_BIN_DIR")
 	if dir == "" {
-		root, err := moduleRoot()
+		root, err := testenv.ModuleRoot()
 		if err != nil {
 			return "", err
 		}
@@ -99,21 +82,6 @@ func binary(name string) (string, error) {
 		return "", fmt.Errorf("%s not found at %s: run `make kube-bins` (or `make test`, which does it) or set WHARFJOBS_KUBE_BIN_DIR", name, p)
 	}
 	return p, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // Start starts etcd and kube-apiserver (and the controller manager when
@@ -135,7 +103,7 @@ func Start(opts Options) (*Cluster, error) {
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir, Tokens: map[string]string{"admin": randomHex(16)}, detach: opts.Detach}
+	c := &Cluster{dir: dir, Tokens: map[string]string{"admin": testenv.RandomHex(16)}, detach: opts.Detach}
 	ok := false
 	defer func() {
 		if !ok {
@@ -143,11 +111,11 @@ func Start(opts Options) (*Cluster, error) {
 		}
 	}()
 
-	clientPort, err := freePort()
+	clientPort, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	peerPort, err := freePort()
+	peerPort, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +143,7 @@ func Start(opts Options) (*Cluster, error) {
 	if err := os.WriteFile(tokenFile, []byte(tokens.String()), 0o600); err != nil {
 		return nil, err
 	}
-	apiPort, err := freePort()
+	apiPort, err := testenv.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +305,7 @@ func waitHTTP(url string, tlsCfg *tls.Config, token string, timeout time.Duratio
 
 // Namespace creates a namespace with a random suffix and returns its name.
 func (c *Cluster) Namespace(ctx context.Context, prefix string) (string, error) {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: prefix + "-" + randomHex(4)}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: prefix + "-" + testenv.RandomHex(4)}}
 	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		return "", err
 	}

@@ -1,0 +1,54 @@
+// Package testenv holds what the harnesses that start real servers for
+// tests (MinIO, the Kubernetes control plane) share: free loopback ports,
+// random credentials and the module's root, where .cache/bin lives.
+package testenv
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+)
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// RandomHex returns n random bytes as hex, for throwaway credentials.
+func RandomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ModuleRoot is the directory of wharfjobs' go.mod above the working
+// directory (nested modules such as hack/kube are skipped).
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && isRoot(b) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("testenv: wharfjobs' go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func isRoot(gomod []byte) bool {
+	const mod = "module github.com/wharfjobs/wharfjobs\n"
+	return len(gomod) >= len(mod) && string(gomod[:len(mod)]) == mod
+}
