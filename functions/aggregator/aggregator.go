@@ -169,10 +169,14 @@ type Aggregator struct {
 	// changes, when set, streams keys of new objects (MinIO
 	// notifications), so builds are relayed at once, not at the next poll.
 	changes func(ctx context.Context) <-chan string
-	// leases this replica holds, so an idle build costs no lease write
-	// until a renewal is due; ids caches wharf-api build ids by ref.
-	leases map[string]heldLease
-	ids    map[string]string
+	// leases this replica holds, with the cursor as it last wrote or read
+	// it: while the lease is valid nobody else can have moved the cursor,
+	// so an idle build costs neither a lease write nor a cursor read.
+	leases map[string]heldBuild
+	// finals are builds whose relay is final: never read again.
+	finals map[string]bool
+	// ids caches wharf-api build ids by ref.
+	ids map[string]string
 	states map[string]job.Build
 	// statesOK is set when states came from a successful listing, so a
 	// build missing from it really has no Job; listed is when.
@@ -190,7 +194,7 @@ type Aggregator struct {
 func New(s blob.Store, sink Sink, jobs Jobs, cfg Config) *Aggregator {
 	cfg.defaults()
 	return &Aggregator{store: s, sink: sink, jobs: jobs, cfg: cfg, parked: map[string]string{}, busy: map[string]bool{}, dirty: map[string]bool{},
-		leases: map[string]heldLease{}, ids: map[string]string{}}
+		leases: map[string]heldBuild{}, finals: map[string]bool{}, ids: map[string]string{}}
 }
 
 // WatchChanges makes Run relay a build as soon as an object of it is
@@ -247,6 +251,13 @@ func (a *Aggregator) relayOnce(ctx context.Context, ref string) error {
 			return nil
 		}
 	}
+}
+
+// heldBuild is a build whose lease this replica holds.
+type heldBuild struct {
+	lease heldLease
+	cur   cursor
+	etag  string
 }
 
 // cursor is the document at builds/<ref>/relay/cursor.
@@ -308,13 +319,26 @@ func (a *Aggregator) Pending(ctx context.Context) ([]string, error) {
 	}
 	var out []string
 	for ref := range refs {
-		c, _, err := readCursor(ctx, a.store, ref)
-		if err != nil {
-			return nil, err
+		a.mu.Lock()
+		final := a.finals[ref]
+		_, held := a.leases[ref]
+		a.mu.Unlock()
+		if final {
+			continue
 		}
-		if !c.Final {
-			out = append(out, ref)
+		if !held {
+			c, _, err := readCursor(ctx, a.store, ref)
+			if err != nil {
+				return nil, err
+			}
+			if c.Final {
+				a.mu.Lock()
+				a.finals[ref] = true
+				a.mu.Unlock()
+				continue
+			}
 		}
+		out = append(out, ref)
 	}
 	sort.Strings(out)
 	return out, nil
@@ -475,10 +499,14 @@ func (a *Aggregator) Relay(ctx context.Context, ref string) error {
 		return nil // logged once when it was parked
 	}
 	a.mu.Lock()
-	l, held := a.leases[ref]
+	h, held := a.leases[ref]
 	a.mu.Unlock()
-	r := &relay{a: a, ref: ref, lease: l}
-	if !held {
+	r := &relay{a: a, ref: ref, lease: h.lease}
+	// A lease past two thirds of its life is renewed (which reads it); a
+	// renewed or new lease means the cursor must be read again too.
+	if held && time.Until(h.lease.expires) > a.cfg.LeaseDuration/3 {
+		r.cached = &h
+	} else {
 		var err error
 		if r.lease, err = acquire(ctx, a.store, ref, a.cfg.Holder, a.cfg.LeaseDuration, time.Now()); err != nil {
 			return err
@@ -486,10 +514,14 @@ func (a *Aggregator) Relay(ctx context.Context, ref string) error {
 	}
 	err := r.run(ctx)
 	a.mu.Lock()
-	if err == nil && !r.final {
-		a.leases[ref] = r.lease
-	} else {
-		delete(a.leases, ref) // read it again next time
+	switch {
+	case err == nil && r.final:
+		a.finals[ref] = true
+		delete(a.leases, ref)
+	case err == nil:
+		a.leases[ref] = heldBuild{lease: r.lease, cur: r.cur, etag: r.etag}
+	default:
+		delete(a.leases, ref) // read it all again next time
 	}
 	a.mu.Unlock()
 	if errors.Is(err, ErrPermanent) {
@@ -528,6 +560,12 @@ type relay struct {
 	ref   string
 	lease heldLease
 	final bool
+	// cached is this replica's last view of the cursor, usable while its
+	// lease has been valid throughout; cur and etag are the cursor after
+	// the pass.
+	cached *heldBuild
+	cur    cursor
+	etag   string
 }
 
 // keep renews the lease when it is past a third of its life and reports an
@@ -569,9 +607,19 @@ func (r *relay) deliver(ctx context.Context, fn func() error) error {
 
 func (r *relay) run(ctx context.Context) error {
 	s := r.a.store
-	cur, etag, err := readCursor(ctx, s, r.ref)
-	if err != nil || cur.Final {
+	var cur cursor
+	var etag string
+	var err error
+	if r.cached != nil {
+		cur, etag = r.cached.cur, r.cached.etag
+	} else if cur, etag, err = readCursor(ctx, s, r.ref); err != nil {
 		return err
+	}
+	// Whatever happens below, remember the cursor as last written.
+	defer func() { r.cur, r.etag = cur, etag }()
+	if cur.Final {
+		r.final = true
+		return nil
 	}
 	b := Build{Ref: r.ref, ID: r.a.buildID(ctx, r.ref)}
 	// Status first: the chunks listed after it hold every line written
@@ -661,7 +709,7 @@ func (r *relay) run(ctx context.Context) error {
 		next := cur
 		next.Status, next.Reason = st.Status, st.Reason
 		next.Final = st.Status.Final()
-		if _, err = writeCursor(ctx, s, r.ref, next, etag); err != nil {
+		if etag, err = writeCursor(ctx, s, r.ref, next, etag); err != nil {
 			return err
 		}
 		cur = next
