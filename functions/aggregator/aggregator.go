@@ -176,7 +176,7 @@ type Aggregator struct {
 	// finals are builds whose relay is final: never read again.
 	finals map[string]bool
 	// ids caches wharf-api build ids by ref.
-	ids map[string]string
+	ids    map[string]string
 	states map[string]job.Build
 	// statesOK is set when states came from a successful listing, so a
 	// build missing from it really has no Job; listed is when.
