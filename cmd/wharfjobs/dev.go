@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -285,7 +286,7 @@ func runDemoBuild(ctx context.Context, base, token, stateDir string, store blob.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		pending, err := agg.Pending(ctx)
-		if err == nil && !contains(pending, ref) {
+		if err == nil && !slices.Contains(pending, ref) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -298,15 +299,6 @@ func runDemoBuild(ctx context.Context, base, token, stateDir string, store blob.
 	}
 	fmt.Fprintf(stdout, "\nRead the log again with:\n  %s\n", hint)
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // lockedWriter serialises writes from several goroutines.

@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -681,7 +682,7 @@ func (r *relay) run(ctx context.Context) error {
 		return err
 	}
 	for _, art := range arts {
-		if contains(cur.Artifacts, art.Name) {
+		if slices.Contains(cur.Artifacts, art.Name) {
 			continue
 		}
 		err := r.deliver(ctx, func() error {
@@ -717,15 +718,6 @@ func (r *relay) run(ctx context.Context) error {
 	}
 	r.final = cur.Final
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // lostReason says why a build whose status is not final will never finish,

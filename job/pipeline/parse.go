@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -419,7 +420,7 @@ func (p *parser) step(k, v *yaml.Node, stagePath string, images Images) (Step, b
 	var found []string
 	var typeNode *yaml.Node
 	for _, kv := range kvs {
-		if !contains(stepTypes, kv[0].Value) {
+		if !slices.Contains(stepTypes, kv[0].Value) {
 			p.errorf(kv[0], path, "unknown step type %q; expected one of %s", kv[0].Value, strings.Join(stepTypes, ", "))
 			continue
 		}
@@ -464,15 +465,6 @@ func checkStepName(name string) string {
 		}
 	}
 	return ""
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // fieldKind is the shape a step type's field takes.
