@@ -43,6 +43,15 @@ type Record struct {
 	Text string `json:"text"`
 }
 
+// Source names where a line came from, for prefixes in human-readable
+// output: "stage/step", or "wharfjobs" for the lines wharfjobs writes.
+func (r *Record) Source() string {
+	if r.Stage == "" && r.Step == "" {
+		return "wharfjobs"
+	}
+	return r.Stage + "/" + r.Step
+}
+
 // AppendJSON appends the record's JSON line (with the trailing newline) to
 // dst. It is the hot path of log shipping and avoids reflection.
 func (r *Record) AppendJSON(dst []byte) []byte {

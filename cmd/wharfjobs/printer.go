@@ -46,10 +46,7 @@ func (p *printer) record(r build.Record) error {
 		_, err := fmt.Fprintln(p.w, r.Text)
 		return err
 	}
-	prefix := r.Stage + "/" + r.Step
-	if r.Stage == "" && r.Step == "" {
-		prefix = "wharfjobs"
-	}
+	prefix := r.Source()
 	if !p.color {
 		_, err := fmt.Fprintf(p.w, "%-24s | %s\n", prefix, r.Text)
 		return err

@@ -138,12 +138,9 @@ type WriterSink struct {
 func (s *WriterSink) Lines(_ context.Context, b Build, recs []build.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, r := range recs {
-		prefix := r.Stage + "/" + r.Step
-		if r.Stage == "" {
-			prefix = "wharfjobs"
-		}
-		if _, err := fmt.Fprintf(s.W, "[%s] %-20s | %s\n", b.Ref, prefix, r.Text); err != nil {
+	for i := range recs {
+		r := &recs[i]
+		if _, err := fmt.Fprintf(s.W, "[%s] %-20s | %s\n", b.Ref, r.Source(), r.Text); err != nil {
 			return err
 		}
 	}

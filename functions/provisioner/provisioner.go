@@ -478,11 +478,7 @@ func (s *Server) buildLog(w http.ResponseWriter, r *http.Request) {
 		if asJSON {
 			buf = rec.AppendJSON(buf)
 		} else {
-			prefix := rec.Stage + "/" + rec.Step
-			if rec.Stage == "" && rec.Step == "" {
-				prefix = "wharfjobs"
-			}
-			buf = append(append(append(buf, prefix...), " | "...), rec.Text...)
+			buf = append(append(append(buf, rec.Source()...), " | "...), rec.Text...)
 			buf = append(buf, '\n')
 		}
 		_, err := w.Write(buf)

@@ -78,7 +78,7 @@ func (l *Launcher) Launch(ctx context.Context, req job.Request) (job.Build, bool
 func selector(instance string) string {
 	set := labels.Set{job.LabelManagedBy: "wharfjobs", job.LabelComponent: ComponentBuild}
 	if instance != "" {
-		set[job.LabelInstance] = labelValue(instance)
+		set[job.LabelInstance] = LabelValue(instance)
 	}
 	return labels.SelectorFromSet(set).String()
 }
@@ -245,9 +245,10 @@ func toBuild(j *batchv1.Job) job.Build {
 // ns is the namespace of the build Jobs.
 func (l *Launcher) ns() string { return l.Config.withDefaults().Namespace }
 
-// stuckReasons are waiting reasons of the worker container that will not
-// clear on their own.
-var stuckReasons = map[string]bool{"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true, "CreateContainerConfigError": true}
+// StuckReasons are container waiting reasons that will not clear on their
+// own (the image will not come, the spec cannot be run): a worker or step
+// waiting for one of them has failed.
+var StuckReasons = map[string]bool{"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true, "CreateContainerConfigError": true}
 
 // States returns every build Job by build ref, with Stuck set from its
 // worker pod's waiting reason; the aggregator fails stuck and vanished
@@ -274,7 +275,7 @@ func (l *Launcher) States(ctx context.Context) (map[string]job.Build, error) {
 			continue
 		}
 		for _, cs := range p.Status.ContainerStatuses {
-			if w := cs.State.Waiting; w != nil && stuckReasons[w.Reason] {
+			if w := cs.State.Waiting; w != nil && StuckReasons[w.Reason] {
 				b.Stuck = w.Reason + ": " + cs.Image
 			}
 		}

@@ -117,7 +117,9 @@ func JobName(instance, buildRef string) string {
 
 var labelUnsafe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
-func labelValue(s string) string {
+// LabelValue makes s a valid label value: other characters become '-',
+// it is cut to 63 characters and trimmed of separators at the ends.
+func LabelValue(s string) string {
 	v := labelUnsafe.ReplaceAllString(s, "-")
 	if len(v) > 63 {
 		v = v[:63]
@@ -132,12 +134,12 @@ func Labels(req job.Request, component string) map[string]string {
 		job.LabelName:      "wharfjobs",
 		job.LabelManagedBy: "wharfjobs",
 		job.LabelComponent: component,
-		job.LabelBuildRef:  labelValue(req.Ref()),
+		job.LabelBuildRef:  LabelValue(req.Ref()),
 	}
-	if v := labelValue(req.Instance); v != "" {
+	if v := LabelValue(req.Instance); v != "" {
 		l[job.LabelInstance] = v
 	}
-	if v := labelValue(req.ProjectID); v != "" {
+	if v := LabelValue(req.ProjectID); v != "" {
 		l[job.LabelProjectID] = v
 	}
 	return l
@@ -158,7 +160,7 @@ const (
 func Render(req job.Request, cfg Config, suspend bool) (*batchv1.Job, *corev1.Secret, error) {
 	cfg = cfg.withDefaults()
 	name := JobName(req.Instance, req.BuildRef)
-	res, err := resources(cfg)
+	res, err := Resources("WHARFJOBS_WORKER", cfg.CPURequest, cfg.CPULimit, cfg.MemoryRequest, cfg.MemoryLimit)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -280,7 +282,10 @@ func Render(req job.Request, cfg Config, suspend bool) (*batchv1.Job, *corev1.Se
 
 func strPtr(s string) *string { return &s }
 
-func resources(cfg Config) (corev1.ResourceRequirements, error) {
+// Resources parses the CPU and memory requests and limits of a container
+// (empty values are left out). envPrefix names the settings in errors:
+// WHARFJOBS_WORKER gives WHARFJOBS_WORKER_CPU_LIMIT and so on.
+func Resources(envPrefix, cpuReq, cpuLim, memReq, memLim string) (corev1.ResourceRequirements, error) {
 	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
 	for _, q := range []struct {
 		list corev1.ResourceList
@@ -288,17 +293,17 @@ func resources(cfg Config) (corev1.ResourceRequirements, error) {
 		env  string
 		val  string
 	}{
-		{res.Requests, corev1.ResourceCPU, "WHARFJOBS_WORKER_CPU_REQUEST", cfg.CPURequest},
-		{res.Limits, corev1.ResourceCPU, "WHARFJOBS_WORKER_CPU_LIMIT", cfg.CPULimit},
-		{res.Requests, corev1.ResourceMemory, "WHARFJOBS_WORKER_MEMORY_REQUEST", cfg.MemoryRequest},
-		{res.Limits, corev1.ResourceMemory, "WHARFJOBS_WORKER_MEMORY_LIMIT", cfg.MemoryLimit},
+		{res.Requests, corev1.ResourceCPU, "CPU_REQUEST", cpuReq},
+		{res.Limits, corev1.ResourceCPU, "CPU_LIMIT", cpuLim},
+		{res.Requests, corev1.ResourceMemory, "MEMORY_REQUEST", memReq},
+		{res.Limits, corev1.ResourceMemory, "MEMORY_LIMIT", memLim},
 	} {
 		if q.val == "" {
 			continue
 		}
 		v, err := resource.ParseQuantity(q.val)
 		if err != nil {
-			return res, fmt.Errorf("%s=%q: expected a Kubernetes quantity such as 500m or 256Mi", q.env, q.val)
+			return res, fmt.Errorf("%s_%s: %s %q is not a Kubernetes quantity; expected one such as 500m or 256Mi", envPrefix, q.env, q.name, q.val)
 		}
 		q.list[q.name] = v
 	}

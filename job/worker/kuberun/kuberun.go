@@ -20,12 +20,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/wharfjobs/wharfjobs/job"
+	"github.com/wharfjobs/wharfjobs/job/kube"
 	"github.com/wharfjobs/wharfjobs/job/worker"
 )
 
@@ -99,15 +99,6 @@ func podName(ref, stage, step string) string {
 	return base + "-" + hex.EncodeToString(sum[:])[:10]
 }
 
-// labelValue makes s a valid label value.
-func labelValue(s string) string {
-	v := regexp.MustCompile(`[^A-Za-z0-9._-]+`).ReplaceAllString(s, "-")
-	if len(v) > 63 {
-		v = v[:63]
-	}
-	return strings.Trim(v, "-._")
-}
-
 func (r *Runner) ownerRefs() []metav1.OwnerReference {
 	if r.Config.OwnerUID == "" {
 		return nil
@@ -160,34 +151,20 @@ func (r *Runner) labels(ref, stage, step string) map[string]string {
 		job.LabelName:      "wharfjobs",
 		job.LabelManagedBy: "wharfjobs",
 		job.LabelComponent: "step",
-		job.LabelBuildRef:  labelValue(ref),
+		job.LabelBuildRef:  kube.LabelValue(ref),
 	}
 	if stage != "" {
-		l[job.LabelStage] = labelValue(stage)
-		l[job.LabelStep] = labelValue(step)
+		l[job.LabelStage] = kube.LabelValue(stage)
+		l[job.LabelStep] = kube.LabelValue(step)
 	}
 	return l
 }
 
 // Pod renders the Pod of a step; secretName is the workspace URL Secret.
 func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
-	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
-	for _, q := range []struct {
-		list corev1.ResourceList
-		name corev1.ResourceName
-		val  string
-	}{
-		{res.Requests, corev1.ResourceCPU, r.Config.CPURequest}, {res.Limits, corev1.ResourceCPU, r.Config.CPULimit},
-		{res.Requests, corev1.ResourceMemory, r.Config.MemoryRequest}, {res.Limits, corev1.ResourceMemory, r.Config.MemoryLimit},
-	} {
-		if q.val == "" {
-			continue
-		}
-		v, err := resource.ParseQuantity(q.val)
-		if err != nil {
-			return nil, fmt.Errorf("step resources: %s %q: %w", q.name, q.val, err)
-		}
-		q.list[q.name] = v
+	res, err := kube.Resources("WHARFJOBS_STEP", r.Config.CPURequest, r.Config.CPULimit, r.Config.MemoryRequest, r.Config.MemoryLimit)
+	if err != nil {
+		return nil, fmt.Errorf("step resources: %w", err)
 	}
 	c := step.Container
 	shell := c.Shell
@@ -294,9 +271,6 @@ func (r *Runner) deletePod(name string) {
 	_ = r.Client.CoreV1().Pods(r.Config.Namespace).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &bg})
 }
 
-// imagePullReasons are waiting reasons that mean the image will not come.
-var imagePullReasons = map[string]bool{"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true, "CreateContainerConfigError": true}
-
 // watch polls the Pod until its step container ended and returns how.
 func (r *Runner) watch(ctx context.Context, name string, stdout, stderr io.Writer) (worker.Result, error) {
 	pods := r.Client.CoreV1().Pods(r.Config.Namespace)
@@ -366,7 +340,7 @@ func (r *Runner) inspect(pod *corev1.Pod, pendingSince time.Time) (worker.Result
 		return worker.Result{ExitCode: -1, Reason: "Evicted: " + pod.Status.Message}, true
 	}
 	for _, cs := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
-		if w := cs.State.Waiting; w != nil && imagePullReasons[w.Reason] {
+		if w := cs.State.Waiting; w != nil && kube.StuckReasons[w.Reason] {
 			return worker.Result{ExitCode: -1, Reason: fmt.Sprintf("%s: %s", w.Reason, cs.Image)}, true
 		}
 		if t := cs.State.Terminated; t != nil && cs.Name == "workspace" && t.ExitCode != 0 {
