@@ -14,7 +14,6 @@ CACHE_BIN   := $(CACHE)/bin
 MINIO_VERSION       := v0.0.0-20260212201848-7aac2a2c5b7c
 STATICCHECK_VERSION := v0.8.2
 KUBE_VERSION        := v1.34.4
-KUBE_STAMP  := $(CACHE_BIN)/.kube-$(KUBE_VERSION)
 KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34
 MINIO       := $(CACHE_BIN)/minio
@@ -27,7 +26,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 TEST_FLAGS  ?= -race -count=1 -timeout 30m
 export WHARFJOBS_MINIO_BIN := $(MINIO)
 
-.PHONY: all build test vet unit bench lint fmt minio kube-bins etcd staticcheck demo clean cluster-up cluster-down
+.PHONY: all build test vet unit bench lint fmt minio kube-bins etcd node-deps staticcheck demo clean cluster-up cluster-down
 
 all: build
 
@@ -36,14 +35,14 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/wharfjobs ./cmd/wharfjobs
 
 ## test: vet, then every test (unit, and integration against a real MinIO and a real kube-apiserver) with the race detector
-test: minio kube-bins etcd vet
+test: minio kube-bins etcd node-deps vet
 	$(GO) test $(TEST_FLAGS) ./...
 
 vet:
 	$(GO) vet ./...
 
 ## bench: Go benchmarks against a real MinIO and kube-apiserver on loopback, and the fs store
-bench: minio kube-bins etcd
+bench: minio kube-bins etcd node-deps
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 ## lint: gofmt check, go vet, staticcheck
@@ -64,15 +63,23 @@ $(MINIO_STAMP):
 	@rm -f $(CACHE_BIN)/.minio-*
 	@touch $@
 
-## kube-bins: build kube-apiserver and kube-controller-manager from k8s.io/kubernetes into .cache/bin (once)
-kube-bins: $(KUBE_STAMP)
-$(KUBE_STAMP): hack/kube/go.mod hack/kube/go.sum
+## kube-bins: build kube-apiserver, kube-controller-manager, kube-scheduler and kubelet from k8s.io/kubernetes into .cache/bin (once)
+KUBE_BINS := kube-apiserver kube-controller-manager kube-scheduler kubelet
+KUBE_TARGETS := $(addprefix $(CACHE_BIN)/,$(KUBE_BINS))
+kube-bins: $(KUBE_TARGETS)
+# The version is in hack/kube/go.mod: bumping it rebuilds every binary.
+$(KUBE_TARGETS): $(CACHE_BIN)/%: hack/kube/go.mod hack/kube/go.sum hack/kube/%/main.go
 	@mkdir -p $(CACHE_BIN)
-	@echo "building kube-apiserver and kube-controller-manager $(KUBE_VERSION) into $(CACHE_BIN) (several minutes, once)"
-	cd hack/kube && GONOSUMDB=k8s.io/kubernetes GOFLAGS=-mod=mod $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $(CACHE_BIN)/kube-apiserver ./kube-apiserver
-	cd hack/kube && GONOSUMDB=k8s.io/kubernetes GOFLAGS=-mod=mod $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $(CACHE_BIN)/kube-controller-manager ./kube-controller-manager
-	@rm -f $(CACHE_BIN)/.kube-*
-	@touch $@
+	@echo "building $* $(KUBE_VERSION) into $(CACHE_BIN) (minutes the first time)"
+	cd hack/kube && GONOSUMDB=k8s.io/kubernetes GOFLAGS=-mod=mod $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $@ ./$*
+
+## node-deps: install Debian's containerd, runc, CNI plugins, busybox-static and git for the test node (when missing)
+NODE_DEBS := containerd runc containernetworking-plugins busybox-static iproute2 git
+node-deps:
+	@missing=""; \
+	for p in $(NODE_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing from Debian:$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; fi
 
 ## etcd: install Debian's etcd-server when no etcd is on the PATH
 etcd:
@@ -87,8 +94,8 @@ $(STATICCHECK):
 	mv $(CACHE)/staticcheck-tmp/staticcheck $@
 	rm -rf $(CACHE)/staticcheck-tmp
 
-## cluster-up / cluster-down: the tests' control plane (etcd, kube-apiserver, kube-controller-manager) by hand, for kubectl
-cluster-up: kube-bins etcd
+## cluster-up / cluster-down: the tests' cluster (control plane and a node with containerd) by hand, for kubectl
+cluster-up: kube-bins etcd node-deps
 	$(GO) run ./internal/testcluster/clusterctl up
 cluster-down:
 	$(GO) run ./internal/testcluster/clusterctl down

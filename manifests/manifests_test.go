@@ -4,12 +4,9 @@
 package manifests
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,14 +16,8 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 	authv1 "k8s.io/api/authorization/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/restmapper"
 
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
 )
@@ -40,24 +31,11 @@ const (
 
 func readDocs(t *testing.T, path string) []*unstructured.Unstructured {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	objs, err := testcluster.ReadManifests(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	var out []*unstructured.Unstructured
-	for {
-		var obj map[string]any
-		if err := dec.Decode(&obj); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out
-			}
-			t.Fatalf("%s: %v", path, err)
-		}
-		if len(obj) > 0 {
-			out = append(out, &unstructured.Unstructured{Object: obj})
-		}
-	}
+	return objs
 }
 
 func kustomizationResources(t *testing.T) []string {
@@ -74,43 +52,6 @@ func kustomizationResources(t *testing.T) []string {
 	return k.Resources
 }
 
-type applier struct {
-	dyn    dynamic.Interface
-	mapper meta.RESTMapper
-	reset  func()
-}
-
-func newApplier(t *testing.T, c *testcluster.Cluster) *applier {
-	dyn, err := dynamic.NewForConfig(c.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cached := memory.NewMemCacheClient(c.Client.Discovery())
-	m := restmapper.NewDeferredDiscoveryRESTMapper(cached)
-	return &applier{dyn: dyn, mapper: m, reset: m.Reset}
-}
-
-// create creates obj, or only validates it with a server-side dry run.
-func (a *applier) create(ctx context.Context, obj *unstructured.Unstructured, dryRun bool) error {
-	gvk := obj.GroupVersionKind()
-	mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err)
-	}
-	opts := metav1.CreateOptions{FieldValidation: "Strict"}
-	if dryRun {
-		opts.DryRun = []string{metav1.DryRunAll}
-	}
-	var ri dynamic.ResourceInterface = a.dyn.Resource(mapping.Resource)
-	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
-		ri = a.dyn.Resource(mapping.Resource).Namespace(obj.GetNamespace())
-	}
-	if _, err := ri.Create(ctx, obj, opts); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err)
-	}
-	return nil
-}
-
 func TestManifestsAndDeployOnARealAPIServer(t *testing.T) {
 	c, err := testcluster.Start(testcluster.Options{})
 	if err != nil {
@@ -119,13 +60,16 @@ func TestManifestsAndDeployOnARealAPIServer(t *testing.T) {
 	defer c.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	a := newApplier(t, c)
+	a, err := c.Applier()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// kubectl apply -k manifests/: every resource the kustomization lists,
 	// in order, strictly validated by the API server.
 	for _, file := range kustomizationResources(t) {
 		for _, obj := range readDocs(t, file) {
-			if err := a.create(ctx, obj, false); err != nil {
+			if err := a.Create(ctx, obj, false); err != nil {
 				t.Fatalf("%s: %v", file, err)
 			}
 		}
@@ -140,12 +84,12 @@ func TestManifestsAndDeployOnARealAPIServer(t *testing.T) {
 		moduleFile(t, kedaModule, "config/crd/bases/keda.sh_scaledobjects.yaml"),
 	} {
 		for _, obj := range readDocs(t, crd) {
-			if err := a.create(ctx, obj, false); err != nil {
+			if err := a.Create(ctx, obj, false); err != nil {
 				t.Fatalf("install CRD %s: %v", crd, err)
 			}
 		}
 	}
-	a.reset()
+	a.Reset()
 	files, _ := filepath.Glob("../deploy/*.yaml")
 	if len(files) < 3 {
 		t.Fatalf("deploy/ has %d files", len(files))
@@ -154,11 +98,11 @@ func TestManifestsAndDeployOnARealAPIServer(t *testing.T) {
 		for _, obj := range readDocs(t, file) {
 			var err error
 			for range 50 { // a new CRD takes a moment to be served
-				if err = a.create(ctx, obj, true); err == nil || !strings.Contains(err.Error(), "no matches for kind") {
+				if err = a.Create(ctx, obj, true); err == nil || !strings.Contains(err.Error(), "no matches for kind") {
 					break
 				}
 				time.Sleep(200 * time.Millisecond)
-				a.reset()
+				a.Reset()
 			}
 			if err != nil {
 				t.Fatalf("%s: %v", file, err)

@@ -64,7 +64,11 @@ func Binary() (string, error) {
 
 // Start runs a new server on a free loopback port with a fresh temporary
 // data directory and waits until it answers.
-func Start() (*Server, error) {
+func Start() (*Server, error) { return StartOn("127.0.0.1") }
+
+// StartOn is Start listening on host instead of loopback, for clients that
+// are not on this machine's loopback (pods of the test node).
+func StartOn(host string) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -78,7 +82,7 @@ func Start() (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		Endpoint:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		Endpoint:  net.JoinHostPort(host, strconv.Itoa(port)),
 		AccessKey: "wharfjobs-test",
 		SecretKey: testenv.RandomHex(16),
 		bin:       bin,

@@ -1,19 +1,29 @@
-// Package testcluster starts a real Kubernetes control plane on loopback
-// for tests: etcd (Debian's etcd-server package) and kube-apiserver, and
-// optionally kube-controller-manager, built from k8s.io/kubernetes by
+// Package testcluster starts a real Kubernetes on this machine for tests:
+// etcd (Debian's etcd-server package) and kube-apiserver, optionally
+// kube-controller-manager, and optionally a node that runs pods
+// (kube-scheduler, a kubelet, and Debian's containerd, runc and CNI
+// plugins). The Kubernetes binaries are built from k8s.io/kubernetes by
 // `make kube-bins` into .cache/bin. Tests fail, never skip, when a binary
 // is missing, and say how to get it.
+//
+// Only one cluster with a node runs on a machine at a time: the pod
+// bridge, its addresses and the kubepods cgroups are the machine's.
 package testcluster
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,6 +46,10 @@ type Options struct {
 	// ControllerManager also starts kube-controller-manager with the job,
 	// garbage-collector and TTL-after-finished controllers.
 	ControllerManager bool
+	// Node also starts the controller manager, kube-scheduler,
+	// containerd and a kubelet (needs root), so pods run. Images come
+	// from ImportImage; pods reach this machine at PodHostIP.
+	Node bool
 	// Dir keeps the cluster's data and logs there instead of a temporary
 	// directory; Detach leaves the processes running when this process
 	// exits (make cluster-up).
@@ -53,9 +67,20 @@ type Cluster struct {
 	// Tokens maps user names to the bearer tokens the API server accepts.
 	Tokens map[string]string
 
-	dir    string
-	procs  []*exec.Cmd
-	detach bool
+	// CAFile is the CA that signed the API server's serving certificate
+	// (also what pods find in their service account's ca.crt).
+	CAFile string
+	// Host is the API server's URL from this machine; pods reach it at
+	// https://PodHostIP:Port when the cluster has a node.
+	Host string
+	Port int
+
+	dir            string
+	procs          []*exec.Cmd
+	detach         bool
+	node           bool
+	nodeLock       *os.File
+	containerdSock string
 }
 
 // binary finds a control-plane binary.
@@ -103,7 +128,11 @@ func Start(opts Options) (*Cluster, error) {
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir, Tokens: map[string]string{"admin": testenv.RandomHex(16)}, detach: opts.Detach}
+	// Absolute, to find the node's mounts under it when stopping.
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, err
+	}
+	c := &Cluster{dir: dir, Tokens: map[string]string{"admin": testenv.RandomHex(16), "kubelet": testenv.RandomHex(16)}, detach: opts.Detach}
 	ok := false
 	defer func() {
 		if !ok {
@@ -133,12 +162,26 @@ func Start(opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("etcd: %w; log: %s", err, c.tail("etcd"))
 	}
 
+	if opts.Node {
+		opts.ControllerManager = true
+		if err := checkNodeBinaries(); err != nil {
+			return nil, err
+		}
+		if c.nodeLock, err = lockNode(); err != nil {
+			return nil, err
+		}
+		c.node = true
+		if err := ensureBridge(); err != nil {
+			return nil, err
+		}
+	}
 	saKey := filepath.Join(dir, "sa.key")
 	if err := writeRSAKey(saKey); err != nil {
 		return nil, err
 	}
 	var tokens strings.Builder
 	fmt.Fprintf(&tokens, "%s,admin,admin,system:masters\n", c.Tokens["admin"])
+	fmt.Fprintf(&tokens, "%s,system:node:%s,kubelet,system:nodes\n", c.Tokens["kubelet"], NodeName)
 	tokenFile := filepath.Join(dir, "tokens.csv")
 	if err := os.WriteFile(tokenFile, []byte(tokens.String()), 0o600); err != nil {
 		return nil, err
@@ -148,16 +191,28 @@ func Start(opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	host := "https://127.0.0.1:" + strconv.Itoa(apiPort)
+	c.Host, c.Port = host, apiPort
+	c.CAFile = filepath.Join(dir, "ca.crt")
+	certFile, keyFile := filepath.Join(dir, "apiserver.crt"), filepath.Join(dir, "apiserver.key")
+	if err := writeServingCert(c.CAFile, certFile, keyFile); err != nil {
+		return nil, err
+	}
+	bind, advertise := "127.0.0.1", "127.0.0.1"
+	if opts.Node {
+		// Pods come from the bridge; the kubernetes Service's endpoint
+		// may not be a loopback address.
+		bind, advertise = "0.0.0.0", PodHostIP
+	}
 	if err := c.start("kube-apiserver", apiBin,
 		"--etcd-servers", etcdURL,
-		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+		"--bind-address", bind, "--advertise-address", advertise,
 		"--secure-port", strconv.Itoa(apiPort),
-		"--cert-dir", filepath.Join(dir, "certs"),
+		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile,
 		"--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-account-key-file", saKey,
 		"--service-account-signing-key-file", saKey,
 		"--token-auth-file", tokenFile,
-		"--authorization-mode", "RBAC",
+		"--authorization-mode", "Node,RBAC",
 		"--service-cluster-ip-range", "10.0.0.0/24",
 		"--kubelet-preferred-address-types", "InternalIP",
 		"--enable-priority-and-fairness=false",
@@ -181,18 +236,117 @@ func Start(opts Options) (*Cluster, error) {
 		if err != nil {
 			return nil, err
 		}
+		controllers := "job,garbage-collector-controller,ttl-after-finished-controller,serviceaccount-token-controller,serviceaccount-controller,root-ca-certificate-publisher-controller"
+		if opts.Node {
+			// It lifts the not-ready taint a kubelet registers with.
+			controllers += ",node-lifecycle-controller"
+		}
 		if err := c.start("kube-controller-manager", cmBin,
 			"--kubeconfig", c.Kubeconfig,
-			"--controllers", "job,garbage-collector-controller,ttl-after-finished-controller,serviceaccount-token-controller,serviceaccount-controller",
+			"--controllers", controllers,
 			"--service-account-private-key-file", saKey,
+			"--root-ca-file", c.CAFile,
 			"--use-service-account-credentials=false",
 			"--leader-elect=false",
 			"--bind-address", "127.0.0.1", "--secure-port", "0"); err != nil {
 			return nil, err
 		}
 	}
+	if opts.Node {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if err := c.startNode(ctx, host, c.CAFile); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Node && opts.Detach {
+		if err := os.WriteFile(detachedMarker, []byte(dir), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	ok = true
 	return c, nil
+}
+
+// ContainerdSocket is the node's containerd socket ("" without a node).
+func (c *Cluster) ContainerdSocket() string { return c.containerdSock }
+
+// detachedMarker names the directory of a detached cluster with a node,
+// which holds the machine's node until `make cluster-down`.
+const detachedMarker = "/run/lock/wharfjobs-testnode.detached"
+
+// lockNode takes the machine-wide lock of the test node, failing at once
+// when another cluster with a node runs here.
+func lockNode() (*os.File, error) {
+	const path = "/run/lock/wharfjobs-testnode.lock"
+	_ = os.MkdirAll(filepath.Dir(path), 0o755)
+	if b, err := os.ReadFile(detachedMarker); err == nil {
+		if _, err := os.Stat(filepath.Join(string(b), "pids")); err == nil {
+			return nil, fmt.Errorf("a cluster with a node started by `make cluster-up` runs in %s: `make cluster-down` first", b)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("test node lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another test cluster with a node runs on this machine (lock %s held; `make cluster-down` ends a detached one): %w", path, err)
+	}
+	return f, nil
+}
+
+// writeServingCert writes a CA and the API server's certificate signed by
+// it, valid for loopback, the pod bridge address and the kubernetes
+// Service's names, so pods can verify the API server with their ca.crt.
+func writeServingCert(caFile, certFile, keyFile string) error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "wharfjobs-test-ca"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kube-apiserver"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(PodHostIP), net.ParseIP("10.0.0.1")},
+		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		path, typ string
+		der       []byte
+	}{{caFile, "CERTIFICATE", caDER}, {certFile, "CERTIFICATE", der}, {keyFile, "EC PRIVATE KEY", keyDER}} {
+		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 const kubeconfigTmpl = `apiVersion: v1
@@ -268,8 +422,19 @@ func StopDetached(dir string) error {
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
 		}
 	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	if _, err := os.Stat(filepath.Join(dir, "containerd.toml")); err == nil {
+		cleanupNode(dir)
+		_ = os.Remove(detachedMarker)
+	}
 	return os.RemoveAll(dir)
 }
+
+// Tail returns the end of a component's log (etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler, containerd, kubelet).
+func (c *Cluster) Tail(name string) string { return c.tail(name) }
 
 func (c *Cluster) tail(name string) string {
 	b, _ := os.ReadFile(filepath.Join(c.dir, name+".log"))
@@ -318,6 +483,9 @@ func (c *Cluster) Stop() {
 	if c.detach {
 		return
 	}
+	if c.node && c.Client != nil {
+		c.drainNode()
+	}
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		p := c.procs[i]
 		_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
@@ -331,5 +499,11 @@ func (c *Cluster) Stop() {
 		}
 	}
 	c.procs = nil
+	if c.node {
+		cleanupNode(c.dir)
+	}
+	if c.nodeLock != nil {
+		c.nodeLock.Close()
+	}
 	_ = os.RemoveAll(c.dir)
 }

@@ -1,6 +1,7 @@
 // Command clusterctl starts and stops the test cluster by hand (make
-// cluster-up, make cluster-down): etcd, kube-apiserver and
-// kube-controller-manager on loopback, with an admin kubeconfig for kubectl.
+// cluster-up, make cluster-down): etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler and a kubelet with containerd,
+// with an admin kubeconfig for kubectl.
 package main
 
 import (
@@ -29,11 +30,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "a cluster is already up in %s: make cluster-down first\n", dir)
 		os.Exit(1)
 	}
-	c, err := testcluster.Start(testcluster.Options{ControllerManager: true, Dir: dir, Detach: true})
+	c, err := testcluster.Start(testcluster.Options{Node: true, Dir: dir, Detach: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	abs, _ := filepath.Abs(c.Kubeconfig)
-	fmt.Printf("cluster up (API server %s; logs in %s)\nexport KUBECONFIG=%s\n", c.Config.Host, dir, abs)
+	fmt.Printf("cluster up (API server %s, node %s; logs in %s)\nexport KUBECONFIG=%s\n", c.Config.Host, testcluster.NodeName, dir, abs)
+	fmt.Printf("import an image: ctr --address %s -n k8s.io images import IMAGE.tar\n", c.ContainerdSocket())
 }
