@@ -69,6 +69,10 @@ func (c Config) withDefaults() Config {
 	def(&c.Image, "wharfjobs:latest")
 	def((*string)(&c.PullPolicy), string(corev1.PullIfNotPresent))
 	def(&c.ServiceAccount, "wharfjobs-worker")
+	// Empty cannot switch these off from the environment either
+	// (envconfig applies the default to an empty variable).
+	def(&c.EnvConfigMap, "wharfjobs-worker")
+	def(&c.EnvSecret, "wharfjobs-store")
 	def(&c.CPURequest, "50m")
 	def(&c.CPULimit, "1")
 	def(&c.MemoryRequest, "64Mi")

@@ -1,0 +1,414 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/wharfjobs/wharfjobs/blob/backend"
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+	"github.com/wharfjobs/wharfjobs/functions/provisioner"
+	"github.com/wharfjobs/wharfjobs/internal/image"
+	"github.com/wharfjobs/wharfjobs/internal/testcluster"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
+	"github.com/wharfjobs/wharfjobs/job"
+	"github.com/wharfjobs/wharfjobs/job/kube"
+)
+
+const (
+	workerImage = "wharfjobs:e2e"
+	stepImage   = "busybox:e2e"
+	namespace   = "wharfjobs"
+)
+
+const pipelineFile = `build:
+  hello:
+    container:
+      image: ` + stepImage + `
+      cmds:
+        - echo "hello from a step pod"
+        - cat README.md
+        - echo "step ran as $(id -u) in $(pwd)"
+test:
+  count:
+    container:
+      image: ` + stepImage + `
+      cmds:
+        - for i in 1 2 3; do echo "line $i"; done
+`
+
+// TestBuildRunsOnARealNode runs one build through the whole system on a
+// kubelet with containerd and reports the timings the README quotes.
+func TestBuildRunsOnARealNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+
+	t0 := time.Now()
+	c, err := testcluster.Start(testcluster.Options{Node: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	t.Logf("control plane and node ready in %v", time.Since(t0).Round(time.Millisecond))
+
+	t1 := time.Now()
+	for _, img := range []image.Image{workerImageOf(t, dir), stepImageOf(t)} {
+		archive := filepath.Join(dir, strings.ReplaceAll(img.Name, ":", "_")+".tar")
+		if err := img.WriteFile(archive); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ImportImage(ctx, archive); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("images built and imported in %v", time.Since(t1).Round(time.Millisecond))
+
+	// Services of this machine that pods reach at the bridge address.
+	minio, err := miniotest.StartOn(testcluster.PodHostIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer minio.Close()
+	storeCfg := minio.Config("minio", miniotest.BucketName("e2e"))
+	store, err := backend.Open(ctx, storeCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repoURL := gitDaemon(t, ctx, dir)
+
+	// kubectl apply of the namespace, ServiceAccounts and RBAC the
+	// operator applies, then the worker's settings for this machine.
+	a, err := c.Applier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ApplyFiles(ctx, "../../manifests/namespace.yaml", "../../manifests/serviceaccounts.yaml", "../../manifests/rbac.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "wharfjobs-worker", Namespace: namespace}, Data: map[string]string{
+		"WHARFJOBS_STORE":            "minio",
+		"WHARFJOBS_STORE_ENDPOINT":   storeCfg.Endpoint,
+		"WHARFJOBS_STORE_BUCKET":     storeCfg.Bucket,
+		"WHARFJOBS_STEP_FETCH_IMAGE": workerImage,
+		"WHARFJOBS_STEP_CPU_REQUEST": "10m",
+		"WHARFJOBS_LOG_FORMAT":       "json",
+		// No kube-proxy on the test node: the worker reaches the API
+		// server at the bridge address instead of the Service IP.
+		"KUBERNETES_SERVICE_HOST": testcluster.PodHostIP,
+		"KUBERNETES_SERVICE_PORT": strconv.Itoa(c.Port),
+	}}
+	if _, err := c.Client.CoreV1().ConfigMaps(namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "wharfjobs-store", Namespace: namespace}, StringData: map[string]string{
+		"WHARFJOBS_STORE_ACCESS_KEY": storeCfg.AccessKey,
+		"WHARFJOBS_STORE_SECRET_KEY": storeCfg.SecretKey,
+	}}
+	if _, err := c.Client.CoreV1().Secrets(namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	launcher := &kube.Launcher{Client: c.Client, Config: kube.Config{Namespace: namespace, Image: workerImage, CPURequest: "10m"}}
+	prov, err := provisioner.New(launcher, store, provisioner.Config{Token: "e2e-token"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(prov)
+	defer api.Close()
+
+	sink := aggregator.NewMemorySink()
+	agg := aggregator.New(store, sink, launcher, aggregator.Config{PollInterval: 200 * time.Millisecond, DiscoverInterval: 2 * time.Second, LeaseDuration: 15 * time.Second})
+	aggCtx, stopAgg := context.WithCancel(ctx)
+	aggDone := make(chan error, 1)
+	go func() { aggDone <- agg.Run(aggCtx) }()
+	defer func() { stopAgg(); <-aggDone }()
+
+	pods := watchPods(ctx, t, c)
+
+	// wharf-api's trigger.
+	q := url.Values{"token": {"e2e-token"}, "BUILD_REF": {"7"}, "REPO_NAME": {"demo"}, "REPO_GROUP": {"e2e"},
+		"GIT_FULLURL": {repoURL}, "GIT_BRANCH": {"main"}, "WHARF_PROJECT_ID": {"1"}}
+	trigger := time.Now()
+	resp, err := http.Post(api.URL+"/api/worker?"+q.Encode(), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		t.Fatalf("trigger answered %s", resp.Status)
+	}
+	ref := job.Request{BuildRef: "7"}.Ref()
+
+	var firstLine, final time.Time
+	var recs []build.Record
+	var statuses []build.Status
+	for final.IsZero() {
+		if ctx.Err() != nil {
+			t.Fatalf("no final status relayed: %v; pods: %v; %s", ctx.Err(), pods.seen(), debugState(c))
+		}
+		recs, statuses, _ = sink.Received(ref)
+		if firstLine.IsZero() && len(recs) > 0 {
+			firstLine = time.Now()
+		}
+		if n := len(statuses); n > 0 && statuses[n-1].Status.Final() {
+			final = time.Now()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	running := pods.workerRunning()
+	t.Logf("trigger to worker pod running: %v; to first log line at the sink: %v; to final status at the sink: %v",
+		running.Sub(trigger).Round(time.Millisecond), firstLine.Sub(trigger).Round(time.Millisecond), final.Sub(trigger).Round(time.Millisecond))
+
+	var text strings.Builder
+	for _, r := range recs {
+		fmt.Fprintf(&text, "[%s/%s] %s\n", r.Stage, r.Step, r.Text)
+	}
+	last := statuses[len(statuses)-1]
+	if last.Status != build.Completed {
+		t.Fatalf("build ended %s (%s); log:\n%s\npods:%s", last.Status, last.Reason, text.String(), debugState(c))
+	}
+	for _, want := range []string{"hello from a step pod", "# demo repository", "step ran as", "line 3"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, text.String())
+		}
+	}
+	if last.Commit == "" {
+		t.Errorf("status has no commit: %+v", last)
+	}
+	seen := pods.seen()
+	if len(seen[kube.ComponentWorker]) != 1 || len(seen["step"]) < 2 {
+		t.Errorf("pods labelled app.kubernetes.io/managed-by=wharfjobs: %v; want one worker and a step pod per step", seen)
+	}
+}
+
+// workerImageOf is the wharfjobs image: the static binary, and git (with
+// its libraries) and a shell for cloning, from this machine.
+func workerImageOf(t *testing.T, dir string) image.Image {
+	t.Helper()
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "wharfjobs")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/wharfjobs")
+	cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build wharfjobs: %v: %s", err, out)
+	}
+	gitPath, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := image.HostBinary(gitPath, "/usr/bin/git")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// git runs its subcommands from its exec path.
+	files = append(files,
+		image.File{Path: "/usr/lib/git-core/git", Source: gitPath, Mode: 0o755},
+		image.File{Path: "/wharfjobs", Source: bin, Mode: 0o755},
+		image.File{Path: "/bin/busybox", Source: busybox(t), Mode: 0o755},
+		image.File{Path: "/bin/sh", Link: "busybox"},
+		image.File{Path: "/tmp", Dir: true, Mode: fs.ModeSticky | 0o777},
+		image.File{Path: "/etc/passwd", Data: []byte("root:x:0:0::/root:/bin/sh\nnonroot:x:65532:65532::/tmp:/bin/sh\n")},
+	)
+	return image.Image{Name: workerImage, Files: files, Entrypoint: []string{"/wharfjobs"}, User: "65532", Env: []string{"PATH=/usr/bin:/bin", "HOME=/tmp"}}
+}
+
+// stepImageOf is a small step image: Debian's busybox-static.
+func stepImageOf(t *testing.T) image.Image {
+	t.Helper()
+	files := []image.File{{Path: "/bin/busybox", Source: busybox(t), Mode: 0o755}, {Path: "/tmp", Dir: true, Mode: fs.ModeSticky | 0o777}}
+	for _, applet := range []string{"sh", "echo", "cat", "ls", "id", "pwd", "sleep", "env", "wc", "seq", "true", "false"} {
+		files = append(files, image.File{Path: "/bin/" + applet, Link: "busybox"})
+	}
+	return image.Image{Name: stepImage, Files: files, Entrypoint: []string{"/bin/sh"}, Env: []string{"PATH=/bin"}}
+}
+
+func busybox(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatal("busybox not found: install Debian's busybox-static (`make node-deps`)")
+	}
+	out, _ := exec.Command("ldd", p).CombinedOutput()
+	if !strings.Contains(string(out), "not a dynamic executable") && !strings.Contains(string(out), "statically linked") {
+		t.Fatalf("%s is not static (%s): install Debian's busybox-static", p, strings.TrimSpace(string(out)))
+	}
+	return p
+}
+
+// gitDaemon serves a one-commit repository over git:// on the bridge
+// address and returns its URL.
+func gitDaemon(t *testing.T, ctx context.Context, dir string) string {
+	t.Helper()
+	work := filepath.Join(dir, "work")
+	run := func(d string, args ...string) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = d
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@wharfjobs.invalid", "GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@wharfjobs.invalid")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, ".wharf-ci.yml"), []byte(pipelineFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "README.md"), []byte("# demo repository\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(work, "init", "-q", "-b", "main")
+	run(work, "add", ".")
+	run(work, "commit", "-q", "-m", "demo")
+	served := filepath.Join(dir, "served")
+	run(dir, "clone", "-q", "--bare", work, filepath.Join(served, "demo.git"))
+
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemon := exec.Command("git", "daemon", "--reuseaddr", "--export-all", "--base-path="+served,
+		"--listen="+testcluster.PodHostIP, "--port="+strconv.Itoa(port), served)
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = daemon.Process.Kill(); _ = daemon.Wait() })
+	u := fmt.Sprintf("git://%s:%d/demo.git", testcluster.PodHostIP, port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := exec.CommandContext(ctx, "git", "ls-remote", u).Run(); err == nil {
+			return u
+		} else if time.Now().After(deadline) {
+			t.Fatalf("git daemon at %s: %v", u, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// podWatch records the build pods by component as they appear, and when
+// the worker pod first ran.
+type podWatch struct {
+	mu      sync.Mutex
+	byComp  map[string]map[string]bool
+	running time.Time
+}
+
+func (p *podWatch) seen() map[string][]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string][]string{}
+	for comp, names := range p.byComp {
+		for n := range names {
+			out[comp] = append(out[comp], n)
+		}
+	}
+	return out
+}
+
+func (p *podWatch) workerRunning() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.running
+}
+
+// watchPods lists pods labelled app.kubernetes.io/managed-by=wharfjobs
+// (what `kubectl get pods -l` shows) every 100 ms until ctx ends.
+func watchPods(ctx context.Context, t *testing.T, c *testcluster.Cluster) *podWatch {
+	p := &podWatch{byComp: map[string]map[string]bool{}}
+	go func() {
+		for ctx.Err() == nil {
+			l, err := c.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: job.LabelManagedBy + "=wharfjobs"})
+			if err == nil {
+				p.mu.Lock()
+				for _, pod := range l.Items {
+					comp := pod.Labels[job.LabelComponent]
+					if p.byComp[comp] == nil {
+						p.byComp[comp] = map[string]bool{}
+					}
+					p.byComp[comp][pod.Name] = true
+					if comp == kube.ComponentWorker && p.running.IsZero() && pod.Status.Phase != corev1.PodPending {
+						p.running = time.Now()
+					}
+				}
+				p.mu.Unlock()
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	return p
+}
+
+// debugState describes the pods for a failure message.
+func debugState(c *testcluster.Cluster) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	l, err := c.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	if nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, n := range nodes.Items {
+			fmt.Fprintf(&b, "\nnode %s taints %v", n.Name, n.Spec.Taints)
+		}
+	}
+	for _, p := range l.Items {
+		fmt.Fprintf(&b, "\npod %s/%s %s", p.Namespace, p.Name, p.Status.Phase)
+		for _, cs := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+			switch {
+			case cs.State.Waiting != nil:
+				fmt.Fprintf(&b, " [%s waiting %s: %s]", cs.Name, cs.State.Waiting.Reason, cs.State.Waiting.Message)
+			case cs.State.Terminated != nil:
+				fmt.Fprintf(&b, " [%s exited %d %s: %s]", cs.Name, cs.State.Terminated.ExitCode, cs.State.Terminated.Reason, cs.State.Terminated.Message)
+			}
+		}
+		for _, ctr := range append(p.Spec.InitContainers, p.Spec.Containers...) {
+			tail := int64(20)
+			if out, err := c.Client.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{Container: ctr.Name, TailLines: &tail}).DoRaw(ctx); err == nil {
+				fmt.Fprintf(&b, "\n  log of %s:\n%s", ctr.Name, out)
+			} else {
+				fmt.Fprintf(&b, "\n  no log of %s: %v", ctr.Name, err)
+			}
+		}
+		for _, cond := range p.Status.Conditions {
+			if cond.Status != corev1.ConditionTrue && cond.Message != "" {
+				fmt.Fprintf(&b, " {%s: %s}", cond.Type, cond.Message)
+			}
+		}
+	}
+	if os.Getenv("WHARFJOBS_E2E_DEBUG") != "" {
+		for _, comp := range []string{"kube-apiserver", "kubelet", "containerd"} {
+			fmt.Fprintf(&b, "\n--- %s ---\n%s", comp, c.Tail(comp))
+		}
+	}
+	ev, err := c.Client.CoreV1().Events("").List(ctx, metav1.ListOptions{})
+	if err == nil {
+		for _, e := range ev.Items {
+			if e.Type == corev1.EventTypeWarning {
+				fmt.Fprintf(&b, "\nevent %s %s: %s", e.InvolvedObject.Name, e.Reason, e.Message)
+			}
+		}
+	}
+	return b.String()
+}
