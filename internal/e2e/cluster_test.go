@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -178,8 +179,12 @@ func TestBuildRunsOnARealNode(t *testing.T) {
 
 	var text strings.Builder
 	for _, r := range recs {
-		fmt.Fprintf(&text, "[%s/%s] %s\n", r.Stage, r.Step, r.Text)
+		fmt.Fprintf(&text, "%6.2fs [%s] %s\n", r.Time.Sub(trigger).Seconds(), r.Source(), r.Text)
 	}
+	t.Logf("build log (seconds after the trigger):\n%s", text.String())
+	pods.mu.Lock()
+	t.Logf("pods as the API server showed them (seconds after the watch began):\n%s", strings.Join(pods.timeline, "\n"))
+	pods.mu.Unlock()
 	last := statuses[len(statuses)-1]
 	if last.Status != build.Completed {
 		t.Fatalf("build ended %s (%s); log:\n%s\npods:%s", last.Status, last.Reason, text.String(), debugState(c))
@@ -192,6 +197,12 @@ func TestBuildRunsOnARealNode(t *testing.T) {
 	if last.Commit == "" {
 		t.Errorf("status has no commit: %+v", last)
 	}
+	var mem []string
+	for name, rss := range c.RSS() {
+		mem = append(mem, fmt.Sprintf("%s %d MiB", name, rss>>20))
+	}
+	sort.Strings(mem)
+	t.Logf("resident memory after the build: %s", strings.Join(mem, ", "))
 	seen := pods.seen()
 	if len(seen[kube.ComponentWorker]) != 1 || len(seen["step"]) < 2 {
 		t.Errorf("pods labelled app.kubernetes.io/managed-by=wharfjobs: %v; want one worker and a step pod per step", seen)
@@ -312,6 +323,25 @@ type podWatch struct {
 	mu      sync.Mutex
 	byComp  map[string]map[string]bool
 	running time.Time
+	// timeline has a line for every change of a pod's phase or container
+	// states, to explain a slow build.
+	timeline []string
+	last     map[string]string
+}
+
+func podState(p *corev1.Pod) string {
+	s := string(p.Status.Phase)
+	for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+		switch {
+		case cs.State.Running != nil:
+			s += " " + cs.Name + "=running"
+		case cs.State.Terminated != nil:
+			s += fmt.Sprintf(" %s=exited(%d)", cs.Name, cs.State.Terminated.ExitCode)
+		case cs.State.Waiting != nil:
+			s += " " + cs.Name + "=waiting(" + cs.State.Waiting.Reason + ")"
+		}
+	}
+	return s
 }
 
 func (p *podWatch) seen() map[string][]string {
@@ -335,7 +365,8 @@ func (p *podWatch) workerRunning() time.Time {
 // watchPods lists pods labelled app.kubernetes.io/managed-by=wharfjobs
 // (what `kubectl get pods -l` shows) every 100 ms until ctx ends.
 func watchPods(ctx context.Context, t *testing.T, c *testcluster.Cluster) *podWatch {
-	p := &podWatch{byComp: map[string]map[string]bool{}}
+	p := &podWatch{byComp: map[string]map[string]bool{}, last: map[string]string{}}
+	start := time.Now()
 	go func() {
 		for ctx.Err() == nil {
 			l, err := c.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: job.LabelManagedBy + "=wharfjobs"})
@@ -347,6 +378,10 @@ func watchPods(ctx context.Context, t *testing.T, c *testcluster.Cluster) *podWa
 						p.byComp[comp] = map[string]bool{}
 					}
 					p.byComp[comp][pod.Name] = true
+					if st := podState(&pod); p.last[pod.Name] != st {
+						p.last[pod.Name] = st
+						p.timeline = append(p.timeline, fmt.Sprintf("%6.2fs %s: %s", time.Since(start).Seconds(), pod.Name, st))
+					}
 					if comp == kube.ComponentWorker && p.running.IsZero() && pod.Status.Phase != corev1.PodPending {
 						p.running = time.Now()
 					}

@@ -27,6 +27,7 @@ import (
 // bridge's address, PodHostIP.
 const (
 	bridgeName = "wharfjobs0"
+	bridgeMAC  = "02:77:6a:0a:59:01" // locally administered
 	podSubnet  = "10.89.0.0/16"
 	// PodHostIP is the address of this machine as the test node's pods
 	// see it: the pod bridge's gateway. Listen on it (or on all
@@ -82,6 +83,13 @@ func ensureBridge() error {
 		if out, err := exec.Command("ip", "addr", "add", PodHostIP+"/16", "dev", bridgeName).CombinedOutput(); err != nil {
 			return fmt.Errorf("address %s on %s: %v: %s", PodHostIP, bridgeName, err, out)
 		}
+	}
+	// A bridge without an address of its own takes the lowest MAC of its
+	// ports, so it changes as step pods come and go; pods then keep a
+	// stale ARP entry for the gateway and their connections to this
+	// machine stall for about 30 s (seen as a 28 s pod GET in a worker).
+	if out, err := exec.Command("ip", "link", "set", bridgeName, "address", bridgeMAC).CombinedOutput(); err != nil {
+		return fmt.Errorf("bridge %s address: %v: %s", bridgeName, err, out)
 	}
 	if out, err := exec.Command("ip", "link", "set", bridgeName, "up").CombinedOutput(); err != nil {
 		return fmt.Errorf("bridge %s up: %v: %s", bridgeName, err, out)

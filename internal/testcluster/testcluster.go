@@ -432,6 +432,27 @@ func StopDetached(dir string) error {
 	return os.RemoveAll(dir)
 }
 
+// RSS returns each component's resident memory in bytes (0 when it
+// cannot be read), from /proc.
+func (c *Cluster) RSS() map[string]int64 {
+	out := map[string]int64{}
+	for _, p := range c.procs {
+		name := filepath.Base(p.Path)
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Process.Pid))
+		if err != nil {
+			out[name] = 0
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				out[name] = kb << 10
+			}
+		}
+	}
+	return out
+}
+
 // Tail returns the end of a component's log (etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler, containerd, kubelet).
 func (c *Cluster) Tail(name string) string { return c.tail(name) }
@@ -504,6 +525,10 @@ func (c *Cluster) Stop() {
 	}
 	if c.nodeLock != nil {
 		c.nodeLock.Close()
+	}
+	if os.Getenv("WHARFJOBS_TESTCLUSTER_KEEP") != "" {
+		fmt.Fprintf(os.Stderr, "testcluster: logs kept in %s (WHARFJOBS_TESTCLUSTER_KEEP)\n", c.dir)
+		return
 	}
 	_ = os.RemoveAll(c.dir)
 }
