@@ -13,6 +13,11 @@ CACHE_BIN   := $(CACHE)/bin
 # github.com/minio/minio). Bump it here only.
 MINIO_VERSION       := v0.0.0-20260212201848-7aac2a2c5b7c
 STATICCHECK_VERSION := v0.8.2
+# wharf-api release the aggregator is tested against, and the swag that
+# generates its docs package (absent from the module).
+WHARF_API_VERSION   := v5.2.0
+SWAG_VERSION        := v1.8.1
+WHARF_API           := $(CACHE_BIN)/wharf-api-$(WHARF_API_VERSION)
 KUBE_VERSION        := v1.34.4
 KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34
@@ -26,7 +31,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 TEST_FLAGS  ?= -race -count=1 -timeout 30m
 export WHARFJOBS_MINIO_BIN := $(MINIO)
 
-.PHONY: all build test vet unit bench lint fmt minio kube-bins etcd node-deps staticcheck demo clean cluster-up cluster-down
+.PHONY: all build test vet unit bench lint fmt minio kube-bins etcd node-deps wharf-api staticcheck demo clean cluster-up cluster-down
 
 all: build
 
@@ -35,7 +40,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/wharfjobs ./cmd/wharfjobs
 
 ## test: vet, then every test (unit, and integration against a real MinIO and a real kube-apiserver) with the race detector
-test: minio kube-bins etcd node-deps vet
+test: minio kube-bins etcd node-deps wharf-api vet
 	$(GO) test $(TEST_FLAGS) ./...
 
 vet:
@@ -72,6 +77,19 @@ $(KUBE_TARGETS): $(CACHE_BIN)/%: hack/kube/go.mod hack/kube/go.sum hack/kube/%/m
 	@mkdir -p $(CACHE_BIN)
 	@echo "building $* $(KUBE_VERSION) into $(CACHE_BIN) (minutes the first time)"
 	cd hack/kube && GONOSUMDB=k8s.io/kubernetes GOFLAGS=-mod=mod $(GO) build -ldflags '$(KUBE_LDFLAGS)' -o $@ ./$*
+
+## wharf-api: build wharf-api $(WHARF_API_VERSION) with SQLite into .cache/bin (once; needs gcc for cgo)
+wharf-api: $(WHARF_API)
+$(WHARF_API):
+	@mkdir -p $(CACHE_BIN)
+	@echo "building wharf-api $(WHARF_API_VERSION) into $(CACHE_BIN) (about two minutes, once)"
+	GOBIN=$(CACHE_BIN) $(GO) install github.com/swaggo/swag/cmd/swag@$(SWAG_VERSION)
+	rm -rf $(CACHE)/wharf-api-src
+	dir=$$(cd "$$(mktemp -d)" && GOFLAGS= $(GO) mod download -json github.com/iver-wharf/wharf-api/v5@$(WHARF_API_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	  test -n "$$dir" && cp -r "$$dir" $(CACHE)/wharf-api-src && chmod -R u+w $(CACHE)/wharf-api-src
+	cd $(CACHE)/wharf-api-src && $(CACHE_BIN)/swag init --parseDependency --parseDepth 2 >/dev/null
+	cd $(CACHE)/wharf-api-src && CGO_ENABLED=1 GOFLAGS=-mod=mod $(GO) build -o $@ .
+	rm -rf $(CACHE)/wharf-api-src
 
 ## node-deps: install Debian's containerd, runc, CNI plugins, busybox-static and git for the test node (when missing)
 NODE_DEBS := containerd runc containernetworking-plugins busybox-static iproute2 git

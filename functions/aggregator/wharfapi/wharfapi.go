@@ -228,7 +228,13 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return nil
 }
 
-func (rawCodec) Name() string { return "proto" }
+// Name is empty on purpose: grpc-go sends a forced codec's name as the
+// content subtype ("application/grpc+proto"), and wharf-api's connection
+// multiplexer (cmux) routes a connection to its gRPC server only on exactly
+// "application/grpc"; anything else reaches its HTTP server and the stream
+// fails with "frame header looked like an HTTP/1.1 header". Found against
+// a real wharf-api v5.2.0.
+func (rawCodec) Name() string { return "" }
 
 // Status implements aggregator.Sink.
 func (s *Sink) Status(ctx context.Context, b aggregator.Build, st build.Status) error {

@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
@@ -94,6 +97,11 @@ func (f *fakeWharfAPI) stream(_ any, ss grpc.ServerStream) error {
 	method, _ := grpc.MethodFromServerStream(ss)
 	if method != LogStreamMethod {
 		return fmt.Errorf("unknown method %s", method)
+	}
+	// wharf-api's cmux sends a connection to its gRPC server only on
+	// exactly this content type; anything else lands on its HTTP server.
+	if md, _ := metadata.FromIncomingContext(ss.Context()); len(md["content-type"]) != 1 || md["content-type"][0] != "application/grpc" {
+		return status.Errorf(codes.InvalidArgument, "content-type %v: wharf-api's cmux routes only application/grpc to gRPC", md["content-type"])
 	}
 	f.streams.Add(1)
 	if f.failStreams.Load() > 0 {

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wharfjobs/wharfjobs/blob/backend"
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+	"github.com/wharfjobs/wharfjobs/internal/wharfapitest"
+)
+
+// pipeline of the project wharf-api builds: the first step waits so the
+// test can add an artifact while the build runs, as a step would.
+const wharfAPIPipeline = `build:
+  wait:
+    container:
+      image: alpine
+      cmds: ["echo starting", "sleep 2"]
+  lines:
+    container:
+      image: alpine
+      cmds: ["for i in $(seq 1 200); do echo line $i; done"]
+`
+
+func apiJSON(t *testing.T, method, url string, body, out any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s %s: %s: %s", method, url, resp.Status, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, url, err, b)
+		}
+	}
+}
+
+// TestDevRelaysToARealWharfAPI: a real wharf-api v5 (SQLite) whose
+// execution engine is wharfjobs dev (provisioner, local workers, a real
+// MinIO, the aggregator with the wharfapi sink). A project's build started
+// in wharf-api gets its log lines (each once), its status and an artifact.
+func TestDevRelaysToARealWharfAPI(t *testing.T) {
+	srv, err := miniotest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	devPort := freePort(t)
+	api, err := wharfapitest.Start(wharfapitest.Engine{URL: "http://127.0.0.1:" + devPort + "/api/worker", Token: "engine-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer api.Close()
+
+	t.Setenv("WHARFJOBS_TEST_MAIN", "1")
+	t.Setenv("PORT", devPort)
+	t.Setenv("WHARFJOBS_TOKEN", "engine-token")
+	t.Setenv("WHARFJOBS_WHARF_API_URL", api.URL)
+	t.Setenv("WHARFJOBS_STORE_ACCESS_KEY", srv.AccessKey)
+	t.Setenv("WHARFJOBS_STORE_SECRET_KEY", srv.SecretKey)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	devCtx, stopDev := context.WithCancel(ctx)
+	var out, errb bytes.Buffer
+	bucket := miniotest.BucketName("wharfapi")
+	storeArgs := []string{"--store", "minio", "--endpoint", srv.Endpoint, "--bucket", bucket}
+	done := make(chan int, 1)
+	go func() { done <- run(devCtx, append([]string{"dev", "--state", t.TempDir()}, storeArgs...), &out, &errb) }()
+	defer func() {
+		stopDev()
+		<-done
+	}()
+
+	repo := filepath.Join(t.TempDir(), "repo")
+	if err := makeDemoRepo(repo); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, ".wharf-ci.yml"), []byte(wharfAPIPipeline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitCommit(t, repo)
+
+	var project struct {
+		ProjectID uint `json:"projectId"`
+	}
+	apiJSON(t, http.MethodPost, api.URL+"/api/project", map[string]any{
+		"name": "demo", "groupName": "wharfjobs", "gitUrl": "file://" + repo, "buildDefinition": wharfAPIPipeline,
+	}, &project)
+	// The provisioner must be up before wharf-api triggers it.
+	for i := 0; ; i++ {
+		resp, err := http.Get("http://127.0.0.1:" + devPort + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 200 {
+			t.Fatalf("dev did not start: %v\n%s", err, errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var started struct {
+		BuildRef string `json:"buildRef"`
+	}
+	apiJSON(t, http.MethodPost, fmt.Sprintf("%s/api/project/%d/build?branch=main", api.URL, project.ProjectID), map[string]any{}, &started)
+	ref := started.BuildRef
+	if ref == "" || ref == "0" {
+		t.Fatalf("wharf-api started build %q", ref)
+	}
+
+	// An artifact, written to the store as a step's would be.
+	cfg := srv.Config("minio", bucket)
+	store, err := backend.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := []byte("<TestRun/>\n")
+	if _, err := build.PutArtifact(ctx, store, ref, "report.xml", bytes.NewReader(report), int64(len(report)), ""); err != nil {
+		t.Fatal(err)
+	}
+
+	var b struct {
+		Status   string `json:"status"`
+		WorkerID string `json:"workerId"`
+	}
+	for {
+		apiJSON(t, http.MethodGet, fmt.Sprintf("%s/api/build/%s", api.URL, ref), nil, &b)
+		if b.Status == "Completed" || b.Status == "Failed" {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("build %s is %q in wharf-api\ndev: %s\n%s\nwharf-api: %s", ref, b.Status, out.String(), errb.String(), api.Log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if b.Status != "Completed" || !strings.HasPrefix(b.WorkerID, "wharf-build-") {
+		t.Fatalf("wharf-api has build %s as %+v\n%s", ref, b, out.String())
+	}
+
+	// The status went out after every line, so all lines are there now.
+	var logs []struct {
+		Message   string    `json:"message"`
+		Timestamp time.Time `json:"timestamp"`
+	}
+	apiJSON(t, http.MethodGet, fmt.Sprintf("%s/api/build/%s/log", api.URL, ref), nil, &logs)
+	count := map[string]int{}
+	for _, l := range logs {
+		count[l.Message]++
+		if l.Timestamp.IsZero() {
+			t.Errorf("line %q has no timestamp", l.Message)
+		}
+	}
+	// The sink prefixes step lines with their step: wharf-api has one log
+	// per build, and steps of a stage run in parallel.
+	for i := 1; i <= 200; i++ {
+		if n := count[fmt.Sprintf("[build/lines] line %d", i)]; n != 1 {
+			t.Errorf("wharf-api has %q %d times, want once", fmt.Sprintf("[build/lines] line %d", i), n)
+		}
+	}
+	if count["[build/wait] starting"] != 1 {
+		var first []string
+		for _, l := range logs[:min(len(logs), 15)] {
+			first = append(first, l.Message)
+		}
+		t.Errorf("wharf-api lacks the first step's line; it has %d lines, first %q", len(logs), first)
+	}
+
+	var arts struct {
+		List []struct {
+			FileName string `json:"fileName"`
+		} `json:"list"`
+	}
+	for i := 0; ; i++ {
+		apiJSON(t, http.MethodGet, fmt.Sprintf("%s/api/build/%s/artifact", api.URL, ref), nil, &arts)
+		if len(arts.List) > 0 || i > 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(arts.List) != 1 || arts.List[0].FileName != "report.xml" {
+		t.Errorf("wharf-api's artifacts of build %s: %+v", ref, arts.List)
+	}
+}

@@ -1,0 +1,153 @@
+// Package wharfapitest runs a real wharf-api for tests: release v5.2.0 with
+// SQLite, built by `make wharf-api` into .cache/bin. Its module on the
+// proxy lacks the generated swagger docs package, so the Makefile downloads
+// the module with `go mod download`, generates docs with swag v1.8.1 and
+// builds it with cgo (SQLite).
+package wharfapitest
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
+)
+
+// Version is the wharf-api release the tests run (WHARF_API_VERSION in the
+// Makefile).
+const Version = "v5.2.0"
+
+// Binary returns the path of the wharf-api binary.
+func Binary() (string, error) {
+	if p := os.Getenv("WHARFJOBS_WHARF_API_BIN"); p != "" {
+		return p, nil
+	}
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(root, ".cache", "bin", "wharf-api-"+Version)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("wharf-api %s not found at %s: run `make wharf-api` (or `make test`, which does it) or set WHARFJOBS_WHARF_API_BIN", Version, p)
+	}
+	return p, nil
+}
+
+// Engine is the execution engine wharf-api triggers builds on.
+type Engine struct {
+	URL   string // e.g. http://127.0.0.1:8080/api/worker
+	Token string
+}
+
+// Server is a running wharf-api.
+type Server struct {
+	// URL is its base URL (HTTP and gRPC on the same port).
+	URL string
+
+	dir  string
+	cmd  *exec.Cmd
+	once sync.Once
+}
+
+const configTmpl = `instanceId: ""
+db:
+  driver: sqlite
+  path: %q
+http:
+  bindAddress: %q
+ci:
+  engine:
+    id: wharfjobs
+    name: wharfjobs
+    api: wharf-cmd.v1
+    url: %q
+    token: %q
+mq:
+  enabled: false
+`
+
+// Start runs wharf-api on a free loopback port with a fresh SQLite
+// database, triggering builds on engine, and waits until it answers.
+func Start(engine Engine) (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "wharf-api-*")
+	if err != nil {
+		return nil, err
+	}
+	port, err := testenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cfg := fmt.Sprintf(configTmpl, filepath.Join(dir, "wharf.db"), addr, engine.URL, engine.Token)
+	if err := os.WriteFile(filepath.Join(dir, "wharf-api-config.yml"), []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "wharf-api.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "WHARF_CONFIG="+filepath.Join(dir, "wharf-api-config.yml"), "GIN_MODE=release")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start wharf-api: %w", err)
+	}
+	s := &Server{URL: "http://" + addr, dir: dir, cmd: cmd}
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := client.Get(s.URL + "/api/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s, nil
+			}
+			err = errors.New(resp.Status)
+		}
+		if time.Now().After(deadline) {
+			log := s.Log()
+			s.Close()
+			return nil, fmt.Errorf("wharf-api not healthy after 60s: %v; log: %s", err, log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Log returns the end of wharf-api's log.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "wharf-api.log"))
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// Close stops wharf-api and removes its database.
+func (s *Server) Close() {
+	s.once.Do(func() {
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = s.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		_ = os.RemoveAll(s.dir)
+	})
+}
