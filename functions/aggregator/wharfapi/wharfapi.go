@@ -30,6 +30,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -64,6 +65,11 @@ type Sink struct {
 	timeout time.Duration
 	http    *http.Client
 	conn    *grpc.ClientConn
+
+	mu sync.Mutex
+	// partial holds the builds whose last log stream failed: wharf-api may
+	// have kept part of it.
+	partial map[uint64]bool
 }
 
 var _ aggregator.Sink = (*Sink)(nil)
@@ -99,6 +105,7 @@ func New(cfg Config) (*Sink, error) {
 		timeout: cfg.Timeout,
 		http:    &http.Client{Timeout: cfg.Timeout},
 		conn:    conn,
+		partial: map[uint64]bool{},
 	}, nil
 }
 
@@ -107,6 +114,13 @@ func (s *Sink) Close() error { return s.conn.Close() }
 
 // Lines implements aggregator.Sink: one client stream per batch on the
 // shared connection.
+//
+// wharf-api inserts a stream's lines one by one and, when an insert fails
+// (SQLite's "database is locked"), ends the stream with an error that does
+// not say how many it kept. Sending the batch again would double those, so
+// after a failed stream the next delivery for that build first reads the
+// end of wharf-api's log and skips the lines of the batch already there
+// (only this relay appends to a build's log while it holds the lease).
 func (s *Sink) Lines(ctx context.Context, b aggregator.Build, recs []build.Record) error {
 	id, err := strconv.ParseUint(b.ID, 10, 64)
 	if err != nil || id == 0 {
@@ -114,20 +128,59 @@ func (s *Sink) Lines(ctx context.Context, b aggregator.Build, recs []build.Recor
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	lines := make([]build.Record, 0, len(recs))
+	for _, r := range recs {
+		if !r.Time.IsZero() { // wharf-api drops lines without a timestamp anyway
+			lines = append(lines, r)
+		}
+	}
+	if s.uncertain(id) {
+		have, err := s.alreadyInserted(ctx, id, lines)
+		if err != nil {
+			return fmt.Errorf("build %d: which lines of the failed stream wharf-api kept: %w", id, err)
+		}
+		lines = lines[have:]
+		s.setUncertain(id, false)
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	if err := s.stream(ctx, id, lines); err != nil {
+		if !errors.Is(err, aggregator.ErrPermanent) {
+			s.setUncertain(id, true)
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *Sink) uncertain(id uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.partial[id]
+}
+
+func (s *Sink) setUncertain(id uint64, v bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v {
+		s.partial[id] = true
+	} else {
+		delete(s.partial, id)
+	}
+}
+
+// stream sends lines in one client stream and checks wharf-api's count.
+func (s *Sink) stream(ctx context.Context, id uint64, lines []build.Record) error {
 	stream, err := s.conn.NewStream(ctx, &grpc.StreamDesc{StreamName: "CreateLogStream", ClientStreams: true}, LogStreamMethod)
 	if err != nil {
 		return fmt.Errorf("open log stream for build %d: %w", id, err)
 	}
-	sent := 0
-	for _, r := range recs {
-		if r.Time.IsZero() {
-			continue // wharf-api drops lines without a timestamp anyway
-		}
+	for _, r := range lines {
 		msg := encodeLine(id, r)
 		if err := stream.SendMsg(&msg); err != nil {
 			return fmt.Errorf("send log lines of build %d: %w", id, err)
 		}
-		sent++
 	}
 	if err := stream.CloseSend(); err != nil {
 		return fmt.Errorf("close log stream of build %d: %w", id, err)
@@ -140,12 +193,53 @@ func (s *Sink) Lines(ctx context.Context, b aggregator.Build, recs []build.Recor
 	if err != nil {
 		return err
 	}
-	if inserted != uint64(sent) {
+	if inserted != uint64(len(lines)) {
 		// wharf-api answers for the lines it committed; it does not
 		// de-duplicate, so resending would double the others.
-		return fmt.Errorf("build %d: wharf-api inserted %d of %d lines: %w", id, inserted, sent, aggregator.ErrPermanent)
+		return fmt.Errorf("build %d: wharf-api inserted %d of %d lines: %w", id, inserted, len(lines), aggregator.ErrPermanent)
 	}
 	return nil
+}
+
+// alreadyInserted returns how many of lines, from the first, are the last
+// lines of wharf-api's log of the build: what a failed stream kept.
+func (s *Sink) alreadyInserted(ctx context.Context, id uint64, lines []build.Record) (int, error) {
+	if len(lines) == 0 {
+		return 0, nil
+	}
+	var logs []logLine
+	if err := s.getJSON(ctx, fmt.Sprintf("/api/build/%d/log", id), &logs); err != nil {
+		return 0, err
+	}
+	return matchTail(logs, lines, func(l logLine, r build.Record) bool {
+		// Databases may keep microseconds only.
+		return l.Message == lineText(r) && l.Timestamp.Truncate(time.Microsecond).Equal(r.Time.Truncate(time.Microsecond))
+	}), nil
+}
+
+// logLine is a line of wharf-api's GET /api/build/{id}/log.
+type logLine struct {
+	Message   string    `json:"message"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+// matchTail returns the largest k such that the last k of have equal the
+// first k of want.
+func matchTail[H, W any](have []H, want []W, eq func(H, W) bool) int {
+	for k := min(len(have), len(want)); k > 0; k-- {
+		tail := have[len(have)-k:]
+		ok := true
+		for i := range tail {
+			if !eq(tail[i], want[i]) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return k
+		}
+	}
+	return 0
 }
 
 // stepID is a stable number for a step within a build.
@@ -172,13 +266,18 @@ func encodeLine(buildID uint64, r build.Record) []byte {
 	}
 	m = protowire.AppendTag(m, 4, protowire.BytesType)
 	m = protowire.AppendBytes(m, ts)
-	text := r.Text
-	if r.Step != "" {
-		text = "[" + r.Stage + "/" + r.Step + "] " + text
-	}
 	m = protowire.AppendTag(m, 5, protowire.BytesType)
-	m = protowire.AppendString(m, text)
+	m = protowire.AppendString(m, lineText(r))
 	return m
+}
+
+// lineText is the message wharf-api gets: step lines carry their step,
+// since wharf-api keeps one log per build and steps run in parallel.
+func lineText(r build.Record) string {
+	if r.Step != "" {
+		return "[" + r.Stage + "/" + r.Step + "] " + r.Text
+	}
+	return r.Text
 }
 
 func decodeInserted(b []byte) (uint64, error) {
@@ -331,24 +430,6 @@ func (s *Sink) do(ctx context.Context, method, path, contentType string, body io
 func (s *Sink) ActiveBuilds(ctx context.Context) ([]aggregator.RemoteBuild, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	u := *s.base
-	u.Path = strings.TrimSuffix(u.Path, "/") + "/api/build"
-	u.RawQuery = "statusId=0&statusId=1&limit=0"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-	if s.auth != "" {
-		req.Header.Set("Authorization", s.auth)
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("wharf-api build list: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("wharf-api build list: %s", resp.Status)
-	}
 	var page struct {
 		List []struct {
 			BuildID     uint64    `json:"buildId"`
@@ -356,7 +437,7 @@ func (s *Sink) ActiveBuilds(ctx context.Context) ([]aggregator.RemoteBuild, erro
 			ScheduledOn time.Time `json:"scheduledOn"`
 		} `json:"list"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&page); err != nil {
+	if err := s.getJSON(ctx, "/api/build?statusId=0&statusId=1&limit=0", &page); err != nil {
 		return nil, fmt.Errorf("wharf-api build list: %w", err)
 	}
 	out := make([]aggregator.RemoteBuild, 0, len(page.List))
@@ -364,4 +445,31 @@ func (s *Sink) ActiveBuilds(ctx context.Context) ([]aggregator.RemoteBuild, erro
 		out = append(out, aggregator.RemoteBuild{ID: strconv.FormatUint(b.BuildID, 10), Status: b.Status, ScheduledOn: b.ScheduledOn})
 	}
 	return out, nil
+}
+
+// getJSON GETs pathAndQuery from wharf-api and decodes the JSON answer.
+func (s *Sink) getJSON(ctx context.Context, pathAndQuery string, v any) error {
+	u := *s.base
+	path, query, _ := strings.Cut(pathAndQuery, "?")
+	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	u.RawQuery = query
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	if s.auth != "" {
+		req.Header.Set("Authorization", s.auth)
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(v); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package wharfapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,7 +37,8 @@ type fakeWharfAPI struct {
 	auth        []string
 	conns       atomic.Int32
 	streams     atomic.Int32
-	failStreams atomic.Int32 // answer this many streams with an error
+	failStreams atomic.Int32 // fail this many streams after keeping failAfter lines, as wharf-api on SQLite does
+	failAfter   atomic.Int32
 	known       map[string]bool
 }
 
@@ -104,9 +107,9 @@ func (f *fakeWharfAPI) stream(_ any, ss grpc.ServerStream) error {
 		return status.Errorf(codes.InvalidArgument, "content-type %v: wharf-api's cmux routes only application/grpc to gRPC", md["content-type"])
 	}
 	f.streams.Add(1)
-	if f.failStreams.Load() > 0 {
+	fail := f.failStreams.Load() > 0
+	if fail {
 		f.failStreams.Add(-1)
-		return errors.New("database is locked")
 	}
 	var got []line
 	for {
@@ -124,6 +127,13 @@ func (f *fakeWharfAPI) stream(_ any, ss grpc.ServerStream) error {
 		}
 		if l.build == 0 || l.ts.IsZero() {
 			continue // wharf-api skips these
+		}
+		if fail && len(got) == int(f.failAfter.Load()) {
+			// wharf-api inserts line by line: what came before stays.
+			f.mu.Lock()
+			f.lines = append(f.lines, got...)
+			f.mu.Unlock()
+			return status.Errorf(codes.Internal, "insert logs: database is locked")
 		}
 		got = append(got, l)
 	}
@@ -159,6 +169,19 @@ func (f *fakeWharfAPI) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case r.Method == http.MethodGet && parts[3] == "log":
+		type logLine struct {
+			Message   string    `json:"message"`
+			Timestamp time.Time `json:"timestamp"`
+		}
+		out := []logLine{}
+		for _, l := range f.lines {
+			if strconv.FormatUint(l.build, 10) == parts[2] {
+				out = append(out, logLine{l.msg, l.ts})
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
 	case r.Method == http.MethodPut && parts[3] == "status":
 		b, _ := io.ReadAll(r.Body)
 		f.statuses = append(f.statuses, string(b))
@@ -294,13 +317,30 @@ func TestRejections(t *testing.T) {
 	if err := s.Status(ctx, aggregator.Build{Ref: "42", ID: "42"}, build.Status{Status: "running"}); !errors.Is(err, aggregator.ErrPermanent) {
 		t.Fatalf("invalid status sent: %v", err)
 	}
+	// A stream that fails after wharf-api kept 4 of 10 lines: the retry
+	// sends only the other 6, so every line is there once.
+	f.mu.Lock()
+	before := len(f.lines)
+	f.mu.Unlock()
 	f.failStreams.Store(1)
+	f.failAfter.Store(4)
 	err = s.Lines(ctx, aggregator.Build{Ref: "42", ID: "42"}, records(10))
 	if err == nil || errors.Is(err, aggregator.ErrPermanent) {
 		t.Fatalf("a failed stream must be retryable: %v", err)
 	}
 	if err := s.Lines(ctx, aggregator.Build{Ref: "42", ID: "42"}, records(10)); err != nil {
 		t.Fatal(err)
+	}
+	f.mu.Lock()
+	got := f.lines[before:]
+	f.mu.Unlock()
+	if len(got) != 10 {
+		t.Fatalf("after a partly kept stream and its retry wharf-api has %d lines, want 10", len(got))
+	}
+	for i, l := range got {
+		if want := lineText(records(10)[i]); l.msg != want {
+			t.Fatalf("line %d = %q, want %q", i, l.msg, want)
+		}
 	}
 	if _, err := New(Config{URL: "ftp://x"}); err == nil || !strings.Contains(err.Error(), "WHARFJOBS_WHARF_API_URL") {
 		t.Fatalf("bad URL: %v", err)
