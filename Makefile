@@ -68,8 +68,8 @@ $(MINIO_STAMP):
 	@rm -f $(CACHE_BIN)/.minio-*
 	@touch $@
 
-## kube-bins: build kube-apiserver, kube-controller-manager, kube-scheduler and kubelet from k8s.io/kubernetes into .cache/bin (once)
-KUBE_BINS := kube-apiserver kube-controller-manager kube-scheduler kubelet
+## kube-bins: build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kubectl from k8s.io/kubernetes into .cache/bin (once)
+KUBE_BINS := kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl
 KUBE_TARGETS := $(addprefix $(CACHE_BIN)/,$(KUBE_BINS))
 kube-bins: $(KUBE_TARGETS)
 # The version is in hack/kube/go.mod: bumping it rebuilds every binary.
@@ -103,7 +103,7 @@ node-deps:
 etcd:
 	@command -v etcd >/dev/null || { echo "installing etcd-server from Debian"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server) >/dev/null; }
-	@etcd --version | head -1
+	@etcd --version | sed -n 1p  # head would close the pipe early: SIGPIPE under pipefail
 
 staticcheck: $(STATICCHECK)
 $(STATICCHECK):

@@ -83,7 +83,11 @@ type Cluster struct {
 	containerdSock string
 }
 
-// binary finds a control-plane binary.
+// Binary finds a binary the tests use (etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler, kubelet, kubectl), or says how
+// to get it.
+func Binary(name string) (string, error) { return binary(name) }
+
 func binary(name string) (string, error) {
 	if name == "etcd" {
 		if p := os.Getenv("WHARFJOBS_ETCD_BIN"); p != "" {
