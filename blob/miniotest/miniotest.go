@@ -48,18 +48,7 @@ type Server struct {
 // Binary returns the path of the MinIO server binary or an error that says
 // how to get it.
 func Binary() (string, error) {
-	if p := os.Getenv("WHARFJOBS_MINIO_BIN"); p != "" {
-		return p, nil
-	}
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(root, ".cache", "bin", "minio")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("MinIO server binary not found at %s: run `make minio` (or `make test`, which does it) first, or set WHARFJOBS_MINIO_BIN", p)
-	}
-	return p, nil
+	return testenv.CachedBinary("minio", "WHARFJOBS_MINIO_BIN", "minio")
 }
 
 // Start runs a new server on a free loopback port with a fresh temporary

@@ -98,19 +98,10 @@ func binary(name string) (string, error) {
 		}
 		return "", errors.New("etcd not found: run `make etcd` (installs Debian's etcd-server) or set WHARFJOBS_ETCD_BIN")
 	}
-	dir := os.Getenv("WHARFJOBS_KUBE_BIN_DIR")
-	if dir == "" {
-		root, err := testenv.ModuleRoot()
-		if err != nil {
-			return "", err
-		}
-		dir = filepath.Join(root, ".cache", "bin")
+	if dir := os.Getenv("WHARFJOBS_KUBE_BIN_DIR"); dir != "" {
+		return filepath.Join(dir, name), nil
 	}
-	p := filepath.Join(dir, name)
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("%s not found at %s: run `make kube-bins` (or `make test`, which does it) or set WHARFJOBS_KUBE_BIN_DIR", name, p)
-	}
-	return p, nil
+	return testenv.CachedBinary(name, "WHARFJOBS_KUBE_BIN_DIR", "kube-bins")
 }
 
 // Start starts etcd and kube-apiserver (and the controller manager when

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -51,4 +52,22 @@ func ModuleRoot() (string, error) {
 func isRoot(gomod []byte) bool {
 	const mod = "module github.com/wharfjobs/wharfjobs\n"
 	return len(gomod) >= len(mod) && string(gomod[:len(mod)]) == mod
+}
+
+// CachedBinary returns the path of a program the Makefile builds into
+// .cache/bin (file), or the path in the environment variable env when set;
+// the error names the make target that builds it.
+func CachedBinary(file, env, target string) (string, error) {
+	if p := os.Getenv(env); p != "" {
+		return p, nil
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(root, ".cache", "bin", file)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("%s not found at %s: run `make %s` (or `make test`, which does it) or set %s", file, p, target, env)
+	}
+	return p, nil
 }

@@ -26,18 +26,7 @@ const Version = "v5.2.0"
 
 // Binary returns the path of the wharf-api binary.
 func Binary() (string, error) {
-	if p := os.Getenv("WHARFJOBS_WHARF_API_BIN"); p != "" {
-		return p, nil
-	}
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(root, ".cache", "bin", "wharf-api-"+Version)
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("wharf-api %s not found at %s: run `make wharf-api` (or `make test`, which does it) or set WHARFJOBS_WHARF_API_BIN", Version, p)
-	}
-	return p, nil
+	return testenv.CachedBinary("wharf-api-"+Version, "WHARFJOBS_WHARF_API_BIN", "wharf-api")
 }
 
 // Engine is the execution engine wharf-api triggers builds on.
