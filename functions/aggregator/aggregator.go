@@ -57,6 +57,13 @@ type Config struct {
 	LeaseDuration time.Duration `envconfig:"LEASE_DURATION" default:"15s"`
 	// PollInterval is how often the store is polled for new chunks.
 	PollInterval time.Duration `envconfig:"POLL_INTERVAL" default:"1s"`
+	// HotPollInterval is how often a build that delivered lines or a
+	// status in the last HotPollFor is polled: a build writing output gets
+	// each chunk within this long of landing (the writer flushes every
+	// second), while idle builds cost one poll per PollInterval. A negative
+	// value, or one not below PollInterval, turns it off.
+	HotPollInterval time.Duration `envconfig:"HOT_POLL_INTERVAL" default:"250ms"`
+	HotPollFor      time.Duration `envconfig:"HOT_POLL_FOR" default:"3s"`
 	// DiscoverInterval is how often build Jobs are listed anew in full;
 	// between listings a watch reports changes.
 	DiscoverInterval time.Duration `envconfig:"DISCOVER_INTERVAL" default:"10s"`
@@ -105,6 +112,12 @@ func (c *Config) defaults() {
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = time.Second
+	}
+	if c.HotPollInterval == 0 {
+		c.HotPollInterval = 250 * time.Millisecond
+	}
+	if c.HotPollFor <= 0 {
+		c.HotPollFor = 3 * time.Second
 	}
 	if c.DiscoverInterval <= 0 {
 		c.DiscoverInterval = 10 * time.Second
@@ -176,6 +189,8 @@ type Aggregator struct {
 	leases map[string]heldBuild
 	// finals are builds whose relay is final: never read again.
 	finals map[string]bool
+	// hot holds when builds last delivered something (HotPollInterval).
+	hot map[string]time.Time
 	// ids caches wharf-api build ids by ref.
 	ids    map[string]string
 	states map[string]job.Build
@@ -195,7 +210,7 @@ type Aggregator struct {
 func New(s blob.Store, sink Sink, jobs Jobs, cfg Config) *Aggregator {
 	cfg.defaults()
 	return &Aggregator{store: s, sink: sink, jobs: jobs, cfg: cfg, parked: map[string]string{}, busy: map[string]bool{}, dirty: map[string]bool{},
-		leases: map[string]heldBuild{}, finals: map[string]bool{}, ids: map[string]string{}}
+		leases: map[string]heldBuild{}, finals: map[string]bool{}, ids: map[string]string{}, hot: map[string]time.Time{}}
 }
 
 // WatchChanges makes Run relay a build as soon as an object of it is
@@ -215,7 +230,10 @@ func (a *Aggregator) relaySoon(ctx context.Context, sem chan struct{}, ref strin
 	}
 	go func() {
 		defer func() { <-sem }()
-		if err := a.relayOnce(ctx, ref); err != nil && !errors.Is(err, errLeaseHeld) && ctx.Err() == nil {
+		err := a.relayOnce(ctx, ref)
+		if errors.Is(err, errLeaseHeld) {
+			a.setHot(ref, false) // another replica relays it
+		} else if err != nil && ctx.Err() == nil {
 			a.Errors.Add(1)
 			a.cfg.Logger.Warn("relay failed", "build", ref, "error", err)
 		}
@@ -375,6 +393,7 @@ type refWatcher interface {
 // vanished), with the Job states read anew first.
 func (a *Aggregator) watchJobs(ctx context.Context, w refWatcher) {
 	sem := make(chan struct{}, a.cfg.Workers)
+	defer drain(sem)
 	for ref := range w.WatchRefs(ctx) {
 		if build.ValidateRef(ref) != nil {
 			continue
@@ -439,11 +458,22 @@ func (a *Aggregator) relayAll(ctx context.Context, refs []string) error {
 // Run relays continuously until ctx ends, or until IdleExit passed with no
 // pending build.
 func (a *Aggregator) Run(ctx context.Context) error {
+	// Run returns only once its helpers and the relays they started have
+	// stopped, so an exiting function leaves no write half done.
+	ctx, stop := context.WithCancel(ctx)
+	var helpers sync.WaitGroup
+	defer func() {
+		stop()
+		helpers.Wait()
+	}()
 	if a.changes != nil {
-		go a.react(ctx)
+		helpers.Go(func() { a.react(ctx) })
 	}
 	if w, ok := a.jobs.(refWatcher); ok {
-		go a.watchJobs(ctx, w)
+		helpers.Go(func() { a.watchJobs(ctx, w) })
+	}
+	if a.cfg.HotPollInterval > 0 && a.cfg.HotPollInterval < a.cfg.PollInterval {
+		helpers.Go(func() { a.pollHot(ctx) })
 	}
 	lastCompare := time.Time{}
 	idleSince := time.Now()
@@ -475,10 +505,63 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 }
 
+// pollHot relays the builds that are writing output every
+// HotPollInterval. Without bucket notifications a chunk would otherwise
+// wait up to a whole PollInterval after it landed.
+func (a *Aggregator) pollHot(ctx context.Context) {
+	sem := make(chan struct{}, a.cfg.Workers)
+	defer drain(sem)
+	t := time.NewTicker(a.cfg.HotPollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		refs := make([]string, 0, len(a.hot))
+		for ref, last := range a.hot {
+			switch {
+			case time.Since(last) > a.cfg.HotPollFor:
+				delete(a.hot, ref)
+			case !a.busy[ref]:
+				refs = append(refs, ref)
+			}
+		}
+		a.mu.Unlock()
+		for _, ref := range refs {
+			if !a.relaySoon(ctx, sem, ref) {
+				return
+			}
+		}
+	}
+}
+
+// drain waits for the relays holding slots of sem to finish.
+func drain(sem chan struct{}) {
+	for range cap(sem) {
+		sem <- struct{}{}
+	}
+}
+
+// setHot records that ref delivered something now (hot), or that it is
+// done with or not ours to poll (not hot).
+func (a *Aggregator) setHot(ref string, hot bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if hot {
+		a.hot[ref] = time.Now()
+	} else {
+		delete(a.hot, ref)
+	}
+}
+
 // react relays builds as their objects appear. Workers bounds the
 // goroutines; a build already being relayed gets one more pass instead.
 func (a *Aggregator) react(ctx context.Context) {
 	sem := make(chan struct{}, a.cfg.Workers)
+	defer drain(sem)
 	for key := range a.changes(ctx) {
 		ref, ok := build.RefOfKey(key)
 		if !ok || strings.HasPrefix(key, build.Dir(ref)+"relay/") {
@@ -497,6 +580,7 @@ func (a *Aggregator) Relay(ctx context.Context, ref string) error {
 	_, parked := a.parked[ref]
 	a.mu.Unlock()
 	if parked {
+		a.setHot(ref, false)
 		return nil // logged once when it was parked
 	}
 	a.mu.Lock()
@@ -618,6 +702,14 @@ func (r *relay) run(ctx context.Context) error {
 	}
 	// Whatever happens below, remember the cursor as last written.
 	defer func() { r.cur, r.etag = cur, etag }()
+	delivered := false
+	defer func() {
+		if cur.Final {
+			r.a.setHot(r.ref, false)
+		} else if delivered {
+			r.a.setHot(r.ref, true)
+		}
+	}()
 	if cur.Final {
 		r.final = true
 		return nil
@@ -666,6 +758,7 @@ func (r *relay) run(ctx context.Context) error {
 			return err
 		}
 		cur = next
+		delivered = true
 		r.a.LinesRelayed.Add(uint64(len(recs)))
 		r.a.BatchesRelayed.Add(1)
 	}
@@ -714,6 +807,7 @@ func (r *relay) run(ctx context.Context) error {
 			return err
 		}
 		cur = next
+		delivered = true
 		r.a.StatusRelayed.Add(1)
 	}
 	r.final = cur.Final

@@ -54,7 +54,13 @@ func BenchmarkIdleCost(b *testing.B) {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go a.Run(rctx)
-	time.Sleep(5 * time.Second) // first pass: leases, cursors, Running statuses
+	// First pass: leases, cursors, Running statuses; then the builds stay
+	// hot (polled every HotPollInterval) for HotPollFor after that
+	// delivery. What is measured is the steady state after that.
+	for a.StatusRelayed.Load() < 1000 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(a.cfg.HotPollFor + 2*time.Second)
 	for b.Loop() {
 		before := cs.n.Load()
 		var ru0, ru1 runtime.MemStats

@@ -32,7 +32,9 @@ func TestJobWatchReactsWithoutPolling(t *testing.T) {
 	writeBuild(t, s, "3", 2, "", nil)
 	sink := NewMemorySink()
 	a := New(s, sink, l, Config{PollInterval: time.Hour, DiscoverInterval: time.Hour, Logger: quiet})
-	go a.Run(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }() // no write into TempDir after the test
 	for {
 		if _, statuses, _ := sink.Received("3"); len(statuses) == 1 {
 			break // the first pass relayed Running
@@ -56,5 +58,82 @@ func TestJobWatchReactsWithoutPolling(t *testing.T) {
 			t.Fatalf("the Job's failure was not relayed through the watch: %+v", statuses)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestHotBuildsArePolledOften: with polling an hour apart, a build that is
+// writing output still has each new chunk relayed within HotPollInterval,
+// and stops being polled HotPollFor after it last delivered something.
+func TestHotBuildsArePolledOften(t *testing.T) {
+	for _, hot := range []time.Duration{50 * time.Millisecond, -1} {
+		s, _ := fs.Open(t.TempDir())
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if _, err := build.WriteStatus(ctx, s, "5", build.Status{Status: build.Running}, ""); err != nil {
+			t.Fatal(err)
+		}
+		w, err := build.NewLogWriter(ctx, s, "5", build.WriterConfig{SpillDir: t.TempDir(), FlushInterval: time.Hour, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		line := func(n int) {
+			if err := w.Write(build.Record{Stream: build.StreamStdout, Line: uint64(n), Time: time.Now(), Text: "x"}); err != nil {
+				t.Fatal(err)
+			}
+			w.Flush()
+		}
+		ms := NewMemorySink()
+		waitLines := func(n int, within time.Duration) bool {
+			deadline := time.Now().Add(within)
+			for time.Now().Before(deadline) {
+				if recs, _, _ := ms.Received("5"); len(recs) >= n {
+					return true
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			return false
+		}
+		line(1)
+		for { // the first chunk is in the store before the first pass
+			if c, _ := build.AllChunks(ctx, s, "5", 0); len(c) == 1 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		a := New(s, ms, nil, Config{PollInterval: time.Hour, HotPollInterval: hot, HotPollFor: 500 * time.Millisecond, Logger: quiet})
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		stop := func() { cancel(); <-done }
+		if !waitLines(1, 10*time.Second) {
+			t.Fatal("the first pass relayed nothing")
+		}
+		line(2)
+		got := waitLines(2, 3*time.Second)
+		if hot > 0 && !got {
+			t.Fatal("a build writing output waited for the hour-long poll")
+		}
+		if hot < 0 {
+			if got {
+				t.Fatal("with hot polling off the second line came before the next poll: the test proves nothing")
+			}
+			stop()
+			continue
+		}
+		// Nothing new: the build cools after HotPollFor.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			a.mu.Lock()
+			n := len(a.hot)
+			a.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("an idle build stayed hot")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		_ = w.Close(ctx)
+		stop()
 	}
 }

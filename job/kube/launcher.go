@@ -317,16 +317,29 @@ func (l *Launcher) WatchRefs(ctx context.Context) <-chan string {
 				continue
 			}
 			attempt = 0
-			for ev := range w.ResultChan() {
-				j, ok := ev.Object.(*batchv1.Job)
-				if !ok {
-					continue
-				}
+			// Not a plain range over the results: a watch that does not end
+			// with ctx (client-go's fake) would keep this goroutine, and
+			// whoever waits for it, forever.
+		events:
+			for {
 				select {
-				case out <- j.Labels[job.LabelBuildRef]:
 				case <-ctx.Done():
 					w.Stop()
 					return
+				case ev, ok := <-w.ResultChan():
+					if !ok {
+						break events
+					}
+					j, isJob := ev.Object.(*batchv1.Job)
+					if !isJob {
+						continue
+					}
+					select {
+					case out <- j.Labels[job.LabelBuildRef]:
+					case <-ctx.Done():
+						w.Stop()
+						return
+					}
 				}
 			}
 			w.Stop()
