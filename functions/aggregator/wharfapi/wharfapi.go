@@ -392,17 +392,29 @@ type problem struct {
 	Detail string `json:"detail"`
 }
 
-func (s *Sink) do(ctx context.Context, method, path, contentType string, body io.Reader) error {
+// newRequest is a request to wharf-api's pathAndQuery (below the base
+// URL's path), with the Authorization header when one is configured.
+func (s *Sink) newRequest(ctx context.Context, method, pathAndQuery string, body io.Reader) (*http.Request, error) {
 	u := *s.base
+	path, query, _ := strings.Cut(pathAndQuery, "?")
 	u.Path = strings.TrimSuffix(u.Path, "/") + path
+	u.RawQuery = query
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	if s.auth != "" {
+		req.Header.Set("Authorization", s.auth)
+	}
+	return req, nil
+}
+
+func (s *Sink) do(ctx context.Context, method, path, contentType string, body io.Reader) error {
+	req, err := s.newRequest(ctx, method, path, body)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", contentType)
-	if s.auth != "" {
-		req.Header.Set("Authorization", s.auth)
-	}
 	resp, err := s.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("wharf-api %s %s: %w", method, path, err)
@@ -449,16 +461,10 @@ func (s *Sink) ActiveBuilds(ctx context.Context) ([]aggregator.RemoteBuild, erro
 
 // getJSON GETs pathAndQuery from wharf-api and decodes the JSON answer.
 func (s *Sink) getJSON(ctx context.Context, pathAndQuery string, v any) error {
-	u := *s.base
-	path, query, _ := strings.Cut(pathAndQuery, "?")
-	u.Path = strings.TrimSuffix(u.Path, "/") + path
-	u.RawQuery = query
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	path, _, _ := strings.Cut(pathAndQuery, "?")
+	req, err := s.newRequest(ctx, http.MethodGet, pathAndQuery, nil)
 	if err != nil {
 		return err
-	}
-	if s.auth != "" {
-		req.Header.Set("Authorization", s.auth)
 	}
 	resp, err := s.http.Do(req)
 	if err != nil {
