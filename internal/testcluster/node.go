@@ -321,19 +321,7 @@ func (c *Cluster) ImportImage(ctx context.Context, archive string) error {
 }
 
 func waitFor(ctx context.Context, timeout time.Duration, check func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		err := check()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not ready after %v: %w", timeout, err)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return testenv.WaitFor(ctx, timeout, 200*time.Millisecond, check)
 }
 
 // drainNode deletes every pod and waits (a while) for the kubelet to stop

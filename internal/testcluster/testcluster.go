@@ -462,26 +462,7 @@ func (c *Cluster) tail(name string) string {
 
 func waitHTTP(url string, tlsCfg *tls.Config, token string, timeout time.Duration) error {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		req, _ := http.NewRequest(http.MethodGet, url, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Errorf("%s answered %s", url, resp.Status)
-		} else {
-			last = err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready after %v: %v", timeout, last)
+	return testenv.WaitHTTP(context.Background(), client, url, token, timeout)
 }
 
 // Namespace creates a namespace with a random suffix and returns its name.

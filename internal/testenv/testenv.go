@@ -4,13 +4,16 @@
 package testenv
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -70,4 +73,45 @@ func CachedBinary(file, env, target string) (string, error) {
 		return "", fmt.Errorf("%s not found at %s: run `make %s` (or `make test`, which does it) or set %s", file, p, target, env)
 	}
 	return p, nil
+}
+
+// WaitFor calls check every interval until it returns nil; after timeout
+// (or when ctx ends) it returns check's last error.
+func WaitFor(ctx context.Context, timeout, interval time.Duration, check func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not ready after %v: %w", timeout, err)
+		case <-time.After(interval):
+		}
+	}
+}
+
+// WaitHTTP waits until a GET of url through client answers 200 OK, every
+// 100 ms for up to timeout; token, when set, goes as a bearer token.
+func WaitHTTP(ctx context.Context, client *http.Client, url, token string, timeout time.Duration) error {
+	return WaitFor(ctx, timeout, 100*time.Millisecond, func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s answered %s", url, resp.Status)
+		}
+		return nil
+	})
 }

@@ -6,7 +6,7 @@
 package wharfapitest
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -96,24 +96,13 @@ func Start(engine Engine) (*Server, error) {
 		return nil, fmt.Errorf("start wharf-api: %w", err)
 	}
 	s := &Server{URL: "http://" + addr, dir: dir, cmd: cmd}
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := client.Get(s.URL + "/api/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-			err = errors.New(resp.Status)
-		}
-		if time.Now().After(deadline) {
-			log := s.Log()
-			s.Close()
-			return nil, fmt.Errorf("wharf-api not healthy after 60s: %v; log: %s", err, log)
-		}
-		time.Sleep(100 * time.Millisecond)
+	health := s.URL + "/api/health"
+	if err := testenv.WaitHTTP(context.Background(), &http.Client{Timeout: time.Second}, health, "", 60*time.Second); err != nil {
+		log := s.Log()
+		s.Close()
+		return nil, fmt.Errorf("wharf-api: %w; log: %s", err, log)
 	}
+	return s, nil
 }
 
 // Log returns the end of wharf-api's log.
