@@ -1,9 +1,9 @@
 // Package miniotest starts a real MinIO server on a free loopback port for
 // tests and benchmarks, and stops it again.
 //
-// The server binary is built by `make minio` (a pinned release, installed
-// with `go install` into .cache/bin); WHARFJOBS_MINIO_BIN overrides the
-// path. Tests fail, rather than skip, when it is missing: a skipped storage
+// The server binary is built by `make minio` (a pinned commit from the Go
+// module proxy with one fix, hack/minio/flush.go, into .cache/bin);
+// WHARFJOBS_MINIO_BIN overrides the path. Tests fail, rather than skip, when it is missing: a skipped storage
 // test must never pass for a green one.
 package miniotest
 

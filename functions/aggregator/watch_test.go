@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,8 +11,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/fs"
+	"github.com/wharfjobs/wharfjobs/blob/minio"
+	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/kube"
 )
@@ -135,5 +140,87 @@ func TestHotBuildsArePolledOften(t *testing.T) {
 		}
 		_ = w.Close(ctx)
 		stop()
+	}
+}
+
+// TestNotificationsRelayWithoutPolling: with polling an hour apart and hot
+// polling off, a build that appears after the first pass, and each of its
+// chunks, are relayed through MinIO's bucket notification stream alone.
+func TestNotificationsRelayWithoutPolling(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ms, err := minio.Open(ctx, srv.Config(blob.BackendMinIO, miniotest.BucketName("notify")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := NewMemorySink()
+	a := New(ms, sink, nil, Config{PollInterval: time.Hour, HotPollInterval: -1, Logger: quiet})
+	a.WatchChanges(func(ctx context.Context) <-chan string { return ms.Watch(ctx, build.Root, nil) })
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	// The stream subscribes after Run starts: a build written before that
+	// would wait for the hour-long poll. Probe until a throwaway build is
+	// relayed, so the test knows the stream is up.
+	for i := 0; ; i++ {
+		probe := fmt.Sprintf("probe-%d", i)
+		if _, err := build.WriteStatus(ctx, ms, probe, build.Status{Status: build.Running}, ""); err != nil {
+			t.Fatal(err)
+		}
+		if testenv.WaitFor(ctx, 200*time.Millisecond, 10*time.Millisecond, statuses(sink, probe, 1)) == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no build relayed through notifications within 60 s")
+		}
+	}
+
+	const ref = "n1"
+	etag, err := build.WriteStatus(ctx, ms, ref, build.Status{Status: build.Running}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := build.NewLogWriter(ctx, ms, ref, build.WriterConfig{SpillDir: t.TempDir(), FlushInterval: time.Hour, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= 5; n++ {
+		if err := w.Write(build.Record{Stream: build.StreamStdout, Line: uint64(n), Time: time.Now(), Text: fmt.Sprintf("line %d", n)}); err != nil {
+			t.Fatal(err)
+		}
+		w.Flush()
+		start := time.Now()
+		if err := testenv.WaitFor(ctx, 10*time.Second, 10*time.Millisecond, func() error {
+			if recs, _, _ := sink.Received(ref); len(recs) != n {
+				return fmt.Errorf("sink has %d lines, want %d", len(recs), n)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("chunk %d: notifications did not drive the relay: %v", n, err)
+		}
+		t.Logf("chunk %d relayed %v after it was flushed", n, time.Since(start).Round(time.Millisecond))
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := build.WriteStatus(ctx, ms, ref, build.Status{Status: build.Completed}, etag); err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.WaitFor(ctx, 10*time.Second, 10*time.Millisecond, statuses(sink, ref, 2)); err != nil {
+		t.Fatalf("final status not relayed through notifications: %v", err)
+	}
+	if _, st, _ := sink.Received(ref); st[1].Status != build.Completed {
+		t.Fatalf("second status relayed is %q, want %q", st[1].Status, build.Completed)
+	}
+}
+
+// statuses is a check that ref has had n statuses relayed to sink.
+func statuses(sink *MemorySink, ref string, n int) func() error {
+	return func() error {
+		if _, st, _ := sink.Received(ref); len(st) != n {
+			return fmt.Errorf("build %s: %d statuses relayed, want %d", ref, len(st), n)
+		}
+		return nil
 	}
 }
