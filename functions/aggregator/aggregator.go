@@ -67,7 +67,9 @@ type Config struct {
 	// DiscoverInterval is how often build Jobs are listed anew in full;
 	// between listings a watch reports changes.
 	DiscoverInterval time.Duration `envconfig:"DISCOVER_INTERVAL" default:"10s"`
-	// BatchLines and BatchBytes bound one delivery to the sink.
+	// BatchLines and BatchBytes bound one delivery to the sink. A batch
+	// takes whole chunks (the cursor counts chunks), so it ends at the
+	// first chunk boundary past either bound.
 	BatchLines int `envconfig:"BATCH_LINES" default:"5000"`
 	BatchBytes int `envconfig:"BATCH_BYTES" default:"1048576"`
 	// Workers is how many builds are relayed in parallel.

@@ -44,6 +44,9 @@ type MemorySink struct {
 	// replicas relaying one build at once.
 	active     map[string]int
 	Concurrent int // deliveries that overlapped another for the same build
+	// MaxBatch is the most lines one Lines call delivered: a batch ends at
+	// a chunk boundary, so it can exceed the aggregator's BatchLines.
+	MaxBatch int
 }
 
 // NewMemorySink returns an empty sink.
@@ -81,6 +84,7 @@ func (m *MemorySink) Lines(_ context.Context, b Build, recs []build.Record) erro
 	defer m.leave(b)
 	m.mu.Lock()
 	m.lines[b.Ref] = append(m.lines[b.Ref], recs...)
+	m.MaxBatch = max(m.MaxBatch, len(recs))
 	m.mu.Unlock()
 	return nil
 }
