@@ -5,10 +5,11 @@
 // with multipart POSTs. The HTTP calls are our own, with contexts and
 // timeouts.
 //
-// The two gRPC messages are small and stable, so they are encoded with
-// protowire directly instead of generated code (wharf-api-client-go, which
-// has the generated package, is not served by this project's module
-// proxy):
+// The log stream is gRPC's HTTP/2 protocol spoken with net/http (grpc.go
+// says why), and the two gRPC messages are small and stable, so they are
+// encoded with protowire directly instead of generated code
+// (wharf-api-client-go, which has the generated package, is not served by
+// this project's module proxy):
 //
 //	CreateLogStreamRequest  {uint64 build_id=1; uint64 worker_log_id=2;
 //	                         uint64 worker_step_id=3;
@@ -25,7 +26,6 @@ import (
 	"hash/fnv"
 	"io"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -33,11 +33,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
@@ -51,8 +46,9 @@ const LogStreamMethod = "/wharf.api.v5.Builds/CreateLogStream"
 type Config struct {
 	// URL is wharf-api's base URL; gRPC goes to the same host and port.
 	URL string `envconfig:"WHARF_API_URL"`
-	// Auth is an Authorization header value for the HTTP calls (Basic or
-	// Bearer), optional.
+	// Auth is an Authorization header value (Basic or Bearer), optional.
+	// It goes with the HTTP calls and the log stream: wharf-api checks it
+	// on HTTP only, but a proxy in front of it may check both.
 	Auth string `envconfig:"WHARF_API_AUTH"`
 	// Timeout bounds each call (a whole log stream included).
 	Timeout time.Duration `envconfig:"WHARF_API_TIMEOUT" default:"30s"`
@@ -64,7 +60,7 @@ type Sink struct {
 	auth    string
 	timeout time.Duration
 	http    *http.Client
-	conn    *grpc.ClientConn
+	grpc    *http.Client // HTTP/2 only, for the log stream
 
 	mu sync.Mutex
 	// partial holds the builds whose last log stream failed: wharf-api may
@@ -83,34 +79,22 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	host := u.Host
-	if u.Port() == "" {
-		port := "80"
-		if u.Scheme == "https" {
-			port = "443"
-		}
-		host = net.JoinHostPort(u.Hostname(), port)
-	}
-	creds := insecure.NewCredentials()
-	if u.Scheme == "https" {
-		creds = credentials.NewClientTLSFromCert(nil, "")
-	}
-	conn, err := grpc.NewClient(host, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
-	if err != nil {
-		return nil, fmt.Errorf("wharf-api gRPC at %s: %w", host, err)
-	}
 	return &Sink{
 		base:    u,
 		auth:    cfg.Auth,
 		timeout: cfg.Timeout,
 		http:    &http.Client{Timeout: cfg.Timeout},
-		conn:    conn,
+		grpc:    newGRPCClient(cfg.Timeout),
 		partial: map[uint64]bool{},
 	}, nil
 }
 
-// Close closes the gRPC connection.
-func (s *Sink) Close() error { return s.conn.Close() }
+// Close closes idle connections.
+func (s *Sink) Close() error {
+	s.grpc.CloseIdleConnections()
+	s.http.CloseIdleConnections()
+	return nil
+}
 
 // Lines implements aggregator.Sink: one client stream per batch on the
 // shared connection.
@@ -172,21 +156,8 @@ func (s *Sink) setUncertain(id uint64, v bool) {
 
 // stream sends lines in one client stream and checks wharf-api's count.
 func (s *Sink) stream(ctx context.Context, id uint64, lines []build.Record) error {
-	stream, err := s.conn.NewStream(ctx, &grpc.StreamDesc{StreamName: "CreateLogStream", ClientStreams: true}, LogStreamMethod)
+	resp, err := callLogStream(ctx, s.grpc, s.base, s.auth, id, lines)
 	if err != nil {
-		return fmt.Errorf("open log stream for build %d: %w", id, err)
-	}
-	for _, r := range lines {
-		msg := encodeLine(id, r)
-		if err := stream.SendMsg(&msg); err != nil {
-			return fmt.Errorf("send log lines of build %d: %w", id, err)
-		}
-	}
-	if err := stream.CloseSend(); err != nil {
-		return fmt.Errorf("close log stream of build %d: %w", id, err)
-	}
-	var resp []byte
-	if err := stream.RecvMsg(&resp); err != nil {
 		return fmt.Errorf("log stream of build %d: %w", id, err)
 	}
 	inserted, err := decodeInserted(resp)
@@ -249,26 +220,40 @@ func stepID(stage, step string) uint64 {
 	return uint64(h.Sum32())
 }
 
-func encodeLine(buildID uint64, r build.Record) []byte {
-	var m []byte
+// appendLine appends r as a CreateLogStreamRequest.
+func appendLine(m []byte, buildID, step uint64, r build.Record) []byte {
 	m = protowire.AppendTag(m, 1, protowire.VarintType)
 	m = protowire.AppendVarint(m, buildID)
 	m = protowire.AppendTag(m, 2, protowire.VarintType)
 	m = protowire.AppendVarint(m, r.Line)
 	m = protowire.AppendTag(m, 3, protowire.VarintType)
-	m = protowire.AppendVarint(m, stepID(r.Stage, r.Step))
-	var ts []byte
-	ts = protowire.AppendTag(ts, 1, protowire.VarintType)
-	ts = protowire.AppendVarint(ts, uint64(r.Time.Unix()))
-	if n := r.Time.Nanosecond(); n != 0 {
-		ts = protowire.AppendTag(ts, 2, protowire.VarintType)
-		ts = protowire.AppendVarint(ts, uint64(n))
+	m = protowire.AppendVarint(m, step)
+	// google.protobuf.Timestamp{seconds = 1, nanos = 2}
+	secs, nanos := uint64(r.Time.Unix()), uint64(r.Time.Nanosecond())
+	tsLen := 1 + protowire.SizeVarint(secs)
+	if nanos != 0 {
+		tsLen += 1 + protowire.SizeVarint(nanos)
 	}
 	m = protowire.AppendTag(m, 4, protowire.BytesType)
-	m = protowire.AppendBytes(m, ts)
+	m = protowire.AppendVarint(m, uint64(tsLen))
+	m = protowire.AppendTag(m, 1, protowire.VarintType)
+	m = protowire.AppendVarint(m, secs)
+	if nanos != 0 {
+		m = protowire.AppendTag(m, 2, protowire.VarintType)
+		m = protowire.AppendVarint(m, nanos)
+	}
+	// The message is lineText(r), written without building the string.
 	m = protowire.AppendTag(m, 5, protowire.BytesType)
-	m = protowire.AppendString(m, lineText(r))
-	return m
+	if r.Step == "" {
+		return protowire.AppendString(m, r.Text)
+	}
+	m = protowire.AppendVarint(m, uint64(len(r.Stage)+len(r.Step)+4+len(r.Text)))
+	m = append(m, '[')
+	m = append(m, r.Stage...)
+	m = append(m, '/')
+	m = append(m, r.Step...)
+	m = append(m, "] "...)
+	return append(m, r.Text...)
 }
 
 // lineText is the message wharf-api gets: step lines carry their step,
@@ -304,36 +289,6 @@ func decodeInserted(b []byte) (uint64, error) {
 	}
 	return n, nil
 }
-
-// rawCodec passes pre-encoded protobuf messages through.
-type rawCodec struct{}
-
-var _ encoding.CodecV2 = rawCodec{}
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return nil, fmt.Errorf("raw codec: cannot marshal %T", v)
-	}
-	return mem.BufferSlice{mem.SliceBuffer(*b)}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return fmt.Errorf("raw codec: cannot unmarshal into %T", v)
-	}
-	*b = data.Materialize()
-	return nil
-}
-
-// Name is empty on purpose: grpc-go sends a forced codec's name as the
-// content subtype ("application/grpc+proto"), and wharf-api's connection
-// multiplexer (cmux) routes a connection to its gRPC server only on exactly
-// "application/grpc"; anything else reaches its HTTP server and the stream
-// fails with "frame header looked like an HTTP/1.1 header". Found against
-// a real wharf-api v5.2.0.
-func (rawCodec) Name() string { return "" }
 
 // Status implements aggregator.Sink.
 func (s *Sink) Status(ctx context.Context, b aggregator.Build, st build.Status) error {

@@ -1,7 +1,9 @@
 package wharfapi
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +22,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -40,6 +44,15 @@ type fakeWharfAPI struct {
 	failStreams atomic.Int32 // fail this many streams after keeping failAfter lines, as wharf-api on SQLite does
 	failAfter   atomic.Int32
 	known       map[string]bool
+	// countOnly, for benchmarks, counts lines in counted instead of
+	// keeping them (and the Authorization headers), so the server's memory
+	// does not grow with the run.
+	countOnly bool
+	counted   atomic.Int64
+	// reject, when set, is the gRPC error every log stream ends with at
+	// once; hang makes log streams wait for the client to give up.
+	reject error
+	hang   bool
 }
 
 type line struct {
@@ -103,15 +116,31 @@ func (f *fakeWharfAPI) stream(_ any, ss grpc.ServerStream) error {
 	}
 	// wharf-api's cmux sends a connection to its gRPC server only on
 	// exactly this content type; anything else lands on its HTTP server.
-	if md, _ := metadata.FromIncomingContext(ss.Context()); len(md["content-type"]) != 1 || md["content-type"][0] != "application/grpc" {
+	md, _ := metadata.FromIncomingContext(ss.Context())
+	if len(md["content-type"]) != 1 || md["content-type"][0] != "application/grpc" {
 		return status.Errorf(codes.InvalidArgument, "content-type %v: wharf-api's cmux routes only application/grpc to gRPC", md["content-type"])
 	}
 	f.streams.Add(1)
+	if !f.countOnly {
+		f.mu.Lock()
+		f.auth = append(f.auth, strings.Join(md["authorization"], ","))
+		f.mu.Unlock()
+	}
+	if d := f.reject; d != nil {
+		return d // before reading anything: a trailers-only answer
+	}
+	if f.hang {
+		<-ss.Context().Done()
+		return ss.Context().Err()
+	}
 	fail := f.failStreams.Load() > 0
 	if fail {
 		f.failStreams.Add(-1)
 	}
-	var got []line
+	var (
+		got     []line
+		counted int
+	)
 	for {
 		var msg []byte
 		err := ss.RecvMsg(&msg)
@@ -128,6 +157,10 @@ func (f *fakeWharfAPI) stream(_ any, ss grpc.ServerStream) error {
 		if l.build == 0 || l.ts.IsZero() {
 			continue // wharf-api skips these
 		}
+		if f.countOnly {
+			counted++
+			continue
+		}
 		if fail && len(got) == int(f.failAfter.Load()) {
 			// wharf-api inserts line by line: what came before stays.
 			f.mu.Lock()
@@ -140,14 +173,17 @@ func (f *fakeWharfAPI) stream(_ any, ss grpc.ServerStream) error {
 	f.mu.Lock()
 	f.lines = append(f.lines, got...)
 	f.mu.Unlock()
-	resp := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), uint64(len(got)))
+	f.counted.Add(int64(counted))
+	resp := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), uint64(len(got)+counted))
 	return ss.SendMsg(&resp)
 }
 
 func (f *fakeWharfAPI) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.auth = append(f.auth, r.Header.Get("Authorization"))
+	if !f.countOnly {
+		f.auth = append(f.auth, r.Header.Get("Authorization"))
+	}
 	if r.Method == http.MethodGet && r.URL.Path == "/api/build" {
 		if r.URL.Query()["statusId"][0] != "0" || r.URL.Query()["statusId"][1] != "1" || r.URL.Query().Get("limit") != "0" {
 			http.Error(w, "bad query "+r.URL.RawQuery, http.StatusBadRequest)
@@ -182,6 +218,18 @@ func (f *fakeWharfAPI) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(out)
+	case r.Method == http.MethodPost && parts[3] == "log" && f.countOnly:
+		// wharf-api's one-line-per-request endpoint: the benchmarks' baseline.
+		var l struct {
+			Message   string    `json:"message"`
+			Timestamp time.Time `json:"timestamp"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&l); err != nil || l.Timestamp.IsZero() {
+			http.Error(w, "bad log line", http.StatusBadRequest)
+			return
+		}
+		f.counted.Add(1)
+		w.WriteHeader(http.StatusCreated)
 	case r.Method == http.MethodPut && parts[3] == "status":
 		b, _ := io.ReadAll(r.Body)
 		f.statuses = append(f.statuses, string(b))
@@ -208,7 +256,7 @@ func (f *fakeWharfAPI) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func startFake(t *testing.T) (*fakeWharfAPI, string) {
+func startFake(t testing.TB) (*fakeWharfAPI, string) {
 	f := &fakeWharfAPI{files: map[string][]string{}, known: map[string]bool{"42": true}}
 	gs := grpc.NewServer(grpc.UnknownServiceHandler(f.stream), grpc.ForceServerCodecV2(rawCodec{}))
 	var protos http.Protocols
@@ -266,6 +314,9 @@ func TestLinesStatusArtifactsOverOnePort(t *testing.T) {
 	defer f.mu.Unlock()
 	if len(f.lines) != 5000 || f.lines[0].build != 42 || f.lines[0].logID != 1 || f.lines[0].msg != "[build/go] line 1" || f.lines[999].ts.Nanosecond() != 999 {
 		t.Fatalf("%d lines, first %+v", len(f.lines), f.lines[0])
+	}
+	if len(f.auth) != 5+3 {
+		t.Fatalf("%d requests recorded, want 5 streams and 3 HTTP calls", len(f.auth))
 	}
 	if f.streams.Load() != 5 || f.conns.Load() > 2 {
 		t.Fatalf("%d streams over %d connections: want one stream per batch on one long-lived connection", f.streams.Load(), f.conns.Load())
@@ -348,15 +399,19 @@ func TestRejections(t *testing.T) {
 }
 
 // BenchmarkRelayGRPC: lines/s through the gRPC stream on loopback, to a
-// server sharing its port with HTTP as wharf-api does, next to the
-// per-line HTTP POST the design forbids, in the same run.
+// server sharing its port with HTTP as wharf-api does (net/http's HTTP/2).
+// BenchmarkRelayPerLineHTTP is the baseline the design forbids, in the same
+// run; BenchmarkRelayGRPCNative is grpc-go's own server transport, the one
+// wharf-api's cmux hands gRPC connections to. The servers decode every line
+// and count it, nothing more.
 func BenchmarkRelayGRPC(b *testing.B) {
-	_, url := startFake(&testing.T{})
-	benchRelay(b, url)
+	f, url := startFake(b)
+	benchRelay(b, f, url)
 }
 
 // benchRelay sends batches of 5000 lines to the server at url.
-func benchRelay(b *testing.B, url string) {
+func benchRelay(b *testing.B, f *fakeWharfAPI, url string) {
+	f.countOnly = true
 	s, err := New(Config{URL: url, Timeout: 30 * time.Second})
 	if err != nil {
 		b.Fatal(err)
@@ -371,31 +426,43 @@ func benchRelay(b *testing.B, url string) {
 		}
 		n += len(recs)
 	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "lines/s")
+	reportLines(b, f, n)
 }
 
-// BenchmarkRelayPerLineHTTP is the baseline: one POST per line.
+// reportLines reports sent lines per second, after checking the server
+// counted every one.
+func reportLines(b *testing.B, f *fakeWharfAPI, sent int) {
+	if got := f.counted.Load(); got != int64(sent) {
+		b.Fatalf("server counted %d lines, %d sent", got, sent)
+	}
+	b.ReportMetric(float64(sent)/b.Elapsed().Seconds(), "lines/s")
+}
+
 func BenchmarkRelayPerLineHTTP(b *testing.B) {
-	t := &testing.T{}
-	_, url := startFake(t)
+	f, url := startFake(b)
+	f.countOnly = true
 	client := &http.Client{Timeout: 10 * time.Second}
+	recs := records(500)
 	n := 0
 	for b.Loop() {
-		for i := range 500 {
-			resp, err := client.Post(url+"/api/build/42/artifact", "application/json", strings.NewReader(fmt.Sprintf(`{"message":"line %d"}`, i)))
+		for _, r := range recs {
+			body, _ := json.Marshal(map[string]any{"message": lineText(r), "timestamp": r.Time})
+			resp, err := client.Post(url+"/api/build/42/log", "application/json", bytes.NewReader(body))
 			if err != nil {
 				b.Fatal(err)
 			}
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				b.Fatalf("POST log: %s", resp.Status)
+			}
 			n++
 		}
 	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "lines/s")
+	reportLines(b, f, n)
 }
 
-// startNativeGRPC serves the log stream with grpc-go's own transport, as
-// wharf-api's cmux hands gRPC connections to a grpc.Server.
+// startNativeGRPC serves the log stream with grpc-go's own transport.
 func startNativeGRPC(tb testing.TB) (*fakeWharfAPI, string) {
 	f := &fakeWharfAPI{files: map[string][]string{}, known: map[string]bool{"42": true}}
 	gs := grpc.NewServer(grpc.UnknownServiceHandler(f.stream), grpc.ForceServerCodecV2(rawCodec{}))
@@ -411,6 +478,114 @@ func startNativeGRPC(tb testing.TB) (*fakeWharfAPI, string) {
 // BenchmarkRelayGRPCNative: the same client against grpc-go's own server
 // transport.
 func BenchmarkRelayGRPCNative(b *testing.B) {
-	_, url := startNativeGRPC(b)
-	benchRelay(b, url)
+	f, url := startNativeGRPC(b)
+	benchRelay(b, f, url)
+}
+
+// TestEncodeLines: every field survives the framed encoding, for
+// lines with and without a step, with and without nanoseconds, across a
+// change of step.
+func TestEncodeLines(t *testing.T) {
+	recs := []build.Record{
+		{Stage: "build", Step: "go", Line: 1, Time: time.Unix(1795000000, 5), Text: "compiling"},
+		{Stage: "build", Step: "go", Line: 2, Time: time.Unix(1795000001, 0), Text: ""},
+		{Stage: "test", Step: "unit", Line: 3, Time: time.Unix(1795000002, 999999999), Text: strings.Repeat("ü", 200)},
+		{Line: 4, Time: time.Unix(1795000003, 7), Text: "cloning"},
+	}
+	buf := appendFramed(nil, 7, recs)
+	if len(buf) > framedSize(recs) {
+		t.Fatalf("framedSize %d < %d bytes written", framedSize(recs), len(buf))
+	}
+	var msgs [][]byte
+	for len(buf) > 0 {
+		if len(buf) < 5 || buf[0] != 0 || int(binary.BigEndian.Uint32(buf[1:5])) > len(buf)-5 {
+			t.Fatalf("bad frame header % x", buf[:min(5, len(buf))])
+		}
+		n := int(binary.BigEndian.Uint32(buf[1:5]))
+		msgs, buf = append(msgs, buf[5:5+n]), buf[5+n:]
+	}
+	if len(msgs) != len(recs) {
+		t.Fatalf("%d messages for %d lines", len(msgs), len(recs))
+	}
+	for i, r := range recs {
+		l, err := decodeLine(msgs[i])
+		if err != nil {
+			t.Fatalf("line %d: %v", i, err)
+		}
+		want := line{build: 7, logID: r.Line, stepID: stepID(r.Stage, r.Step), ts: r.Time, msg: lineText(r)}
+		if l.build != want.build || l.logID != want.logID || l.stepID != want.stepID || !l.ts.Equal(want.ts) || l.msg != want.msg {
+			t.Errorf("line %d decoded as %+v, want %+v", i, l, want)
+		}
+	}
+}
+
+// rawCodec lets the test servers read and write protobuf bytes as they are.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	b, ok := v.(*[]byte)
+	if !ok {
+		return nil, fmt.Errorf("raw codec: cannot marshal %T", v)
+	}
+	return mem.BufferSlice{mem.SliceBuffer(*b)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	b, ok := v.(*[]byte)
+	if !ok {
+		return fmt.Errorf("raw codec: cannot unmarshal into %T", v)
+	}
+	*b = data.Materialize()
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+// TestLogStreamErrors: what the log stream says when the far end is not a
+// gRPC server, refuses at once (a trailers-only answer), or never answers.
+func TestLogStreamErrors(t *testing.T) {
+	b := aggregator.Build{Ref: "42", ID: "42"}
+	lines := func(url string, timeout time.Duration) error {
+		s, err := New(Config{URL: url, Timeout: timeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		return s.Lines(context.Background(), b, records(3))
+	}
+
+	f, url := startNativeGRPC(t)
+	f.reject = status.Error(codes.Unauthenticated, "no token, 100% sure")
+	err := lines(url, 5*time.Second)
+	if err == nil || errors.Is(err, aggregator.ErrPermanent) || !strings.Contains(err.Error(), "Unauthenticated (16): no token, 100% sure") {
+		t.Fatalf("refused stream: %v, want a retryable error with the status and its message", err)
+	}
+
+	f, url = startNativeGRPC(t)
+	f.hang = true
+	start := time.Now()
+	err = lines(url, 300*time.Millisecond)
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("a server that never answers: %v after %v, want an error after the 300ms timeout", err, time.Since(start))
+	}
+
+	// An HTTP/1.1-only server (a wrong URL, or a proxy without HTTP/2).
+	h1 := httptest.NewServer(http.NotFoundHandler())
+	defer h1.Close()
+	if err := lines(h1.URL, 5*time.Second); err == nil || !strings.Contains(err.Error(), "log stream of build 42") {
+		t.Fatalf("HTTP/1.1 server: %v, want an error naming the log stream", err)
+	} else {
+		t.Logf("against an HTTP/1.1 server: %v", err)
+	}
+
+	// An HTTP/2 server that is not gRPC.
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	h2 := httptest.NewUnstartedServer(http.NotFoundHandler())
+	h2.Config.Protocols = &protos
+	h2.Start()
+	defer h2.Close()
+	if err := lines(h2.URL, 5*time.Second); err == nil || !strings.Contains(err.Error(), "404 Not Found") || !strings.Contains(err.Error(), "not a gRPC answer") {
+		t.Fatalf("HTTP/2 server without gRPC: %v", err)
+	}
 }
