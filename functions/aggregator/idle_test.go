@@ -37,7 +37,7 @@ func (c *countingStore) List(ctx context.Context, o blob.ListOptions) ([]blob.In
 }
 
 // BenchmarkIdleCost: 1000 running builds with no new output; reports the
-// store requests per second, CPU seconds per second and heap of one
+// store requests per second, CPU seconds per second, heap and RSS of one
 // aggregator polling them at the default 1 s interval.
 func BenchmarkIdleCost(b *testing.B) {
 	ms := newMinIO(b)
@@ -73,5 +73,6 @@ func BenchmarkIdleCost(b *testing.B) {
 		b.ReportMetric(float64(cs.n.Load()-before)/secs, "store-req/s")
 		b.ReportMetric((cpuSeconds()-cpu0)/secs, "cpu-s/s")
 		b.ReportMetric(float64(ru1.HeapInuse)/(1<<20), "heap-MiB")
+		b.ReportMetric(rssMiB(), "rss-MiB") // the whole test process, MinIO apart
 	}
 }

@@ -432,18 +432,7 @@ func StopDetached(dir string) error {
 func (c *Cluster) RSS() map[string]int64 {
 	out := map[string]int64{}
 	for _, p := range c.procs {
-		name := filepath.Base(p.Path)
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Process.Pid))
-		if err != nil {
-			out[name] = 0
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
-				kb, _ := strconv.ParseInt(f[1], 10, 64)
-				out[name] = kb << 10
-			}
-		}
+		out[filepath.Base(p.Path)], _ = testenv.RSS(p.Process.Pid)
 	}
 	return out
 }
