@@ -201,11 +201,13 @@ type Aggregator struct {
 	statesOK bool
 	listed   time.Time
 
-	// Counters, for metrics and tests.
+	// Counters, for metrics and tests. Errors counts every kind in errs.
 	LinesRelayed   atomic.Uint64
 	BatchesRelayed atomic.Uint64
 	StatusRelayed  atomic.Uint64
 	Errors         atomic.Uint64
+	errs           [numErrKinds]atomic.Uint64
+	lag            lagHistogram
 }
 
 // New returns an aggregator.
@@ -236,7 +238,7 @@ func (a *Aggregator) relaySoon(ctx context.Context, sem chan struct{}, ref strin
 		if errors.Is(err, errLeaseHeld) {
 			a.setHot(ref, false) // another replica relays it
 		} else if err != nil && ctx.Err() == nil {
-			a.Errors.Add(1)
+			a.countError(errRelay)
 			a.cfg.Logger.Warn("relay failed", "build", ref, "error", err)
 		}
 	}()
@@ -401,6 +403,7 @@ func (a *Aggregator) watchJobs(ctx context.Context, w refWatcher) {
 			continue
 		}
 		if _, err := a.jobStates(ctx, true); err != nil {
+			a.countError(errDiscovery)
 			a.cfg.Logger.Warn("list build jobs", "error", err)
 			continue
 		}
@@ -432,7 +435,7 @@ func (a *Aggregator) relayAll(ctx context.Context, refs []string) error {
 			defer wg.Done()
 			for ref := range work {
 				if err := a.relayOnce(ctx, ref); err != nil && !errors.Is(err, errLeaseHeld) {
-					a.Errors.Add(1)
+					a.countError(errRelay)
 					a.cfg.Logger.Warn("relay failed", "build", ref, "error", err)
 					errMu.Lock()
 					if firstErr == nil {
@@ -483,13 +486,13 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		if remote, ok := a.sink.(Remote); ok && a.cfg.CompareInterval > 0 && time.Since(lastCompare) >= a.cfg.CompareInterval {
 			lastCompare = time.Now()
 			if err := a.Compare(ctx, remote); err != nil {
-				a.Errors.Add(1)
+				a.countError(errCompare)
 				a.cfg.Logger.Warn("compare with wharf-api", "error", err)
 			}
 		}
 		refs, err := a.Pending(ctx)
 		if err != nil {
-			a.Errors.Add(1)
+			a.countError(errDiscovery)
 			a.cfg.Logger.Warn("discovery failed", "error", err)
 		}
 		if len(refs) > 0 {
@@ -637,6 +640,7 @@ func (a *Aggregator) cleanup(ctx context.Context, ref string) {
 		return
 	}
 	if _, err := a.jobs.Cancel(ctx, b.WorkerID); err != nil && !errors.Is(err, job.ErrNotFound) {
+		a.countError(errCleanup)
 		a.cfg.Logger.Warn("clean up the job of a relayed build", "build", ref, "error", err)
 	}
 }
@@ -682,7 +686,7 @@ func (r *relay) deliver(ctx context.Context, fn func() error) error {
 		if err == nil || errors.Is(err, ErrPermanent) {
 			return err
 		}
-		r.a.Errors.Add(1)
+		r.a.countError(errSink)
 		if attempt == 0 {
 			r.a.cfg.Logger.Warn("sink delivery failed, retrying", "build", r.ref, "error", err)
 		}
@@ -754,6 +758,9 @@ func (r *relay) run(ctx context.Context) error {
 		if err := r.deliver(ctx, func() error { return r.a.sink.Lines(ctx, b, recs) }); err != nil {
 			return err
 		}
+		if oldest := oldestLine(recs); !oldest.IsZero() {
+			r.a.lag.observe(time.Since(oldest))
+		}
 		next := cur
 		next.Seq = last
 		if etag, err = writeCursor(ctx, s, r.ref, next, etag); err != nil {
@@ -814,6 +821,17 @@ func (r *relay) run(ctx context.Context) error {
 	}
 	r.final = cur.Final
 	return nil
+}
+
+// oldestLine is the earliest timestamp of recs (zero when none has one).
+func oldestLine(recs []build.Record) time.Time {
+	var t time.Time
+	for _, r := range recs {
+		if !r.Time.IsZero() && (t.IsZero() || r.Time.Before(t)) {
+			t = r.Time
+		}
+	}
+	return t
 }
 
 // lostReason says why a build whose status is not final will never finish,
