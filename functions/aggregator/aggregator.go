@@ -200,6 +200,10 @@ type Aggregator struct {
 	// build missing from it really has no Job; listed is when.
 	statesOK bool
 	listed   time.Time
+	// discovered is set after Run's first successful discovery pass;
+	// discoveryErr is the last pass's error (Ready).
+	discovered   bool
+	discoveryErr error
 
 	// Counters, for metrics and tests. Errors counts every kind in errs.
 	LinesRelayed   atomic.Uint64
@@ -215,6 +219,20 @@ func New(s blob.Store, sink Sink, jobs Jobs, cfg Config) *Aggregator {
 	cfg.defaults()
 	return &Aggregator{store: s, sink: sink, jobs: jobs, cfg: cfg, parked: map[string]string{}, busy: map[string]bool{}, dirty: map[string]bool{},
 		leases: map[string]heldBuild{}, finals: map[string]bool{}, ids: map[string]string{}, hot: map[string]time.Time{}}
+}
+
+// Ready reports whether Run can do its work: nil once a discovery pass
+// (listing Jobs and the store) succeeded and the last one did not fail.
+func (a *Aggregator) Ready() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case a.discoveryErr != nil:
+		return a.discoveryErr
+	case !a.discovered:
+		return errors.New("no discovery pass finished yet")
+	}
+	return nil
 }
 
 // WatchChanges makes Run relay a build as soon as an object of it is
@@ -491,14 +509,21 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			}
 		}
 		refs, err := a.Pending(ctx)
+		a.mu.Lock()
+		a.discovered, a.discoveryErr = a.discovered || err == nil, err
+		a.mu.Unlock()
 		if err != nil {
 			a.countError(errDiscovery)
 			a.cfg.Logger.Warn("discovery failed", "error", err)
 		}
-		if len(refs) > 0 {
+		switch {
+		case len(refs) > 0:
 			idleSince = time.Now()
 			_ = a.relayAll(ctx, refs)
-		} else if a.cfg.IdleExit > 0 && time.Since(idleSince) > a.cfg.IdleExit {
+		case err != nil:
+			// Not idle: with the store unreachable, builds may be waiting.
+			idleSince = time.Now()
+		case a.cfg.IdleExit > 0 && time.Since(idleSince) > a.cfg.IdleExit:
 			a.cfg.Logger.Info("idle, exiting", "idle", a.cfg.IdleExit)
 			return nil
 		}

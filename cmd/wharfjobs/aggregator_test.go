@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/backend"
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
+)
+
+// syncBuffer is a bytes.Buffer safe for a command writing while the test
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// writeFinishedBuild stores a build as a worker leaves it: n log lines and
+// the status Completed.
+func writeFinishedBuild(t *testing.T, s blob.Store, ref string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := build.WriteStatus(ctx, s, ref, build.Status{Status: build.Running}, ""); err != nil {
+		t.Fatal(err)
+	}
+	w, err := build.NewLogWriter(ctx, s, ref, build.WriterConfig{SpillDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		if err := w.Write(build.Record{Stage: "build", Step: "go", Stream: build.StreamStdout, Line: uint64(i), Time: time.Now(), Text: fmt.Sprintf("line %d of %s", i, ref)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := build.UpdateStatus(ctx, s, ref, func(st *build.Status) error { st.Status = build.Completed; return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAggregatorCommand runs `wharfjobs aggregator` against a real MinIO
+// as an operator would: --once twice (the second relays nothing again),
+// then long-running with /healthz, /readyz and /metrics over HTTP, a build
+// arriving meanwhile, and the exit after WHARFJOBS_IDLE_EXIT.
+func TestAggregatorCommand(t *testing.T) {
+	srv, err := miniotest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cfg := srv.Config(blob.BackendMinIO, miniotest.BucketName("agg-cmd"))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	store, err := backend.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFinishedBuild(t, store, "7", 10)
+	port := freePort(t)
+	for k, v := range map[string]string{
+		"WHARFJOBS_STORE": cfg.Backend, "WHARFJOBS_STORE_ENDPOINT": cfg.Endpoint, "WHARFJOBS_STORE_BUCKET": cfg.Bucket,
+		"WHARFJOBS_STORE_ACCESS_KEY": cfg.AccessKey, "WHARFJOBS_STORE_SECRET_KEY": cfg.SecretKey,
+		"WHARFJOBS_WHARF_API_URL": "", "WHARFJOBS_LOG_FORMAT": "text", "PORT": port,
+		"WHARFJOBS_POLL_INTERVAL": "200ms", "WHARFJOBS_IDLE_EXIT": "2s",
+	} {
+		t.Setenv(k, v)
+	}
+	relayed := func(out, ref string) int { return strings.Count(out, "["+ref+"] build/go") }
+
+	var out, errb syncBuffer
+	if code := run(ctx, []string{"aggregator", "--once", "--no-kube"}, &out, &errb); code != 0 {
+		t.Fatalf("aggregator --once: exit %d\n%s", code, errb.String())
+	}
+	if n := relayed(out.String(), "7"); n != 10 || !strings.Contains(out.String(), "[7] status Completed") {
+		t.Fatalf("aggregator --once relayed %d of 10 lines:\n%s", n, out.String())
+	}
+	var again syncBuffer
+	if code := run(ctx, []string{"aggregator", "--once", "--no-kube"}, &again, &errb); code != 0 {
+		t.Fatalf("second aggregator --once: exit %d\n%s", code, errb.String())
+	}
+	if again.String() != "" {
+		t.Fatalf("a second --once relayed again what the first acknowledged:\n%s", again.String())
+	}
+
+	var long syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"aggregator", "--no-kube"}, &long, &errb) }()
+	base := "http://127.0.0.1:" + port
+	client := &http.Client{Timeout: 5 * time.Second}
+	if err := testenv.WaitHTTP(ctx, client, base+"/healthz", "", 30*time.Second); err != nil {
+		t.Fatalf("/healthz: %v\n%s", err, errb.String())
+	}
+	if err := testenv.WaitHTTP(ctx, client, base+"/readyz", "", 10*time.Second); err != nil {
+		t.Fatalf("/readyz: %v\n%s", err, errb.String())
+	}
+	writeFinishedBuild(t, store, "8", 5)
+	if err := testenv.WaitFor(ctx, 10*time.Second, 50*time.Millisecond, func() error {
+		if !strings.Contains(long.String(), "[8] status Completed") {
+			return fmt.Errorf("build 8 not relayed:\n%s", long.String())
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := relayed(long.String(), "8"); n != 5 || relayed(long.String(), "7") != 0 {
+		t.Fatalf("long-running aggregator relayed %d of build 8's 5 lines and %d of build 7's (want 0):\n%s", n, relayed(long.String(), "7"), long.String())
+	}
+	resp, err := client.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"wharfjobs_relay_lines_total 5\n", "wharfjobs_relay_statuses_total 1\n", `wharfjobs_relay_errors_total{kind="discovery"} 0`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Fatalf("/metrics lacks %q:\n%s", want, metrics)
+		}
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("aggregator exit %d after idling\n%s", code, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("aggregator did not exit after WHARFJOBS_IDLE_EXIT=2s with nothing to relay")
+	}
+	if !strings.Contains(errb.String(), "idle, exiting") {
+		t.Errorf("no idle exit logged:\n%s", errb.String())
+	}
+
+	// MinIO down: /readyz says so, and an aggregator that cannot see the
+	// store does not take that for idleness; back up, it is ready again.
+	var down syncBuffer
+	go func() { done <- run(ctx, []string{"aggregator", "--no-kube"}, &down, &errb) }()
+	if err := testenv.WaitHTTP(ctx, client, base+"/readyz", "", 30*time.Second); err != nil {
+		t.Fatalf("/readyz: %v\n%s", err, errb.String())
+	}
+	srv.Stop()
+	if err := testenv.WaitFor(ctx, 10*time.Second, 100*time.Millisecond, func() error {
+		resp, err := client.Get(base + "/readyz")
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), cfg.Endpoint) {
+			return fmt.Errorf("/readyz answered %s %q, want 503 naming the store", resp.Status, body)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		t.Fatalf("aggregator exited (%d) while the store was down: it took an outage for idleness", code)
+	case <-time.After(4 * time.Second): // twice WHARFJOBS_IDLE_EXIT
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.WaitHTTP(ctx, client, base+"/readyz", "", 30*time.Second); err != nil {
+		t.Fatalf("/readyz after MinIO came back: %v", err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("aggregator exit %d\n%s", code, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("aggregator did not exit after idling once MinIO was back")
+	}
+
+	for _, o := range []string{out.String(), long.String(), down.String(), errb.String()} {
+		if strings.Contains(o, cfg.SecretKey) {
+			t.Fatal("the store's secret key reached the output")
+		}
+	}
+}
