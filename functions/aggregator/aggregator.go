@@ -500,6 +500,10 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 	lastCompare := time.Time{}
 	idleSince := time.Now()
+	// Failed discoveries back off from PollInterval up to RetryMax, with
+	// jitter, so replicas do not hammer a store that is coming back.
+	failures := 0
+	retry := backoff.Policy{Min: a.cfg.PollInterval, Max: max(a.cfg.RetryMax, a.cfg.PollInterval)}
 	for {
 		if remote, ok := a.sink.(Remote); ok && a.cfg.CompareInterval > 0 && time.Since(lastCompare) >= a.cfg.CompareInterval {
 			lastCompare = time.Now()
@@ -527,10 +531,17 @@ func (a *Aggregator) Run(ctx context.Context) error {
 			a.cfg.Logger.Info("idle, exiting", "idle", a.cfg.IdleExit)
 			return nil
 		}
+		wait := a.cfg.PollInterval
+		if err != nil {
+			wait = retry.Delay(failures)
+			failures++
+		} else {
+			failures = 0
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(a.cfg.PollInterval):
+		case <-time.After(wait):
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -312,4 +313,76 @@ func TestMetrics(t *testing.T) {
 	if !strings.Contains(body, `wharfjobs_relay_lag_seconds_bucket{le="5"} 2`+"\n") {
 		t.Fatalf("lag of lines written a moment ago not within 5 s:\n%s", body)
 	}
+}
+
+// TestStoreOutageMidRelay: MinIO goes away while builds are being relayed
+// and comes back; every line arrives, none more than one batch twice, and
+// the statuses follow.
+func TestStoreOutageMidRelay(t *testing.T) {
+	own, err := miniotest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	s := own.Store(t, blob.BackendMinIO, "outage")
+	const builds, lines = 20, 400
+	for i := range builds {
+		writeBuild(t, s, fmt.Sprint("o", i), lines, build.Completed, nil)
+	}
+	sink := NewMemorySink()
+	var slow atomic.Bool
+	slow.Store(true)
+	sink.Fail = func(Build, string) error {
+		if slow.Load() {
+			time.Sleep(20 * time.Millisecond) // so the outage lands mid-relay
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a := New(s, sink, nil, Config{PollInterval: 100 * time.Millisecond, BatchLines: 50, RetryMin: 10 * time.Millisecond, RetryMax: 500 * time.Millisecond, Logger: quiet})
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	for a.LinesRelayed.Load() < builds*lines/4 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	own.Stop()
+	time.Sleep(2 * time.Second)
+	if err := own.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	slow.Store(false)
+	for {
+		refs, err := a.Pending(ctx)
+		if err == nil && len(refs) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("relay not finished after the outage: %d builds pending (%v)", len(refs), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if a.Errors.Load() == 0 {
+		t.Fatal("no error counted: the outage did not hit the relay, the test proves nothing")
+	}
+	for i := range builds {
+		ref := fmt.Sprint("o", i)
+		recs, statuses, _ := sink.Received(ref)
+		seen := map[uint64]bool{}
+		for _, r := range recs {
+			seen[r.Line] = true
+		}
+		if len(seen) != lines {
+			t.Fatalf("build %s: %d distinct lines of %d", ref, len(seen), lines)
+		}
+		if extra := len(recs) - lines; extra > sink.MaxBatch {
+			t.Fatalf("build %s: %d lines sent twice, more than one batch (%d)", ref, extra, sink.MaxBatch)
+		}
+		if len(statuses) == 0 || statuses[len(statuses)-1].Status != build.Completed {
+			t.Fatalf("build %s: statuses %+v", ref, statuses)
+		}
+	}
+	t.Logf("errors counted during the outage: %d", a.Errors.Load())
 }
