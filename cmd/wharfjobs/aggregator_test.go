@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,22 +18,15 @@ import (
 )
 
 // syncBuffer is a bytes.Buffer safe for a command writing while the test
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// reads (lockedWriter around it).
+type syncBuffer struct{ lockedWriter }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+func newSyncBuffer() *syncBuffer { return &syncBuffer{lockedWriter{w: &bytes.Buffer{}}} }
 
 func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.b.String()
+	return s.w.(*bytes.Buffer).String()
 }
 
 // writeFinishedBuild stores a build as a worker leaves it: n log lines and
@@ -91,24 +83,35 @@ func TestAggregatorCommand(t *testing.T) {
 	}
 	relayed := func(out, ref string) int { return strings.Count(out, "["+ref+"] build/go") }
 
-	var out, errb syncBuffer
-	if code := run(ctx, []string{"aggregator", "--once", "--no-kube"}, &out, &errb); code != 0 {
+	out, errb := newSyncBuffer(), newSyncBuffer()
+	if code := run(ctx, []string{"aggregator", "--once", "--no-kube"}, out, errb); code != 0 {
 		t.Fatalf("aggregator --once: exit %d\n%s", code, errb.String())
 	}
 	if n := relayed(out.String(), "7"); n != 10 || !strings.Contains(out.String(), "[7] status Completed") {
 		t.Fatalf("aggregator --once relayed %d of 10 lines:\n%s", n, out.String())
 	}
-	var again syncBuffer
-	if code := run(ctx, []string{"aggregator", "--once", "--no-kube"}, &again, &errb); code != 0 {
+	again := newSyncBuffer()
+	if code := run(ctx, []string{"aggregator", "--once", "--no-kube"}, again, errb); code != 0 {
 		t.Fatalf("second aggregator --once: exit %d\n%s", code, errb.String())
 	}
 	if again.String() != "" {
 		t.Fatalf("a second --once relayed again what the first acknowledged:\n%s", again.String())
 	}
 
-	var long syncBuffer
+	long := newSyncBuffer()
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"aggregator", "--no-kube"}, &long, &errb) }()
+	idleExit := func(when string) {
+		t.Helper()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Fatalf("aggregator exit %d\n%s", code, errb.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("aggregator did not exit after WHARFJOBS_IDLE_EXIT=2s %s", when)
+		}
+	}
+	go func() { done <- run(ctx, []string{"aggregator", "--no-kube"}, long, errb) }()
 	base := "http://127.0.0.1:" + port
 	client := &http.Client{Timeout: 5 * time.Second}
 	if err := testenv.WaitHTTP(ctx, client, base+"/healthz", "", 30*time.Second); err != nil {
@@ -129,33 +132,34 @@ func TestAggregatorCommand(t *testing.T) {
 	if n := relayed(long.String(), "8"); n != 5 || relayed(long.String(), "7") != 0 {
 		t.Fatalf("long-running aggregator relayed %d of build 8's 5 lines and %d of build 7's (want 0):\n%s", n, relayed(long.String(), "7"), long.String())
 	}
-	resp, err := client.Get(base + "/metrics")
-	if err != nil {
+	// Build 8 may have been seen Running before it was Completed; the
+	// counters move just after the sink printed, once the cursor is written.
+	statuses := strings.Count(long.String(), "[8] status ")
+	if err := testenv.WaitFor(ctx, 5*time.Second, 50*time.Millisecond, func() error {
+		resp, err := client.Get(base + "/metrics")
+		if err != nil {
+			return err
+		}
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{"wharfjobs_relay_lines_total 5\n", fmt.Sprintf("wharfjobs_relay_statuses_total %d\n", statuses), `wharfjobs_relay_errors_total{kind="discovery"} 0`} {
+			if !strings.Contains(string(metrics), want) {
+				return fmt.Errorf("/metrics lacks %q:\n%s", want, metrics)
+			}
+		}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{"wharfjobs_relay_lines_total 5\n", "wharfjobs_relay_statuses_total 1\n", `wharfjobs_relay_errors_total{kind="discovery"} 0`} {
-		if !strings.Contains(string(metrics), want) {
-			t.Fatalf("/metrics lacks %q:\n%s", want, metrics)
-		}
-	}
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("aggregator exit %d after idling\n%s", code, errb.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("aggregator did not exit after WHARFJOBS_IDLE_EXIT=2s with nothing to relay")
-	}
+	idleExit("with nothing to relay")
 	if !strings.Contains(errb.String(), "idle, exiting") {
 		t.Errorf("no idle exit logged:\n%s", errb.String())
 	}
 
 	// MinIO down: /readyz says so, and an aggregator that cannot see the
 	// store does not take that for idleness; back up, it is ready again.
-	var down syncBuffer
-	go func() { done <- run(ctx, []string{"aggregator", "--no-kube"}, &down, &errb) }()
+	down := newSyncBuffer()
+	go func() { done <- run(ctx, []string{"aggregator", "--no-kube"}, down, errb) }()
 	if err := testenv.WaitHTTP(ctx, client, base+"/readyz", "", 30*time.Second); err != nil {
 		t.Fatalf("/readyz: %v\n%s", err, errb.String())
 	}
@@ -185,14 +189,7 @@ func TestAggregatorCommand(t *testing.T) {
 	if err := testenv.WaitHTTP(ctx, client, base+"/readyz", "", 30*time.Second); err != nil {
 		t.Fatalf("/readyz after MinIO came back: %v", err)
 	}
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("aggregator exit %d\n%s", code, errb.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("aggregator did not exit after idling once MinIO was back")
-	}
+	idleExit("once MinIO was back")
 
 	for _, o := range []string{out.String(), long.String(), down.String(), errb.String()} {
 		if strings.Contains(o, cfg.SecretKey) {

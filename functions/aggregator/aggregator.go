@@ -500,10 +500,11 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 	lastCompare := time.Time{}
 	idleSince := time.Now()
-	// Failed discoveries back off from PollInterval up to RetryMax, with
-	// jitter, so replicas do not hammer a store that is coming back.
+	// Failed discoveries back off from PollInterval, with jitter, so
+	// replicas do not hammer a store that is coming back; the cap (RetryMax,
+	// at most ten polls) bounds how late a recovery is noticed.
 	failures := 0
-	retry := backoff.Policy{Min: a.cfg.PollInterval, Max: max(a.cfg.RetryMax, a.cfg.PollInterval)}
+	retry := backoff.Policy{Min: a.cfg.PollInterval, Max: max(min(a.cfg.RetryMax, 10*a.cfg.PollInterval), a.cfg.PollInterval)}
 	for {
 		if remote, ok := a.sink.(Remote); ok && a.cfg.CompareInterval > 0 && time.Since(lastCompare) >= a.cfg.CompareInterval {
 			lastCompare = time.Now()
@@ -524,8 +525,9 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		case len(refs) > 0:
 			idleSince = time.Now()
 			_ = a.relayAll(ctx, refs)
-		case err != nil:
-			// Not idle: with the store unreachable, builds may be waiting.
+		case err != nil, failures > 0:
+			// Not idle: with the store unreachable, builds may be waiting;
+			// idleness counts from the first pass that sees nothing.
 			idleSince = time.Now()
 		case a.cfg.IdleExit > 0 && time.Since(idleSince) > a.cfg.IdleExit:
 			a.cfg.Logger.Info("idle, exiting", "idle", a.cfg.IdleExit)
