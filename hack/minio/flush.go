@@ -9,7 +9,9 @@
 // streaming responses stay in the server's buffers: ListenBucketNotification
 // sends neither headers nor events. Released MinIO (RELEASE.2025-10-15 and
 // older, what manifests/ deploys) predates it; the module proxy serves only
-// the newer commit, so the tests' MinIO gets the method back.
+// the newer commit, so the tests' MinIO gets the method back. The forks that
+// carry on MinIO fixed it the same way (chainguard-forks/minio#37,
+// pgsty/silo#34); minio/minio itself is in maintenance mode.
 
 package cmd
 
