@@ -101,6 +101,10 @@ type Config struct {
 	// Job is missing before the build is failed: the provisioner writes the
 	// status just before it creates the Job.
 	MissingGrace time.Duration `envconfig:"MISSING_GRACE" default:"1m"`
+	// SilentChangesAfter is how long a change stream (MinIO's bucket
+	// notifications) may deliver nothing while this aggregator writes
+	// before it warns, once, that the stream does not work.
+	SilentChangesAfter time.Duration `envconfig:"SILENT_CHANGES_AFTER" default:"30s"`
 	// Logger for the aggregator's own diagnostics.
 	Logger *slog.Logger `ignored:"true"`
 }
@@ -138,6 +142,9 @@ func (c *Config) defaults() {
 	}
 	if c.MissingGrace <= 0 {
 		c.MissingGrace = time.Minute
+	}
+	if c.SilentChangesAfter <= 0 {
+		c.SilentChangesAfter = 30 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -212,6 +219,9 @@ type Aggregator struct {
 	Errors         atomic.Uint64
 	errs           [numErrKinds]atomic.Uint64
 	lag            lagHistogram
+	// notified counts keys from the change stream (our own cursor writes
+	// included), so a stream that never delivers can be told.
+	notified atomic.Uint64
 }
 
 // New returns an aggregator.
@@ -500,6 +510,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 	lastCompare := time.Time{}
 	idleSince := time.Now()
+	started, warnedSilent := time.Now(), false
 	// Failed discoveries back off from PollInterval, with jitter, so
 	// replicas do not hammer a store that is coming back; the cap (RetryMax,
 	// at most ten polls) bounds how late a recovery is noticed.
@@ -512,6 +523,12 @@ func (a *Aggregator) Run(ctx context.Context) error {
 				a.countError(errCompare)
 				a.cfg.Logger.Warn("compare with wharf-api", "error", err)
 			}
+		}
+		if !warnedSilent && a.silentChanges(started) {
+			warnedSilent = true
+			a.cfg.Logger.Warn("the store's change notifications delivered nothing, not even for this aggregator's own writes; relaying at polling speed",
+				"writes", a.BatchesRelayed.Load()+a.StatusRelayed.Load(), "since", time.Since(started).Round(time.Second),
+				"hint", "MinIO built from master after 2025-10-24 (commit 52eee5a2f) does not flush its listen stream; releases up to RELEASE.2025-10-15T17-29-55Z do")
 		}
 		refs, err := a.Pending(ctx)
 		a.mu.Lock()
@@ -546,6 +563,15 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// silentChanges is true when a change stream is set up but has delivered
+// nothing, although this aggregator wrote cursors for at least ten
+// deliveries and ran for SilentChangesAfter: every cursor write is an object
+// created, so a working stream would have reported some.
+func (a *Aggregator) silentChanges(started time.Time) bool {
+	return a.changes != nil && a.notified.Load() == 0 &&
+		a.BatchesRelayed.Load()+a.StatusRelayed.Load() >= 10 && time.Since(started) >= a.cfg.SilentChangesAfter
 }
 
 // pollHot relays the builds that are writing output every
@@ -606,6 +632,7 @@ func (a *Aggregator) react(ctx context.Context) {
 	sem := make(chan struct{}, a.cfg.Workers)
 	defer drain(sem)
 	for key := range a.changes(ctx) {
+		a.notified.Add(1)
 		ref, ok := build.RefOfKey(key)
 		if !ok || strings.HasPrefix(key, build.Dir(ref)+"relay/") {
 			continue // the aggregator's own writes

@@ -70,6 +70,7 @@ func (a *Aggregator) MetricsHandler() http.Handler {
 			{"wharfjobs_relay_statuses_total", "Status changes acknowledged by the sink.", "counter", a.StatusRelayed.Load()},
 			{"wharfjobs_relay_parked_builds", "Builds the sink rejected for good.", "gauge", uint64(parked)},
 			{"wharfjobs_relay_builds_owned", "Builds whose lease this replica holds.", "gauge", uint64(owned)},
+			{"wharfjobs_relay_notifications_total", "Object keys from the store's change stream (MinIO bucket notifications); flat while lines grow means polling only.", "counter", a.notified.Load()},
 		} {
 			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", m.name, m.help, m.name, m.typ, m.name, m.v)
 		}

@@ -3,6 +3,9 @@ package aggregator
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,4 +226,59 @@ func statuses(sink *MemorySink, ref string, n int) func() error {
 		}
 		return nil
 	}
+}
+
+// TestSilentChangeStreamIsReported: a change stream that delivers nothing,
+// not even the aggregator's own cursor writes, is reported once, so an
+// operator learns the relay runs at polling speed; one that delivers is not.
+func TestSilentChangeStreamIsReported(t *testing.T) {
+	for _, delivers := range []bool{false, true} {
+		s, _ := fs.Open(t.TempDir())
+		for i := range 6 {
+			writeBuild(t, s, fmt.Sprint("s", i), 3, build.Completed, nil) // a batch and a status each
+		}
+		var logs syncLog
+		a := New(s, NewMemorySink(), nil, Config{PollInterval: 20 * time.Millisecond, SilentChangesAfter: 100 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		a.WatchChanges(func(ctx context.Context) <-chan string {
+			ch := make(chan string, 1)
+			if delivers {
+				ch <- build.Dir("s0") + "relay/cursor"
+			}
+			go func() { <-ctx.Done(); close(ch) }()
+			return ch
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		_ = testenv.WaitFor(ctx, 5*time.Second, 20*time.Millisecond, statuses(a.sink.(*MemorySink), "s5", 1))
+		time.Sleep(300 * time.Millisecond) // several passes past SilentChangesAfter
+		cancel()
+		<-done
+		n := strings.Count(logs.String(), "change notifications delivered nothing")
+		switch {
+		case !delivers && n != 1:
+			t.Fatalf("silent stream reported %d times, want once:\n%s", n, logs.String())
+		case delivers && n != 0:
+			t.Fatalf("a stream that delivered was reported silent:\n%s", logs.String())
+		}
+	}
+}
+
+// syncLog is a log destination safe for concurrent writes.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
