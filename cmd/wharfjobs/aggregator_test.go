@@ -29,8 +29,8 @@ func (s *syncBuffer) String() string {
 	return s.w.(*bytes.Buffer).String()
 }
 
-// writeFinishedBuild stores a build as a worker leaves it: n log lines and
-// the status Completed.
+// writeFinishedBuild stores a build as a worker leaves it: n log lines,
+// the status Completed and the compacted log.
 func writeFinishedBuild(t *testing.T, s blob.Store, ref string, n int) {
 	t.Helper()
 	ctx := context.Background()
@@ -50,6 +50,9 @@ func writeFinishedBuild(t *testing.T, s blob.Store, ref string, n int) {
 		t.Fatal(err)
 	}
 	if _, err := build.UpdateStatus(ctx, s, ref, func(st *build.Status) error { st.Status = build.Completed; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := build.Compact(ctx, s, ref); err != nil { // as the worker does after its final status
 		t.Fatal(err)
 	}
 }
@@ -131,6 +134,19 @@ func TestAggregatorCommand(t *testing.T) {
 	}
 	if n := relayed(long.String(), "8"); n != 5 || relayed(long.String(), "7") != 0 {
 		t.Fatalf("long-running aggregator relayed %d of build 8's 5 lines and %d of build 7's (want 0):\n%s", n, relayed(long.String(), "7"), long.String())
+	}
+	// Its relay is final: the chunks go, the compacted log stays.
+	if err := testenv.WaitFor(ctx, 5*time.Second, 50*time.Millisecond, func() error {
+		if c, err := build.AllChunks(ctx, store, "8", 0); err != nil || len(c) != 0 {
+			return fmt.Errorf("%d chunks of build 8 left (%v)", len(c), err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	logs := newSyncBuffer()
+	if code := run(ctx, []string{"logs", "--raw", "8"}, logs, errb); code != 0 || strings.Count(logs.String(), "of 8") != 5 {
+		t.Fatalf("wharfjobs logs 8 after the chunks went: exit %d\n%s", code, logs.String())
 	}
 	// Build 8 may have been seen Running before it was Completed; the
 	// counters move just after the sink printed, once the cursor is written.

@@ -11,7 +11,9 @@
 // unacknowledged batch is sent again. Within a pass the status document is
 // read first and the chunks listed after it: every line the worker wrote
 // before that status is relayed before the status. A build whose final
-// status has been relayed gets a final cursor and is not visited again.
+// status has been relayed gets a final cursor and is not visited again;
+// its chunks are then deleted once the compacted log holds them (the
+// relay, the only reader that needs chunks, is done with them).
 //
 // # Lease
 //
@@ -36,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -88,6 +91,14 @@ type Config struct {
 	// and deleting needs the delete verb on jobs, which the aggregator's
 	// Role does not grant.
 	CleanupJobs bool `envconfig:"CLEANUP_JOBS" default:"false"`
+	// KeepChunks keeps a finished build's log chunks. By default they are
+	// deleted once its relay is final and the compacted log (log.ndjson)
+	// holds them all, so the store keeps one copy of each log, not two.
+	KeepChunks bool `envconfig:"KEEP_CHUNKS" default:"false"`
+	// CompactWait is how long after a build's final relay the aggregator
+	// waits for the worker's compaction (it runs right after the final
+	// status) before it compacts the log itself, then deletes the chunks.
+	CompactWait time.Duration `envconfig:"COMPACT_WAIT" default:"2m"`
 	// CompareInterval, when set and the sink can list wharf-api's active
 	// builds, is how often they are compared with ours: a build wharf-api
 	// has in Scheduling or Running that wharfjobs never received (its
@@ -142,6 +153,9 @@ func (c *Config) defaults() {
 	}
 	if c.MissingGrace <= 0 {
 		c.MissingGrace = time.Minute
+	}
+	if c.CompactWait <= 0 {
+		c.CompactWait = 2 * time.Minute
 	}
 	if c.SilentChangesAfter <= 0 {
 		c.SilentChangesAfter = 30 * time.Second
@@ -219,6 +233,10 @@ type Aggregator struct {
 	Errors         atomic.Uint64
 	errs           [numErrKinds]atomic.Uint64
 	lag            lagHistogram
+	// chunked holds finished builds whose chunks wait for the compacted
+	// log before they are deleted (KeepChunks). In memory only: after a
+	// restart they stay, which costs space, never a line.
+	chunked map[string]chunkWait
 	// notified counts keys from the change stream (our own cursor writes
 	// included), so a stream that never delivers can be told.
 	notified atomic.Uint64
@@ -228,7 +246,7 @@ type Aggregator struct {
 func New(s blob.Store, sink Sink, jobs Jobs, cfg Config) *Aggregator {
 	cfg.defaults()
 	return &Aggregator{store: s, sink: sink, jobs: jobs, cfg: cfg, parked: map[string]string{}, busy: map[string]bool{}, dirty: map[string]bool{},
-		leases: map[string]heldBuild{}, finals: map[string]bool{}, ids: map[string]string{}, hot: map[string]time.Time{}}
+		leases: map[string]heldBuild{}, finals: map[string]bool{}, ids: map[string]string{}, hot: map[string]time.Time{}, chunked: map[string]chunkWait{}}
 }
 
 // Ready reports whether Run can do its work: nil once a discovery pass
@@ -530,6 +548,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 				"writes", a.BatchesRelayed.Load()+a.StatusRelayed.Load(), "since", time.Since(started).Round(time.Second),
 				"hint", "MinIO built from master after 2025-10-24 (commit 52eee5a2f) does not flush its listen stream; releases up to RELEASE.2025-10-15T17-29-55Z do")
 		}
+		a.dropWaitingChunks(ctx)
 		refs, err := a.Pending(ctx)
 		a.mu.Lock()
 		a.discovered, a.discoveryErr = a.discovered || err == nil, err
@@ -542,9 +561,10 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		case len(refs) > 0:
 			idleSince = time.Now()
 			_ = a.relayAll(ctx, refs)
-		case err != nil, failures > 0:
+		case err != nil, failures > 0, a.chunksWaiting():
 			// Not idle: with the store unreachable, builds may be waiting;
-			// idleness counts from the first pass that sees nothing.
+			// idleness counts from the first pass that sees nothing. Chunks
+			// waiting for deletion are known to this process only.
 			idleSince = time.Now()
 		case a.cfg.IdleExit > 0 && time.Since(idleSince) > a.cfg.IdleExit:
 			a.cfg.Logger.Info("idle, exiting", "idle", a.cfg.IdleExit)
@@ -689,6 +709,7 @@ func (a *Aggregator) Relay(ctx context.Context, ref string) error {
 	if r.final {
 		release(context.WithoutCancel(ctx), a.store, r.lease, a.cfg.Holder)
 		a.cleanup(ctx, ref)
+		a.dropChunks(ctx, ref, chunkWait{since: time.Now()})
 	}
 	return err
 }
@@ -707,6 +728,78 @@ func (a *Aggregator) cleanup(ctx context.Context, ref string) {
 	if _, err := a.jobs.Cancel(ctx, b.WorkerID); err != nil && !errors.Is(err, job.ErrNotFound) {
 		a.countError(errCleanup)
 		a.cfg.Logger.Warn("clean up the job of a relayed build", "build", ref, "error", err)
+	}
+}
+
+// chunkWait is a finished build whose chunks are not deleted yet.
+type chunkWait struct {
+	since    time.Time // when its relay went final
+	failures int
+}
+
+// dropChunks deletes the log chunks of ref, whose relay is final, once
+// log.ndjson holds every one of them; until CompactWait has passed it
+// leaves the compaction to the worker and tries again at a later pass.
+func (a *Aggregator) dropChunks(ctx context.Context, ref string, w chunkWait) {
+	if a.cfg.KeepChunks {
+		return
+	}
+	err := func() error {
+		chunks, err := build.AllChunks(ctx, a.store, ref, 0)
+		if err != nil || len(chunks) == 0 {
+			return err
+		}
+		st, _, err := build.ReadStatus(ctx, a.store, ref)
+		if err != nil {
+			return err
+		}
+		if st.Log == nil || st.Log.CompactedThrough < chunks[len(chunks)-1].Seq {
+			if time.Since(w.since) < a.cfg.CompactWait {
+				return errNotYet
+			}
+			if _, err := build.Compact(ctx, a.store, ref); err != nil {
+				return err
+			}
+		}
+		return build.DeleteChunks(ctx, a.store, ref)
+	}()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case err == nil || ctx.Err() != nil:
+		delete(a.chunked, ref)
+	case errors.Is(err, errNotYet):
+		a.chunked[ref] = w
+	case w.failures < 2:
+		w.failures++
+		a.chunked[ref] = w
+		a.countError(errCleanup)
+	default:
+		delete(a.chunked, ref)
+		a.countError(errCleanup)
+		a.cfg.Logger.Warn("cannot delete the log chunks of a relayed build; they stay beside the compacted log", "build", ref, "error", err)
+	}
+}
+
+var errNotYet = errors.New("not compacted yet")
+
+func (a *Aggregator) chunksWaiting() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.chunked) > 0
+}
+
+// dropWaitingChunks retries dropChunks for the builds waiting for it.
+func (a *Aggregator) dropWaitingChunks(ctx context.Context) {
+	a.mu.Lock()
+	waiting := make(map[string]chunkWait, len(a.chunked))
+	maps.Copy(waiting, a.chunked)
+	a.mu.Unlock()
+	for ref, w := range waiting {
+		if ctx.Err() != nil {
+			return
+		}
+		a.dropChunks(ctx, ref, w)
 	}
 }
 
