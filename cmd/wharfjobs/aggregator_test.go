@@ -117,6 +117,15 @@ func TestAggregatorCommand(t *testing.T) {
 	go func() { done <- run(ctx, []string{"aggregator", "--no-kube"}, long, errb) }()
 	base := "http://127.0.0.1:" + port
 	client := &http.Client{Timeout: 5 * time.Second}
+	get := func(path string) (int, string, error) {
+		resp, err := client.Get(base + path)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), err
+	}
 	if err := testenv.WaitHTTP(ctx, client, base+"/healthz", "", 30*time.Second); err != nil {
 		t.Fatalf("/healthz: %v\n%s", err, errb.String())
 	}
@@ -152,12 +161,10 @@ func TestAggregatorCommand(t *testing.T) {
 	// counters move just after the sink printed, once the cursor is written.
 	statuses := strings.Count(long.String(), "[8] status ")
 	if err := testenv.WaitFor(ctx, 5*time.Second, 50*time.Millisecond, func() error {
-		resp, err := client.Get(base + "/metrics")
+		_, metrics, err := get("/metrics")
 		if err != nil {
 			return err
 		}
-		metrics, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
 		for _, want := range []string{"wharfjobs_relay_lines_total 5\n", fmt.Sprintf("wharfjobs_relay_statuses_total %d\n", statuses), `wharfjobs_relay_errors_total{kind="discovery"} 0`} {
 			if !strings.Contains(string(metrics), want) {
 				return fmt.Errorf("/metrics lacks %q:\n%s", want, metrics)
@@ -181,14 +188,12 @@ func TestAggregatorCommand(t *testing.T) {
 	}
 	srv.Stop()
 	if err := testenv.WaitFor(ctx, 10*time.Second, 100*time.Millisecond, func() error {
-		resp, err := client.Get(base + "/readyz")
+		code, body, err := get("/readyz")
 		if err != nil {
 			return err
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), cfg.Endpoint) {
-			return fmt.Errorf("/readyz answered %s %q, want 503 naming the store", resp.Status, body)
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, cfg.Endpoint) {
+			return fmt.Errorf("/readyz answered %d %q, want 503 naming the store", code, body)
 		}
 		return nil
 	}); err != nil {
