@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -257,18 +260,11 @@ func (f *fakeWharfAPI) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func startFake(t testing.TB) (*fakeWharfAPI, string) {
-	f := &fakeWharfAPI{files: map[string][]string{}, known: map[string]bool{"42": true}}
-	gs := grpc.NewServer(grpc.UnknownServiceHandler(f.stream), grpc.ForceServerCodecV2(rawCodec{}))
+	f, handler := newFake(t)
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Protocols: &protos, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
-			gs.ServeHTTP(w, r)
-			return
-		}
-		f.serveHTTP(w, r)
-	}), ConnState: func(_ net.Conn, s http.ConnState) {
+	srv := &http.Server{Protocols: &protos, Handler: handler, ConnState: func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			f.conns.Add(1)
 		}
@@ -278,8 +274,59 @@ func startFake(t testing.TB) (*fakeWharfAPI, string) {
 		t.Fatal(err)
 	}
 	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close(); gs.Stop() })
+	t.Cleanup(func() { srv.Close() })
 	return f, "http://" + ln.Addr().String()
+}
+
+// newFake is a fake wharf-api and its handler: gRPC for HTTP/2 requests
+// with a gRPC content type, as wharf-api's cmux routes them, HTTP otherwise.
+func newFake(t testing.TB) (*fakeWharfAPI, http.Handler) {
+	f := &fakeWharfAPI{files: map[string][]string{}, known: map[string]bool{"42": true}}
+	gs := grpc.NewServer(grpc.UnknownServiceHandler(f.stream), grpc.ForceServerCodecV2(rawCodec{}))
+	t.Cleanup(gs.Stop)
+	return f, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			gs.ServeHTTP(w, r)
+			return
+		}
+		f.serveHTTP(w, r)
+	})
+}
+
+// TestOverTLS: with an https:// URL the log stream negotiates HTTP/2 over
+// TLS (ALPN) and the HTTP calls go over the same TLS, as behind an ingress.
+func TestOverTLS(t *testing.T) {
+	f, handler := newFake(t)
+	ts := httptest.NewUnstartedServer(handler)
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	defer ts.Close()
+	// The sink trusts the system's roots; SSL_CERT_FILE makes this test's
+	// certificate one of them (read once, at the first TLS handshake of
+	// the process, which this package's other tests do not make).
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SSL_CERT_FILE", ca)
+	s, err := New(Config{URL: ts.URL, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	b := aggregator.Build{Ref: "42", ID: "42"}
+	if err := s.Lines(ctx, b, records(1000)); err != nil {
+		t.Fatalf("log stream over TLS: %v", err)
+	}
+	if err := s.Status(ctx, b, build.Status{Status: build.Running}); err != nil {
+		t.Fatalf("status over TLS: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.lines) != 1000 || f.streams.Load() != 1 || len(f.statuses) != 1 {
+		t.Fatalf("over TLS: %d lines in %d streams, %d statuses", len(f.lines), f.streams.Load(), len(f.statuses))
+	}
 }
 
 func records(n int) []build.Record {
