@@ -343,6 +343,13 @@ func TestCompactAndRead(t *testing.T) {
 			t.Fatalf("late chunk: %+v, %v; want seq %d", chunks, err, state.CompactedThrough+1)
 		}
 		checkSequence(t, readLog(t, s, "12"), 1001)
+		// The late chunk is in no compacted log: DeleteAllChunks keeps it.
+		if err := build.DeleteAllChunks(ctx, s, "12"); !errors.Is(err, build.ErrNotCompacted) {
+			t.Fatalf("DeleteAllChunks with a chunk past the compacted log: %v, want ErrNotCompacted", err)
+		}
+		if chunks, _ := build.AllChunks(ctx, s, "12", 0); len(chunks) != 1 {
+			t.Fatalf("%d chunks after a refused DeleteAllChunks, want the late one", len(chunks))
+		}
 		if _, err := build.Compact(ctx, s, "12"); err == nil {
 			t.Fatal("compaction over deleted chunks succeeded; it would drop lines")
 		}

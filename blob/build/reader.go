@@ -262,15 +262,36 @@ func Compact(ctx context.Context, s blob.Store, ref string) (LogState, error) {
 	return state, nil
 }
 
+// ErrNotCompacted means log.ndjson does not hold the chunks to delete.
+var ErrNotCompacted = errors.New("log not compacted")
+
 // DeleteChunks removes the chunks that log.ndjson holds, as recorded by
 // Compact; later chunks stay. No line can be lost by it.
 func DeleteChunks(ctx context.Context, s blob.Store, ref string) error {
+	return deleteChunks(ctx, s, ref, false)
+}
+
+// DeleteAllChunks removes every chunk of ref, but only when log.ndjson
+// holds all of them; otherwise it returns ErrNotCompacted and deletes
+// nothing. A build without chunks is left as it is.
+func DeleteAllChunks(ctx context.Context, s blob.Store, ref string) error {
+	return deleteChunks(ctx, s, ref, true)
+}
+
+func deleteChunks(ctx context.Context, s blob.Store, ref string, all bool) error {
 	state, err := compactedState(ctx, s, ref)
 	if err != nil {
 		return err
 	}
-	if state.CompactedThrough == 0 {
-		return fmt.Errorf("delete chunks of build %s: the log is not compacted", ref)
+	chunks, err := AllChunks(ctx, s, ref, 0)
+	if err != nil {
+		return err
+	}
+	if all && len(chunks) == 0 {
+		return nil
+	}
+	if state.CompactedThrough == 0 || all && chunks[len(chunks)-1].Seq > state.CompactedThrough {
+		return fmt.Errorf("delete chunks of build %s: %w", ref, ErrNotCompacted)
 	}
 	info, err := s.Stat(ctx, LogKey(ref))
 	if err != nil {
@@ -278,10 +299,6 @@ func DeleteChunks(ctx context.Context, s blob.Store, ref string) error {
 	}
 	if info.Size != state.CompactedSize {
 		return fmt.Errorf("delete chunks of build %s: compacted log has %d bytes, status says %d", ref, info.Size, state.CompactedSize)
-	}
-	chunks, err := AllChunks(ctx, s, ref, 0)
-	if err != nil {
-		return err
 	}
 	for _, c := range chunks {
 		if c.Seq > state.CompactedThrough {

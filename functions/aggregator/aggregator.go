@@ -221,9 +221,8 @@ type Aggregator struct {
 	// build missing from it really has no Job; listed is when.
 	statesOK bool
 	listed   time.Time
-	// discovered is set after Run's first successful discovery pass;
-	// discoveryErr is the last pass's error (Ready).
-	discovered   bool
+	// discoveryErr is the last discovery pass's error, errNoDiscovery
+	// before the first (Ready).
 	discoveryErr error
 
 	// Counters, for metrics and tests. Errors counts every kind in errs.
@@ -246,7 +245,8 @@ type Aggregator struct {
 func New(s blob.Store, sink Sink, jobs Jobs, cfg Config) *Aggregator {
 	cfg.defaults()
 	return &Aggregator{store: s, sink: sink, jobs: jobs, cfg: cfg, parked: map[string]string{}, busy: map[string]bool{}, dirty: map[string]bool{},
-		leases: map[string]heldBuild{}, finals: map[string]bool{}, ids: map[string]string{}, hot: map[string]time.Time{}, chunked: map[string]chunkWait{}}
+		leases: map[string]heldBuild{}, finals: map[string]bool{}, ids: map[string]string{}, hot: map[string]time.Time{}, chunked: map[string]chunkWait{},
+		discoveryErr: errNoDiscovery}
 }
 
 // Ready reports whether Run can do its work: nil once a discovery pass
@@ -254,14 +254,10 @@ func New(s blob.Store, sink Sink, jobs Jobs, cfg Config) *Aggregator {
 func (a *Aggregator) Ready() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	switch {
-	case a.discoveryErr != nil:
-		return a.discoveryErr
-	case !a.discovered:
-		return errors.New("no discovery pass finished yet")
-	}
-	return nil
+	return a.discoveryErr
 }
+
+var errNoDiscovery = errors.New("no discovery pass finished yet")
 
 // WatchChanges makes Run relay a build as soon as an object of it is
 // created, with polling (PollInterval) kept as the safety net. changes
@@ -551,7 +547,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		a.dropWaitingChunks(ctx)
 		refs, err := a.Pending(ctx)
 		a.mu.Lock()
-		a.discovered, a.discoveryErr = a.discovered || err == nil, err
+		a.discoveryErr = err
 		a.mu.Unlock()
 		if err != nil {
 			a.countError(errDiscovery)
@@ -744,25 +740,14 @@ func (a *Aggregator) dropChunks(ctx context.Context, ref string, w chunkWait) {
 	if a.cfg.KeepChunks {
 		return
 	}
-	err := func() error {
-		chunks, err := build.AllChunks(ctx, a.store, ref, 0)
-		if err != nil || len(chunks) == 0 {
-			return err
+	err := build.DeleteAllChunks(ctx, a.store, ref)
+	if errors.Is(err, build.ErrNotCompacted) {
+		if time.Since(w.since) < a.cfg.CompactWait {
+			err = errNotYet
+		} else if _, err = build.Compact(ctx, a.store, ref); err == nil {
+			err = build.DeleteAllChunks(ctx, a.store, ref)
 		}
-		st, _, err := build.ReadStatus(ctx, a.store, ref)
-		if err != nil {
-			return err
-		}
-		if st.Log == nil || st.Log.CompactedThrough < chunks[len(chunks)-1].Seq {
-			if time.Since(w.since) < a.cfg.CompactWait {
-				return errNotYet
-			}
-			if _, err := build.Compact(ctx, a.store, ref); err != nil {
-				return err
-			}
-		}
-		return build.DeleteChunks(ctx, a.store, ref)
-	}()
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {

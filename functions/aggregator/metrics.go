@@ -29,13 +29,13 @@ func (a *Aggregator) countError(k errKind) {
 
 // lagBuckets are the upper bounds (seconds) of the relay lag histogram:
 // from the hot path (a quarter second) to a sink that was down for minutes.
-var lagBuckets = []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}
+var lagBuckets = [...]float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300}
 
 // lagHistogram is how old the oldest line of each acknowledged batch was
 // when the sink acknowledged it: the relay's lag behind the builds.
 type lagHistogram struct {
 	mu     sync.Mutex
-	counts [11]uint64 // per bucket of lagBuckets, then +Inf
+	counts [len(lagBuckets) + 1]uint64 // per bucket of lagBuckets, then +Inf
 	sum    float64
 	n      uint64
 }
