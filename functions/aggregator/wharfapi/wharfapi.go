@@ -244,25 +244,34 @@ func appendLine(m []byte, buildID, step uint64, r build.Record) []byte {
 	}
 	// The message is lineText(r), written without building the string.
 	m = protowire.AppendTag(m, 5, protowire.BytesType)
-	if r.Step == "" {
-		return protowire.AppendString(m, r.Text)
-	}
-	m = protowire.AppendVarint(m, uint64(len(r.Stage)+len(r.Step)+4+len(r.Text)))
-	m = append(m, '[')
-	m = append(m, r.Stage...)
-	m = append(m, '/')
-	m = append(m, r.Step...)
-	m = append(m, "] "...)
-	return append(m, r.Text...)
+	m = protowire.AppendVarint(m, uint64(lineTextLen(r)))
+	return appendLineText(m, r)
 }
 
 // lineText is the message wharf-api gets: step lines carry their step,
 // since wharf-api keeps one log per build and steps run in parallel.
 func lineText(r build.Record) string {
+	return string(appendLineText(make([]byte, 0, lineTextLen(r)), r))
+}
+
+// appendLineText appends lineText(r), "[stage/step] text" for step lines.
+func appendLineText(b []byte, r build.Record) []byte {
 	if r.Step != "" {
-		return "[" + r.Stage + "/" + r.Step + "] " + r.Text
+		b = append(b, '[')
+		b = append(b, r.Stage...)
+		b = append(b, '/')
+		b = append(b, r.Step...)
+		b = append(b, "] "...)
 	}
-	return r.Text
+	return append(b, r.Text...)
+}
+
+// lineTextLen is len(lineText(r)).
+func lineTextLen(r build.Record) int {
+	if r.Step != "" {
+		return len(r.Stage) + len(r.Step) + 4 + len(r.Text)
+	}
+	return len(r.Text)
 }
 
 func decodeInserted(b []byte) (uint64, error) {
