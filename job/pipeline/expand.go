@@ -76,6 +76,18 @@ var stepFields = map[string][]fieldSpec{
 	},
 }
 
+// size is the bytes of text in c, which the expansion budget counts.
+func (c Container) size() int {
+	n := len(c.Image) + len(c.Shell) + len(c.OS) + len(c.SecretName) + len(c.ServiceAccount) + len(c.CertificatesMountPath)
+	for _, cmd := range c.Cmds {
+		n += len(cmd)
+	}
+	for k, v := range c.Env {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
 // quote makes s one word for /bin/sh.
 func quote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
@@ -129,9 +141,16 @@ func expand(typ, stepName string, f fieldValues, im Images) (Container, string) 
 			ctxDir = "."
 		}
 		cmd = append(cmd, "--context", quote("dir://"+ctxDir))
-		for _, tag := range strings.Split(f.str("tag"), ",") {
+		// Every tag repeats the destination: a long destination times
+		// many tags would build a huge command from short values.
+		size := 0
+		for tag := range strings.SplitSeq(f.str("tag"), ",") {
 			if tag = strings.TrimSpace(tag); tag != "" {
-				cmd = append(cmd, "--destination", quote(dest+":"+tag))
+				d := quote(dest + ":" + tag)
+				if size += len(d); size > MaxValueSize {
+					return Container{}, fmt.Sprintf("destinations (tags times destination) are longer than %d bytes", MaxValueSize)
+				}
+				cmd = append(cmd, "--destination", d)
 			}
 		}
 		for _, a := range f.strs("args") {

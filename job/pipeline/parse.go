@@ -33,6 +33,18 @@ const MaxFileSize = 1 << 20
 
 // Parse parses a .wharf-ci.yml. Its error is Errors with every problem
 // found, each with file, line, column and path.
+//
+// When the file is YAML but has problems, Parse returns the Errors together
+// with what it could make of the file: Inputs (with their defaults, also
+// those that have problems of their own), Environments and the stages
+// without problems. A caller learns from it which values are passwords
+// before it prints the errors, whose messages may quote values. Such a
+// Definition must not be run. The Definition is nil only when the file is
+// too large or not YAML at all.
+//
+// Expanding aliases and variables in stages is bounded by MaxExpandNodes,
+// MaxExpandBytes and MaxValueSize; going past one is an Error at the alias
+// or value that did, and the stages after it are not looked at.
 func Parse(src []byte, opts Options) (*Definition, error) {
 	p := &parser{file: opts.File}
 	if len(src) > MaxFileSize {
@@ -44,20 +56,20 @@ func Parse(src []byte, opts Options) (*Definition, error) {
 		p.errs = append(p.errs, Error{File: opts.File, Pos: yamlErrPos(err), Msg: yamlLine.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "")})
 		return nil, p.errs
 	}
+	def := &Definition{}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		p.errorf(nil, "", "file is empty, expected a map of stages")
-		return nil, p.errs
+		return def, p.errs
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
 		p.errorf(root, "", "expected a map of stages (and inputs, environments), got %s", kindName(root))
-		return nil, p.errs
+		return def, p.errs
 	}
-	def := &Definition{}
 	var stageNodes [][2]*yaml.Node
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, v := root.Content[i], root.Content[i+1]
+		k, v := key(root.Content[i]), root.Content[i+1]
 		if seen[k.Value] {
 			p.errorf(k, k.Value, "defined twice")
 			continue
@@ -65,9 +77,9 @@ func Parse(src []byte, opts Options) (*Definition, error) {
 		seen[k.Value] = true
 		switch k.Value {
 		case "inputs":
-			def.Inputs = p.inputs(v)
+			def.Inputs = p.inputs(deref(v))
 		case "environments":
-			def.Environments = p.environments(v)
+			def.Environments = p.environments(deref(v))
 		default:
 			stageNodes = append(stageNodes, [2]*yaml.Node{k, v})
 		}
@@ -101,13 +113,18 @@ func Parse(src []byte, opts Options) (*Definition, error) {
 	images := opts.Images.withDefaults()
 
 	for _, kv := range stageNodes {
+		if p.budget.err != nil {
+			// Reported once, where it ran out; the stages after it would
+			// only add errors of a file that is rejected anyway.
+			break
+		}
 		if st, ok := p.stage(kv[0], kv[1], vars, images); ok {
 			def.Stages = append(def.Stages, st)
 		}
 	}
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Pos.Line < p.errs[j].Pos.Line })
-		return nil, p.errs
+		return def, p.errs
 	}
 	return def, nil
 }
@@ -125,6 +142,8 @@ func yamlErrPos(err error) Pos {
 type parser struct {
 	file string
 	errs Errors
+	// budget is shared by every stage's expansion.
+	budget budget
 }
 
 func pos(n *yaml.Node) Pos {
@@ -155,15 +174,34 @@ func kindName(n *yaml.Node) string {
 	return "something else"
 }
 
+// deref is the node an alias stands for, or n. It goes one step only:
+// an alias never points at another alias, and nothing nested is followed,
+// so it costs nothing however the file nests its aliases.
+func deref(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		return n.Alias
+	}
+	return n
+}
+
+// key is a mapping key with aliases resolved: an alias's own Value is its
+// anchor's name, not the value. It keeps the alias's position, where the
+// key is.
+func key(n *yaml.Node) *yaml.Node {
+	if d := deref(n); d != n {
+		k := *d
+		k.Line, k.Column = n.Line, n.Column
+		return &k
+	}
+	return n
+}
+
 // pairs yields a mapping's key/value nodes, reporting duplicate keys.
 func (p *parser) pairs(n *yaml.Node, path string) [][2]*yaml.Node {
 	var out [][2]*yaml.Node
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if v.Kind == yaml.AliasNode && v.Alias != nil {
-			v = v.Alias
-		}
+		k, v := key(n.Content[i]), deref(n.Content[i+1])
 		if seen[k.Value] {
 			p.errorf(k, join(path, k.Value), "defined twice")
 			continue
@@ -211,6 +249,7 @@ func (p *parser) inputs(n *yaml.Node) []Input {
 	var out []Input
 	names := map[string]bool{}
 	for i, item := range n.Content {
+		item = deref(item)
 		path := fmt.Sprintf("inputs[%d]", i)
 		if item.Kind != yaml.MappingNode {
 			p.errorf(item, path, "expected a map with name and type, got %s", kindName(item))
@@ -328,19 +367,45 @@ func (p *parser) environments(n *yaml.Node) []Environment {
 	return out
 }
 
-// substituteNode returns a copy of n with variables substituted in every
-// string scalar; a scalar that is exactly one ${var} takes the value's type.
-func (p *parser) substituteNode(n *yaml.Node, vars Vars, path string) *yaml.Node {
+// substituteNode returns a copy of n with aliases resolved and variables
+// substituted in every string scalar; a scalar that is exactly one ${var}
+// takes the value's type. Every node it copies and all the text it goes
+// through are taken from p.budget; when that runs out it reports an Error
+// and returns nil. via is the outermost alias being resolved, where a
+// budget error is reported: that is where the file asked for too much.
+func (p *parser) substituteNode(n *yaml.Node, vars Vars, path string, via *yaml.Node) *yaml.Node {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		return p.substituteNode(n.Alias, vars, path)
+		if via == nil {
+			via = n
+			// Counted before copying anything: copying a bomb only to
+			// find it too big would cost what the budget is there to
+			// save.
+			if err := p.budget.nodesFit(expansion(n.Alias, MaxExpandNodes-p.budget.nodes)); err != nil {
+				p.overBudget(n, via, path, err)
+				return nil
+			}
+		}
+		return p.substituteNode(n.Alias, vars, path, via)
+	}
+	if err := p.budget.node(); err != nil {
+		p.overBudget(n, via, path, err)
+		return nil
 	}
 	clone := *n
 	if n.Kind == yaml.ScalarNode {
 		if n.Tag != "!!str" || !strings.Contains(n.Value, "${") {
+			if err := p.budget.text(len(n.Value)); err != nil {
+				p.overBudget(n, via, path, err)
+				return nil
+			}
 			return &clone
 		}
-		val, err := Substitute(n.Value, vars)
+		val, err := substitute(n.Value, vars, &p.budget, nil)
 		if err != nil {
+			if p.budget.err != nil {
+				p.overBudget(n, via, path, err)
+				return nil
+			}
 			p.errorf(n, path, "%v", err)
 			return &clone
 		}
@@ -357,6 +422,12 @@ func (p *parser) substituteNode(n *yaml.Node, vars Vars, path string) *yaml.Node
 		default:
 			clone.Tag, clone.Value = "!!str", format(v)
 		}
+		// A value taken whole from a variable was not written by the
+		// substitution, so count what the step gets here.
+		if err := p.budget.text(len(clone.Value)); err != nil {
+			p.overBudget(n, via, path, err)
+			return nil
+		}
 		return &clone
 	}
 	clone.Content = make([]*yaml.Node, len(n.Content))
@@ -365,9 +436,21 @@ func (p *parser) substituteNode(n *yaml.Node, vars Vars, path string) *yaml.Node
 			clone.Content[i] = c // keys are names, not values
 			continue
 		}
-		clone.Content[i] = p.substituteNode(c, vars, path)
+		if clone.Content[i] = p.substituteNode(c, vars, path, via); clone.Content[i] == nil {
+			return nil
+		}
 	}
 	return &clone
+}
+
+// overBudget reports that expanding the stage at path ran out of budget at
+// node n, reached through the alias via (if any).
+func (p *parser) overBudget(n, via *yaml.Node, path string, err error) {
+	at := n
+	if via != nil {
+		at = via
+	}
+	p.errorf(at, path, "%v", err)
 }
 
 var stepTypes = []string{"container", "docker", "helm", "helm-package", "kubectl", "nuget-package"}
@@ -375,13 +458,20 @@ var stepTypes = []string{"container", "docker", "helm", "helm-package", "kubectl
 func (p *parser) stage(k, v *yaml.Node, vars Vars, images Images) (Stage, bool) {
 	path := "stages." + k.Value
 	st := Stage{Name: k.Value, RunsIf: RunsIfSuccess, Pos: pos(k)}
-	if v.Kind != yaml.MappingNode {
-		p.errorf(v, path, "expected a map of steps, got %s", kindName(v))
+	// v itself stays an alias if it is one, so that a budget error points
+	// at it.
+	if d := deref(v); d.Kind != yaml.MappingNode {
+		p.errorf(d, path, "expected a map of steps, got %s", kindName(d))
 		return st, false
 	}
 	before := len(p.errs)
-	v = p.substituteNode(v, vars, path)
+	if v = p.substituteNode(v, vars, path, nil); v == nil {
+		return st, false
+	}
 	for _, kv := range p.pairs(v, path) {
+		if p.budget.err != nil {
+			break // reported once, by the step that ran out
+		}
 		sk, sv := kv[0], kv[1]
 		switch sk.Value {
 		case "environments":
@@ -447,6 +537,13 @@ func (p *parser) step(k, v *yaml.Node, stagePath string, images Images) (Step, b
 	c, err := expand(step.Type, step.Name, f, images)
 	if err != "" {
 		p.errorf(typeNode, join(path, step.Type), "%s", err)
+		return step, false
+	}
+	// Step types repeat their fields in the commands (a docker step's
+	// destination once per tag), so a step can be much bigger than the
+	// text it was made from: count what the steps are.
+	if err := p.budget.text(c.size()); err != nil {
+		p.errorf(typeNode, join(path, step.Type), "%v", err)
 		return step, false
 	}
 	step.Container = c
@@ -562,6 +659,7 @@ func (p *parser) fields(n *yaml.Node, path string, specs []fieldSpec) fieldValue
 // str decodes a scalar as a string; numbers and booleans are accepted as
 // their text, as Wharf does.
 func (p *parser) str(n *yaml.Node, path string) string {
+	n = deref(n)
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 		p.errorf(n, path, "expected a string, got %s", kindName(n))
 		return ""
@@ -571,6 +669,7 @@ func (p *parser) str(n *yaml.Node, path string) string {
 
 // strs decodes a list of strings; a single string is a list of one.
 func (p *parser) strs(n *yaml.Node, path string) []string {
+	n = deref(n)
 	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
 		return []string{n.Value}
 	}

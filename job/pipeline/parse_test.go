@@ -190,33 +190,3 @@ func TestSubstitute(t *testing.T) {
 		t.Fatalf("deep chain: %v", err)
 	}
 }
-
-// FuzzParse: the parser never panics and either returns a definition or
-// errors that all carry a message.
-func FuzzParse(f *testing.F) {
-	for _, dir := range []string{"testdata/valid", "testdata/invalid"} {
-		files, _ := filepath.Glob(filepath.Join(dir, "*.yml"))
-		for _, p := range files {
-			b, _ := os.ReadFile(p)
-			f.Add(b)
-		}
-	}
-	f.Fuzz(func(t *testing.T, src []byte) {
-		def, err := Parse(src, Options{Environment: "stage", Vars: buildVars})
-		if err == nil {
-			if def == nil || len(def.Stages) == 0 {
-				t.Fatal("no error and no stages")
-			}
-			return
-		}
-		var errs Errors
-		if !errors.As(err, &errs) || len(errs) == 0 {
-			t.Fatalf("error %v is not a non-empty Errors", err)
-		}
-		for _, e := range errs {
-			if e.Msg == "" {
-				t.Fatal("error without a message")
-			}
-		}
-	})
-}

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -42,9 +41,72 @@ func (l Layered) Lookup(name string) (any, bool) {
 // MaxVarDepth bounds how deep a value may refer to other variables.
 const MaxVarDepth = 16
 
-// varPattern matches ${name} and the escape ${%name%}; spaces inside the
-// braces are allowed, as in Wharf.
-var varPattern = regexp.MustCompile(`\$\{\s*(%?)\s*([\w.-]*)\s*(%?)\s*\}`)
+// MaxValueSize bounds every value substitution builds or hands out, the
+// value of each variable on the way included. A few variables that each
+// repeat the next one a few times multiply (a: "${b}${b}...", b:
+// "${c}${c}...", ...), so a few hundred bytes of defaults would otherwise
+// grow into gigabytes; the size is checked while a value is built, before
+// it is too late. A command this long would not fit a process's arguments
+// anyway.
+const MaxValueSize = 1 << 20
+
+// varRef is one ${...} in a string, s[start:end].
+type varRef struct {
+	start, end          int
+	open, name, closing string
+}
+
+// nextVar finds the first ${name} or escape ${%name%} in s from index
+// from on, spaces inside the braces allowed, as in Wharf; also what is
+// almost one (a lone %, an empty name), which Substitute leaves alone. It
+// is what the regular expression \$\{\s*(%?)\s*([\w.-]*)\s*(%?)\s*\}
+// matches, scanned by hand: it runs for every reference in every value,
+// and a regexp call costs microseconds, which a file with many references
+// multiplies into seconds.
+func nextVar(s string, from int) (varRef, bool) {
+	for {
+		i := strings.Index(s[from:], "${")
+		if i < 0 {
+			return varRef{}, false
+		}
+		r := varRef{start: from + i}
+		j := skipSpace(s, r.start+2)
+		if j < len(s) && s[j] == '%' {
+			r.open, j = "%", j+1
+		}
+		j = skipSpace(s, j)
+		k := j
+		for k < len(s) && isNameByte(s[k]) {
+			k++
+		}
+		r.name = s[j:k]
+		j = skipSpace(s, k)
+		if j < len(s) && s[j] == '%' {
+			r.closing, j = "%", j+1
+		}
+		j = skipSpace(s, j)
+		if j < len(s) && s[j] == '}' {
+			r.end = j + 1
+			return r, true
+		}
+		// Not one here; one may still start inside, as in "${${a}".
+		from = r.start + 1
+	}
+}
+
+// skipSpace skips what \s matches in Go's regexp (ASCII space, \t, \n,
+// \f, \r) from index i on.
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\f' || s[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// isNameByte is [\w.-]: an ASCII letter, digit, '_', '.' or '-'.
+func isNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
+}
 
 // Substitute replaces ${name} in s by the variable's value. A string that
 // is exactly one ${name} becomes the value with its type; otherwise values
@@ -52,36 +114,76 @@ var varPattern = regexp.MustCompile(`\$\{\s*(%?)\s*([\w.-]*)\s*(%?)\s*\}`)
 // ${name}. Names no source knows are left as they are, so shell variables
 // such as ${HOME} reach the step's shell. Values that themselves contain
 // ${...} are substituted too, up to MaxVarDepth, and a cycle is an error.
+// No value may grow beyond MaxValueSize, and one call resolves at most
+// MaxExpandNodes references and goes through at most MaxExpandBytes of
+// text; the error then names the variable where possible.
 func Substitute(s string, vars Vars) (any, error) {
-	return substitute(s, vars, nil)
+	return substitute(s, vars, &budget{}, nil)
 }
 
-func substitute(s string, vars Vars, stack []string) (any, error) {
+// substitute is Substitute for the value of the variables on stack,
+// spending bud, which a parse shares between all its values.
+func substitute(s string, vars Vars, bud *budget, stack []string) (any, error) {
 	if !strings.Contains(s, "${") {
 		return s, nil
 	}
-	matches := varPattern.FindAllStringSubmatchIndex(s, -1)
-	if len(matches) == 0 {
-		return s, nil
+	// Reading counts too: a long value full of references to empty ones
+	// builds nothing but still costs its scan, every time it is used.
+	if err := bud.text(len(s)); err != nil {
+		return nil, err
 	}
 	var b strings.Builder
-	last := 0
-	for _, m := range matches {
-		full := s[m[0]:m[1]]
-		open, name, closing := s[m[2]:m[3]], s[m[4]:m[5]], s[m[6]:m[7]]
-		b.WriteString(s[last:m[0]])
-		last = m[1]
+	// write appends text to the value being built, never past
+	// MaxValueSize. name, for the error, is the variable text is the value
+	// of, or for literal text the last one before it.
+	write := func(text, name string) error {
+		if b.Len()+len(text) > MaxValueSize {
+			switch {
+			case len(stack) > 0:
+				return fmt.Errorf("variable ${%s}: value grows beyond %d bytes", stack[len(stack)-1], MaxValueSize)
+			case name != "":
+				return fmt.Errorf("variable ${%s}: substituted text grows beyond %d bytes", name, MaxValueSize)
+			}
+			return fmt.Errorf("substituted text grows beyond %d bytes", MaxValueSize)
+		}
+		if err := bud.text(len(text)); err != nil {
+			return err
+		}
+		b.WriteString(text)
+		return nil
+	}
+	last, lastName := 0, ""
+	for {
+		ref, found := nextVar(s, last)
+		if !found {
+			break
+		}
+		// A match over the whole string is the only one: the value
+		// keeps its type.
+		whole := ref.start == 0 && ref.end == len(s)
+		full := s[ref.start:ref.end]
+		open, name, closing := ref.open, ref.name, ref.closing
+		if err := write(s[last:ref.start], lastName); err != nil {
+			return nil, err
+		}
+		last = ref.end
 		if open == "%" && closing == "%" {
-			b.WriteString("${" + name + "}")
+			if err := write("${"+name+"}", lastName); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		if open != "" || closing != "" || name == "" {
-			b.WriteString(full)
+			if err := write(full, lastName); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		val, ok := vars.Lookup(name)
 		if !ok {
-			b.WriteString(full)
+			if err := write(full, lastName); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		for i, seen := range stack {
@@ -92,19 +194,32 @@ func substitute(s string, vars Vars, stack []string) (any, error) {
 		if len(stack) >= MaxVarDepth {
 			return nil, fmt.Errorf("variable ${%s}: nested deeper than %d levels", name, MaxVarDepth)
 		}
+		if err := bud.ref(); err != nil {
+			return nil, err
+		}
 		if str, isStr := val.(string); isStr {
-			sub, err := substitute(str, vars, append(stack, name))
+			sub, err := substitute(str, vars, bud, append(stack, name))
 			if err != nil {
 				return nil, err
 			}
 			val = sub
 		}
-		if len(matches) == 1 && m[0] == 0 && m[1] == len(s) {
+		// A value handed out whole is a substituted value too, even one
+		// that came from a source as it is.
+		if str, isStr := val.(string); isStr && len(str) > MaxValueSize {
+			return nil, fmt.Errorf("variable ${%s}: value is longer than %d bytes", name, MaxValueSize)
+		}
+		if whole {
 			return val, nil
 		}
-		b.WriteString(format(val))
+		lastName = name
+		if err := write(format(val), name); err != nil {
+			return nil, err
+		}
 	}
-	b.WriteString(s[last:])
+	if err := write(s[last:], lastName); err != nil {
+		return nil, err
+	}
 	return b.String(), nil
 }
 
