@@ -4,6 +4,8 @@
 package job
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -55,20 +57,90 @@ func (r Request) WithSecrets(s Secrets) Request {
 	return r
 }
 
-var refPart = regexp.MustCompile(`[^a-z0-9-]+`)
+// instanceLabel is an instance name that can stand in a ref as it is: a
+// lower-case DNS label of at most MaxCleanInstance characters with no "--"
+// (which marks the hashed form, so the two forms never meet).
+var instanceLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+
+var refPart = regexp.MustCompile(`[^a-z0-9]+`)
+
+// MaxCleanInstance is the longest WHARF_INSTANCE kept as it is in refs;
+// longer ones are hashed, so a ref stays a valid label value (63).
+const MaxCleanInstance = 40
+
+// InstanceKey is how an instance appears in refs: the instance itself when
+// it is a clean DNS label (see instanceLabel), otherwise a readable
+// sanitised prefix, "--" and a hash of the exact instance. Two different
+// instances never share a key: the clean forms are the instances
+// themselves, and a hashed form has a "--" no clean form has.
+func InstanceKey(instance string) string {
+	if instance == "" {
+		return ""
+	}
+	if len(instance) <= MaxCleanInstance && instanceLabel.MatchString(instance) && !strings.Contains(instance, "--") {
+		return instance
+	}
+	base := strings.Trim(refPart.ReplaceAllString(strings.ToLower(instance), "-"), "-")
+	if len(base) > 20 {
+		base = strings.TrimRight(base[:20], "-")
+	}
+	if base == "" {
+		base = "i"
+	}
+	sum := sha256.Sum256([]byte(instance))
+	return base + "--" + hex.EncodeToString(sum[:])[:12]
+}
 
 // Ref is the build's key in the blob store and the root of its Kubernetes
-// names: the build ref, prefixed with the wharf instance when there is one
-// (two wharf-api instances can both have a build 42).
+// names: the build ref, prefixed with InstanceKey of the wharf instance
+// when there is one (two wharf-api instances can both have a build 42).
+// It is injective: two different (instance, build ref) pairs never share a
+// ref, since BUILD_REF is digits and the instance key never ends in '-'.
 func (r Request) Ref() string {
 	if r.Instance == "" {
 		return r.BuildRef
 	}
-	inst := strings.Trim(refPart.ReplaceAllString(strings.ToLower(r.Instance), "-"), "-")
-	if len(inst) > 30 {
-		inst = inst[:30]
+	return InstanceKey(r.Instance) + "-" + r.BuildRef
+}
+
+// OfInstance reports whether ref is a build ref of instance: the instance's
+// key, '-' and digits (digits alone for no instance).
+func OfInstance(ref, instance string) bool {
+	digits := ref
+	if instance != "" {
+		var ok bool
+		if digits, ok = strings.CutPrefix(ref, InstanceKey(instance)+"-"); !ok {
+			return false
+		}
 	}
-	return inst + "-" + r.BuildRef
+	if digits == "" {
+		return false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// MaxWorkerIDLen is the longest worker id (the Job name): wharf-api stores
+// the workerId in a 40-character column.
+const MaxWorkerIDLen = 40
+
+// WorkerID is the deterministic name of the build's worker (its Job): the
+// same instance and build ref always give the same name, which is what
+// makes a repeated trigger find the existing Job (AlreadyExists) instead
+// of a second build. It is a DNS-1123 label of at most MaxWorkerIDLen
+// characters; a longer one is cut and ends in a hash of the exact
+// instance and build ref.
+func (r Request) WorkerID() string {
+	name := "wharf-build-" + r.Ref()
+	if len(name) <= MaxWorkerIDLen {
+		return name
+	}
+	sum := sha256.Sum256([]byte(r.Instance + "\x00" + r.BuildRef))
+	return strings.TrimRight(name[:MaxWorkerIDLen-13], "-") + "--" + hex.EncodeToString(sum[:])[:10]
 }
 
 // MarshalPublic is the request as stored in request.json: no secrets.

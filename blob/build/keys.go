@@ -39,7 +39,8 @@ var ErrInvalidRef = errors.New("invalid build ref")
 // characters of letters, digits, '.', '_' and '-', not starting with '.'.
 func ValidateRef(ref string) error {
 	if ref == "" || len(ref) > 128 {
-		return fmt.Errorf("%w: %q must be 1 to 128 characters", ErrInvalidRef, ref)
+		// Not quoted back: it may be a whole request line long.
+		return fmt.Errorf("%w: a ref has 1 to 128 characters, this one %d", ErrInvalidRef, len(ref))
 	}
 	if ref[0] == '.' {
 		return fmt.Errorf("%w: %q starts with '.'", ErrInvalidRef, ref)

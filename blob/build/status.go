@@ -38,6 +38,9 @@ const (
 	ReasonCancelled        = "Cancelled"
 	ReasonDeadlineExceeded = "DeadlineExceeded"
 	ReasonWorkerLost       = "WorkerLost"
+	// ReasonLaunchFailed: the provisioner stored the build but could not
+	// create its Job (or worker process).
+	ReasonLaunchFailed = "LaunchFailed"
 )
 
 // Status is the document at builds/<ref>/status.json.

@@ -7,18 +7,24 @@
 package provisioner
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 	yaml "go.yaml.in/yaml/v3"
@@ -87,6 +93,10 @@ func New(l Launcher, s blob.Store, cfg Config, log *slog.Logger) (*Server, error
 	}
 	srv := &Server{launcher: l, store: s, cfg: cfg, log: log, router: mux.NewRouter()}
 	r := srv.router
+	// gorilla/mux answers a path that needs cleaning ("//api/worker") with
+	// a 301 whose Location repeats the query, token included: match paths
+	// as they are and let the NotFound handler answer instead.
+	r.SkipClean(true)
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("ok\n"))
@@ -230,6 +240,22 @@ var (
 // problem.
 func parseRequest(q url.Values) (job.Request, []invalidParam) {
 	var bad []invalidParam
+	// A control character in a value that reaches a log line (a newline in
+	// GIT_BRANCH) would forge lines of the build's or our own log.
+	for _, name := range sortedKeys(q) {
+		if name == "VARS" || name == "token" || name == "GIT_TOKEN" {
+			continue
+		}
+		for _, v := range q[name] {
+			if msg := badText(v, false); msg != "" {
+				bad = append(bad, invalidParam{name, msg})
+				break
+			}
+		}
+	}
+	if msg := badText(q.Get("GIT_TOKEN"), false); msg != "" {
+		bad = append(bad, invalidParam{"GIT_TOKEN", msg})
+	}
 	req := job.Request{
 		BuildRef:    q.Get("BUILD_REF"),
 		RepoName:    q.Get("REPO_NAME"),
@@ -246,11 +272,25 @@ func parseRequest(q url.Values) (job.Request, []invalidParam) {
 		bad = append(bad, invalidParam{"BUILD_REF", "required: the build's id, a positive integer"})
 	} else if err != nil || n == 0 {
 		bad = append(bad, invalidParam{"BUILD_REF", fmt.Sprintf("%q is not a positive integer", req.BuildRef)})
+	} else {
+		// "042" and "42" are one build: one ref, one Job.
+		req.BuildRef = strconv.FormatUint(n, 10)
 	}
 	if req.GitFullURL == "" {
 		bad = append(bad, invalidParam{"GIT_FULLURL", "required: the repository's git URL"})
 	} else if u, err := url.Parse(req.GitFullURL); !scpLike.MatchString(req.GitFullURL) && (err != nil || !gitScheme[u.Scheme] || (u.Host == "" && u.Scheme != "file")) {
 		bad = append(bad, invalidParam{"GIT_FULLURL", "not a git URL: expected https://host/path, ssh://host/path or user@host:path"})
+	} else if err == nil && u.User != nil {
+		// A password in the URL is a credential: it goes to the build's
+		// Secret as the git token (GIT_TOKEN wins when both are given),
+		// never into request.json.
+		if pw, ok := u.User.Password(); ok {
+			if req.GitToken == "" {
+				req.GitToken = pw
+			}
+			u.User = url.User(u.User.Username())
+			req.GitFullURL = u.String()
+		}
 	}
 	if req.ProjectID != "" {
 		if _, err := strconv.ParseUint(req.ProjectID, 10, 64); err != nil {
@@ -271,22 +311,151 @@ func parseRequest(q url.Values) (job.Request, []invalidParam) {
 		}
 	}
 	if v := q.Get("VARS"); v != "" {
-		var vars map[string]any
-		if err := yaml.Unmarshal([]byte(v), &vars); err != nil || vars == nil {
-			var node yaml.Node
-			kind := "invalid YAML"
-			if yaml.Unmarshal([]byte(v), &node) == nil && len(node.Content) > 0 {
-				kind = map[yaml.Kind]string{yaml.SequenceNode: "a list", yaml.ScalarNode: "a single value"}[node.Content[0].Kind]
-			}
-			bad = append(bad, invalidParam{"VARS", "expected a YAML map of input names to values, got " + kind})
-		} else {
+		vars, problems := parseVars(v)
+		bad = append(bad, problems...)
+		if len(problems) == 0 {
 			req.Vars = vars
-			for k := range vars {
-				req.InputNames = append(req.InputNames, k)
-			}
+			req.InputNames = sortedKeys(vars)
 		}
 	}
 	return req, bad
+}
+
+// badText says what is wrong with a request value, or "": invalid UTF-8 or
+// a control character (newlines only where multiline allows them).
+func badText(v string, multiline bool) string {
+	if !utf8.ValidString(v) {
+		return "is not valid UTF-8"
+	}
+	for i, r := range v {
+		if multiline && (r == '\n' || r == '\r' || r == '\t') {
+			continue
+		}
+		if unicode.IsControl(r) {
+			return fmt.Sprintf("has the control character %U at byte %d; control characters are not allowed", r, i)
+		}
+	}
+	return ""
+}
+
+// maxVarName bounds an input name in VARS.
+const maxVarName = 128
+
+var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
+
+// parseVars decodes wharf-api's VARS: a YAML map of input names to single
+// values. Everything the worker would choke on later (nested values,
+// infinities, odd names) is refused here, while wharf-api still waits for
+// the answer and can show it.
+func parseVars(v string) (map[string]any, []invalidParam) {
+	var node yaml.Node
+	if err := yaml.Unmarshal([]byte(v), &node); err != nil {
+		return nil, []invalidParam{{"VARS", "invalid YAML, expected a map of input names to values: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	if len(node.Content) == 0 {
+		return nil, []invalidParam{{"VARS", "expected a YAML map of input names to values, got nothing"}}
+	}
+	root := node.Content[0]
+	if root.Kind != yaml.MappingNode {
+		kind := map[yaml.Kind]string{yaml.SequenceNode: "a list", yaml.ScalarNode: "a single value", yaml.AliasNode: "an alias"}[root.Kind]
+		return nil, []invalidParam{{"VARS", "expected a YAML map of input names to values, got " + kind}}
+	}
+	vars := map[string]any{}
+	var bad []invalidParam
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, val := root.Content[i], root.Content[i+1]
+		name := k.Value
+		switch {
+		case k.Kind != yaml.ScalarNode:
+			bad = append(bad, invalidParam{"VARS", fmt.Sprintf("line %d: an input name must be a plain name, got a %s", k.Line, map[yaml.Kind]string{yaml.SequenceNode: "list", yaml.MappingNode: "map", yaml.AliasNode: "alias"}[k.Kind])})
+			continue
+		case len(name) > maxVarName || !varName.MatchString(name):
+			bad = append(bad, invalidParam{"VARS", fmt.Sprintf("input name %q: expected letters, digits, '_', '.' or '-' (at most %d, starting with a letter or '_')", truncate(name, 40), maxVarName)})
+			continue
+		case vars[name] != nil:
+			bad = append(bad, invalidParam{"VARS", fmt.Sprintf("input %s is given twice", name)})
+			continue
+		case val.Kind != yaml.ScalarNode:
+			bad = append(bad, invalidParam{"VARS", fmt.Sprintf("input %s: expected a single value, got a %s", name, map[yaml.Kind]string{yaml.SequenceNode: "list", yaml.MappingNode: "map", yaml.AliasNode: "alias"}[val.Kind])})
+			continue
+		}
+		var x any
+		if err := val.Decode(&x); err != nil {
+			bad = append(bad, invalidParam{"VARS", fmt.Sprintf("input %s: %v", name, err)})
+			continue
+		}
+		switch t := x.(type) {
+		case float64:
+			if math.IsInf(t, 0) || math.IsNaN(t) {
+				bad = append(bad, invalidParam{"VARS", fmt.Sprintf("input %s: %s is not a finite number", name, val.Value)})
+				continue
+			}
+		case string:
+			if msg := badText(t, true); msg != "" {
+				bad = append(bad, invalidParam{"VARS", fmt.Sprintf("input %s %s", name, msg)})
+				continue
+			}
+		case nil:
+			x = ""
+		case int, bool:
+		default:
+			// Timestamps, binary: wharf-api's inputs are strings, numbers
+			// and booleans; keep anything else as the text it was.
+			x = val.Value
+		}
+		vars[name] = x
+	}
+	return vars, bad
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// requestDiff names the trigger parameters in which two requests of one
+// build differ. Secret values (GIT_TOKEN, VARS values) are never stored
+// outside the build's Secret, so only the names of VARS are compared.
+func requestDiff(a, b job.Request) []string {
+	var diff []string
+	for _, f := range []struct {
+		name string
+		x, y any
+	}{
+		{"BUILD_REF", a.BuildRef, b.BuildRef},
+		{"WHARF_INSTANCE", a.Instance, b.Instance},
+		{"REPO_NAME", a.RepoName, b.RepoName},
+		{"REPO_GROUP", a.RepoGroup, b.RepoGroup},
+		{"REPO_BRANCH", a.RepoBranch, b.RepoBranch},
+		{"GIT_BRANCH", a.GitBranch, b.GitBranch},
+		{"GIT_FULLURL", a.GitFullURL, b.GitFullURL},
+		{"WHARF_PROJECT_ID", a.ProjectID, b.ProjectID},
+		{"ENVIRONMENT", a.Environment, b.Environment},
+		{"RUN_STAGES", strings.Join(a.RunStages, ","), strings.Join(b.RunStages, ",")},
+		{"VARS", strings.Join(sortedStrings(a.InputNames), ","), strings.Join(sortedStrings(b.InputNames), ",")},
+	} {
+		if f.x != f.y {
+			diff = append(diff, f.name)
+		}
+	}
+	return diff
+}
+
+func sortedStrings(s []string) []string {
+	s = slices.Clone(s)
+	sort.Strings(s)
+	return s
 }
 
 func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
@@ -304,21 +473,29 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StoreTimeout)
 	defer cancel()
 	// The request and the first status go to the store before the Job
-	// exists, so the worker always finds them.
+	// exists, so the worker always finds them. The request is written once:
+	// a repeated trigger must never change what the first one's Secret
+	// (its git token) is used for.
 	body, err := req.MarshalPublic()
 	if err == nil {
-		_, err = s.store.Put(ctx, build.RequestKey(ref), strings.NewReader(string(body)), int64(len(body)), blob.PutOptions{ContentType: "application/json"})
+		_, err = s.store.Put(ctx, build.RequestKey(ref), bytes.NewReader(body), int64(len(body)), blob.PutOptions{ContentType: "application/json", IfNoneMatch: true})
 	}
-	if err != nil {
+	repeat := errors.Is(err, blob.ErrPreconditionFailed)
+	if err != nil && !repeat {
 		s.fail(w, "store the request of build "+ref, err)
 		return
 	}
-	if _, err := build.WriteStatus(ctx, s.store, ref, build.Status{Status: build.Scheduling}, ""); err != nil && !errors.Is(err, blob.ErrPreconditionFailed) {
+	if repeat {
+		if s.repeatedTrigger(ctx, w, req) {
+			return
+		}
+	} else if _, err := build.WriteStatus(ctx, s.store, ref, build.Status{Status: build.Scheduling}, ""); err != nil && !errors.Is(err, blob.ErrPreconditionFailed) {
 		s.fail(w, "store the status of build "+ref, err)
 		return
 	}
 	b, created, err := s.launcher.Launch(r.Context(), req)
 	if err != nil {
+		s.launchFailed(ctx, ref, err)
 		s.fail(w, "launch build "+ref, err)
 		return
 	}
@@ -339,6 +516,89 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 		status, resp.Status = http.StatusCreated, string(build.Scheduling)
 	}
 	writeJSON(w, status, resp)
+}
+
+// repeatedTrigger answers a trigger of a build whose request is stored
+// already, and reports whether it did. Other parameters are a conflict
+// (409 naming them); the same ones return the build as it is, and a build
+// that has ended is never started again. Only a build that has not ended
+// goes on to Launch, which finds its Job (or creates it, when the first
+// trigger stopped before it could).
+func (s *Server) repeatedTrigger(ctx context.Context, w http.ResponseWriter, req job.Request) bool {
+	ref := req.Ref()
+	raw, _, err := blob.ReadAll(ctx, s.store, build.RequestKey(ref), 1<<20)
+	if err != nil {
+		s.fail(w, "read the request of build "+ref, err)
+		return true
+	}
+	var first job.Request
+	if err := json.Unmarshal(raw, &first); err != nil {
+		s.fail(w, "decode the request of build "+ref, err)
+		return true
+	}
+	if diff := requestDiff(first, req); len(diff) > 0 {
+		params := make([]invalidParam, len(diff))
+		for i, name := range diff {
+			params[i] = invalidParam{name, "differs from the first trigger of this build"}
+		}
+		writeProblem(w, problem{Type: "conflict", Title: "Build already triggered with other parameters", Status: http.StatusConflict,
+			Detail:        fmt.Sprintf("build %s was triggered before with other values of %s; a build's request never changes: trigger a new build instead", req.BuildRef, strings.Join(diff, ", ")),
+			InvalidParams: params})
+		return true
+	}
+	st, _, err := build.ReadStatus(ctx, s.store, ref)
+	if err != nil && !errors.Is(err, blob.ErrNotFound) {
+		s.fail(w, "read the status of build "+ref, err)
+		return true
+	}
+	if errors.Is(err, blob.ErrNotFound) {
+		// The first trigger stopped between the request and the status.
+		if _, err := build.WriteStatus(ctx, s.store, ref, build.Status{Status: build.Scheduling}, ""); err != nil && !errors.Is(err, blob.ErrPreconditionFailed) {
+			s.fail(w, "store the status of build "+ref, err)
+			return true
+		}
+		return false
+	}
+	if !st.Status.Final() {
+		return false
+	}
+	b, err := s.launcher.Get(ctx, req.WorkerID())
+	if err != nil {
+		// The Job is gone (TTL, cleanup): the store still knows the build.
+		b = job.Build{WorkerID: req.WorkerID(), BuildRef: req.BuildRef, Ref: ref, Instance: req.Instance}
+		if st.StartedAt != nil {
+			b.CreatedAt = *st.StartedAt
+		}
+	}
+	writeJSON(w, http.StatusOK, s.response(ctx, b))
+	return true
+}
+
+// launchFailed records a build whose Job could not be created as Failed,
+// with a log line saying why: wharf-api saved the build before it
+// triggered, and nothing else would ever end it.
+func (s *Server) launchFailed(ctx context.Context, ref string, launchErr error) {
+	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
+	defer cancel()
+	reason := build.ReasonLaunchFailed + ": " + launchErr.Error()
+	if lw, err := build.NewLogWriter(ctx, s.store, ref, build.WriterConfig{Logger: s.log}); err == nil {
+		_ = lw.Write(build.Record{Stream: build.StreamSystem, Time: time.Now(), Text: "build failed: " + reason})
+		if err := lw.Close(ctx); err != nil {
+			s.log.Warn("cannot write the log line of a failed launch", "build", ref, "error", err)
+		}
+	}
+	now := time.Now().UTC()
+	_, err := build.UpdateStatus(ctx, s.store, ref, func(st *build.Status) error {
+		if st.Status.Final() {
+			return build.ErrNoChange
+		}
+		st.Status, st.Reason, st.FinishedAt = build.Failed, reason, &now
+		return nil
+	})
+	if err != nil {
+		s.log.Error("cannot record the failed launch", "build", ref, "error", err)
+	}
 }
 
 // response merges what the launcher sees with the status document: the
@@ -438,6 +698,9 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) buildStatus(w http.ResponseWriter, r *http.Request) {
 	ref := mux.Vars(r)["ref"]
+	if !validRef(w, ref) {
+		return
+	}
 	st, _, err := build.ReadStatus(r.Context(), s.store, ref)
 	if errors.Is(err, blob.ErrNotFound) {
 		writeProblem(w, problem{Type: "not-found", Title: "No such build", Status: http.StatusNotFound, Detail: "no status document for build " + ref})
@@ -450,14 +713,23 @@ func (s *Server) buildStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
+// validRef answers 400 for a ref that cannot name a build.
+func validRef(w http.ResponseWriter, ref string) bool {
+	err := build.ValidateRef(ref)
+	if err == nil {
+		return true
+	}
+	writeProblem(w, problem{Type: "invalid-parameter", Title: "Invalid build ref", Status: http.StatusBadRequest, Detail: err.Error(),
+		InvalidParams: []invalidParam{{"ref", err.Error()}}})
+	return false
+}
+
 // buildLog streams a build's log: text lines ("stage/step | text"), or the
 // JSON records with ?format=json; ?follow=true keeps the response open
 // until the build ends, flushing as lines arrive.
 func (s *Server) buildLog(w http.ResponseWriter, r *http.Request) {
 	ref := mux.Vars(r)["ref"]
-	if err := build.ValidateRef(ref); err != nil {
-		writeProblem(w, problem{Type: "invalid-parameter", Title: "Invalid build ref", Status: http.StatusBadRequest, Detail: err.Error(),
-			InvalidParams: []invalidParam{{"ref", err.Error()}}})
+	if !validRef(w, ref) {
 		return
 	}
 	asJSON := r.URL.Query().Get("format") == "json"

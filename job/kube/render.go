@@ -4,8 +4,6 @@
 package kube
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -101,22 +99,11 @@ const (
 
 // MaxNameLen is the longest Job name: wharf-api stores the workerId (the
 // Job name) in a 40-character column.
-const MaxNameLen = 40
+const MaxNameLen = job.MaxWorkerIDLen
 
-var nonDNS = regexp.MustCompile(`[^a-z0-9-]+`)
-
-// JobName is the deterministic name of a build's Job: the same instance and
-// build ref always give the same name, which is what makes a repeated
-// trigger find the existing Job (AlreadyExists) instead of a second build.
-// It is a valid DNS-1123 label of at most MaxNameLen characters.
+// JobName is the deterministic name of a build's Job (job.Request.WorkerID).
 func JobName(instance, buildRef string) string {
-	ref := job.Request{Instance: instance, BuildRef: buildRef}.Ref()
-	name := "wharf-build-" + strings.Trim(nonDNS.ReplaceAllString(strings.ToLower(ref), "-"), "-")
-	if len(name) <= MaxNameLen {
-		return name
-	}
-	sum := sha256.Sum256([]byte(instance + "\x00" + buildRef))
-	return strings.TrimRight(name[:MaxNameLen-9], "-") + "-" + hex.EncodeToString(sum[:])[:8]
+	return job.Request{Instance: instance, BuildRef: buildRef}.WorkerID()
 }
 
 var labelUnsafe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
