@@ -106,7 +106,9 @@ type Config struct {
 	CompareInterval time.Duration `envconfig:"COMPARE_INTERVAL" default:"0"`
 	TriggerGrace    time.Duration `envconfig:"TRIGGER_GRACE" default:"5m"`
 	// WharfInstance is WHARF_INSTANCE of the wharf-api this aggregator
-	// relays to, to find its builds' refs.
+	// relays to. It relays only that instance's builds (those without an
+	// instance when it is empty): another instance's build 42 is not this
+	// wharf-api's build 42.
 	WharfInstance string `envconfig:"WHARF_INSTANCE"`
 	// MissingGrace is how long a build's status may be unchanged while its
 	// Job is missing before the build is failed: the provisioner writes the
@@ -214,8 +216,8 @@ type Aggregator struct {
 	finals map[string]bool
 	// hot holds when builds last delivered something (HotPollInterval).
 	hot map[string]time.Time
-	// ids caches wharf-api build ids by ref.
-	ids    map[string]string
+	// ids caches wharf-api build ids and instances by ref.
+	ids    map[string]requestInfo
 	states map[string]job.Build
 	// statesOK is set when states came from a successful listing, so a
 	// build missing from it really has no Job; listed is when.
@@ -245,7 +247,7 @@ type Aggregator struct {
 func New(s blob.Store, sink Sink, jobs Jobs, cfg Config) *Aggregator {
 	cfg.defaults()
 	return &Aggregator{store: s, sink: sink, jobs: jobs, cfg: cfg, parked: map[string]string{}, busy: map[string]bool{}, dirty: map[string]bool{},
-		leases: map[string]heldBuild{}, finals: map[string]bool{}, ids: map[string]string{}, hot: map[string]time.Time{}, chunked: map[string]chunkWait{},
+		leases: map[string]heldBuild{}, finals: map[string]bool{}, ids: map[string]requestInfo{}, hot: map[string]time.Time{}, chunked: map[string]chunkWait{},
 		discoveryErr: errNoDiscovery}
 }
 
@@ -277,7 +279,7 @@ func (a *Aggregator) relaySoon(ctx context.Context, sem chan struct{}, ref strin
 	go func() {
 		defer func() { <-sem }()
 		err := a.relayOnce(ctx, ref)
-		if errors.Is(err, errLeaseHeld) {
+		if errors.Is(err, errLeaseHeld) || errors.Is(err, ErrOtherInstance) {
 			a.setHot(ref, false) // another replica relays it
 		} else if err != nil && ctx.Err() == nil {
 			a.countError(errRelay)
@@ -402,6 +404,11 @@ func (a *Aggregator) Pending(ctx context.Context) ([]string, error) {
 				a.mu.Unlock()
 				continue
 			}
+		}
+		if ours, err := a.ours(ctx, ref); err != nil {
+			return nil, err
+		} else if !ours {
+			continue // another wharf-api's build: its own aggregator relays it
 		}
 		out = append(out, ref)
 	}
@@ -659,9 +666,19 @@ func (a *Aggregator) react(ctx context.Context) {
 	}
 }
 
+// ErrOtherInstance is returned by Relay for a build of another wharf-api
+// instance than the aggregator's (Config.WharfInstance).
+var ErrOtherInstance = errors.New("build of another wharf instance")
+
 // Relay takes the build's lease and relays what is new. It returns
-// errLeaseHeld when another replica holds the build.
+// errLeaseHeld when another replica holds the build, and ErrOtherInstance
+// for a build this aggregator must not relay.
 func (a *Aggregator) Relay(ctx context.Context, ref string) error {
+	if ours, err := a.ours(ctx, ref); err != nil {
+		return err
+	} else if !ours {
+		return fmt.Errorf("relay %s: %w than %q", ref, ErrOtherInstance, a.cfg.WharfInstance)
+	}
 	a.mu.Lock()
 	_, parked := a.parked[ref]
 	a.mu.Unlock()
@@ -1005,29 +1022,56 @@ func (a *Aggregator) lostReason(st build.Status, now time.Time) string {
 	return ""
 }
 
-// buildID is wharf-api's id of a build, from its request.json (cached:
-// it never changes); the ref when there is none.
+// requestInfo is what the aggregator needs of a build's request.json.
+type requestInfo struct {
+	id, instance string
+}
+
+// buildID is wharf-api's id of a build, from its request.json; the ref
+// when there is none.
 func (a *Aggregator) buildID(ctx context.Context, ref string) string {
+	info, _ := a.request(ctx, ref)
+	return info.id
+}
+
+// ours reports whether ref is a build of this aggregator's instance, by the
+// instance in its request.json (a build without one has no instance).
+func (a *Aggregator) ours(ctx context.Context, ref string) (bool, error) {
+	info, err := a.request(ctx, ref)
+	if err != nil {
+		return false, err
+	}
+	return info.instance == a.cfg.WharfInstance, nil
+}
+
+// request reads the build's request.json once (it never changes) and
+// caches what the relay needs of it.
+func (a *Aggregator) request(ctx context.Context, ref string) (requestInfo, error) {
 	a.mu.Lock()
-	id, ok := a.ids[ref]
+	info, ok := a.ids[ref]
 	a.mu.Unlock()
 	if ok {
-		return id
+		return info, nil
 	}
-	id = ref
+	info = requestInfo{id: ref}
 	raw, _, err := blob.ReadAll(ctx, a.store, build.RequestKey(ref), 1<<20)
-	if err == nil {
+	switch {
+	case err == nil:
 		var req job.Request
-		if json.Unmarshal(raw, &req) == nil && req.BuildRef != "" {
-			id = req.BuildRef
+		if err := json.Unmarshal(raw, &req); err != nil {
+			return info, fmt.Errorf("decode request of build %s: %w", ref, err)
 		}
+		if req.BuildRef != "" {
+			info.id = req.BuildRef
+		}
+		info.instance = req.Instance
+	case !errors.Is(err, blob.ErrNotFound):
+		return info, fmt.Errorf("read request of build %s: %w", ref, err)
 	}
-	if err == nil || errors.Is(err, blob.ErrNotFound) {
-		a.mu.Lock()
-		a.ids[ref] = id
-		a.mu.Unlock()
-	}
-	return id
+	a.mu.Lock()
+	a.ids[ref] = info
+	a.mu.Unlock()
+	return info, nil
 }
 
 // failIfLost marks a lost build Failed, with a last log line saying why,
