@@ -85,3 +85,29 @@ func TestOfInstance(t *testing.T) {
 		}
 	}
 }
+
+func TestProjectSecretName(t *testing.T) {
+	for _, c := range []struct {
+		instance, project, name string
+		want, err               string
+	}{
+		// wharf-cmd pkg/steps/container.go:113 at 421514f:
+		// fmt.Sprintf("wharf-%s-project-%d-secretname-%s", instanceID, projectID, secretName)
+		{"prod", "17", "registry", "wharf-prod-project-17-secretname-registry", ""},
+		// wharf-cmd's default instance id, pkg/config/config.go:319.
+		{"", "17", "registry", "wharf-local-project-17-secretname-registry", ""},
+		// Another build's Secret or ours stays out of reach: the name is
+		// always inside the project's namespace of names.
+		{"prod", "17", "wharf-build-41", "wharf-prod-project-17-secretname-wharf-build-41", ""},
+		{"prod", "", "registry", "", "has no project"},
+		{"prod", "x", "registry", "", "not a number"},
+		{"prod", "17", "../x", "", "not a valid Kubernetes name"},
+		{"prod", "17", "Registry", "", "not a valid Kubernetes name"},
+		{"prod", "17", "", "", "empty"},
+	} {
+		got, err := ProjectSecretName(c.instance, c.project, c.name)
+		if got != c.want || (c.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), c.err) {
+			t.Errorf("ProjectSecretName(%q, %q, %q) = %q, %v; want %q, %q", c.instance, c.project, c.name, got, err, c.want, c.err)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	yaml "go.yaml.in/yaml/v3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
@@ -73,6 +74,16 @@ func TestManifestsAndDeployOnARealAPIServer(t *testing.T) {
 	out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", c.Kubeconfig, "apply", "-k", ".", "--validate=strict").CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl apply -k manifests/: %v\n%s", err, out)
+	}
+	// The namespace enforces Pod Security "restricted" (build steps are
+	// untrusted code) and warns at apply time: no pod template of ours
+	// may draw a warning.
+	if strings.Contains(string(out), "would violate PodSecurity") {
+		t.Errorf("a manifest's pods do not pass the namespace's Pod Security profile:\n%s", out)
+	}
+	ns, err := c.Client.CoreV1().Namespaces().Get(ctx, "wharfjobs", metav1.GetOptions{})
+	if err != nil || ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
+		t.Errorf("namespace wharfjobs enforces %q, want restricted (%v)", ns.Labels["pod-security.kubernetes.io/enforce"], err)
 	}
 	for _, file := range kustomizationResources(t) {
 		for _, obj := range readDocs(t, file) {
@@ -170,6 +181,7 @@ func checkRBAC(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
 		{"wharfjobs-worker", "delete", "", "pods", "", ns, true},
 		{"wharfjobs-worker", "get", "", "pods", "log", ns, true},
 		{"wharfjobs-worker", "create", "", "secrets", "", ns, true},
+		{"wharfjobs-worker", "delete", "", "secrets", "", ns, true},
 		{"wharfjobs-worker", "get", "", "secrets", "", ns, false},
 		{"wharfjobs-worker", "create", "batch", "jobs", "", ns, false},
 		{"wharfjobs-worker", "delete", "batch", "jobs", "", ns, false},
