@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"embed"
+	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -111,6 +114,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fl := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	demo := fl.Bool("demo", false, "trigger one build of the example repository, follow it, then exit")
+	insecure := fl.Bool("insecure-no-auth", false, "accept API requests without a token (any local user could then run commands as you)")
 	state := fl.String("state", ".wharfjobs", "state directory (the fs store, workspaces, worker logs)")
 	sf := addStoreFlags(fl, "STATE/store")
 	if err := fl.Parse(args); err != nil {
@@ -151,8 +155,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		StateDir: stateDir,
 		Env:      storeEnv(storeCfg),
 	}
-	if provCfg.Token == "" {
-		provCfg.InsecureNoAuth = true // one machine, loopback: say so below
+	// Loopback is not private: any local user could trigger a build, that
+	// is run commands as this user. Without a token, make one.
+	provCfg.InsecureNoAuth = *insecure
+	generated := false
+	if provCfg.Token == "" && !*insecure {
+		if provCfg.Token, err = newToken(); err != nil {
+			return err
+		}
+		generated = true
 	}
 	api, err := provisioner.New(launcher, store, provCfg, logger)
 	if err != nil {
@@ -188,17 +199,26 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("listen on 127.0.0.1:%s (set PORT to use another port): %w", port, err)
 	}
 	base := "http://" + ln.Addr().String()
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	srv, err := apiServer(api)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	aggDone := make(chan struct{})
 	go func() { _ = agg.Run(runCtx); close(aggDone) }()
 
 	fmt.Fprintf(stdout, "wharfjobs dev: provisioner on %s, store %s\n", base, storeCfg.Where())
-	if provCfg.InsecureNoAuth {
-		fmt.Fprintf(stdout, "no WHARFJOBS_TOKEN set: the API accepts requests without a token (loopback only)\n")
-	}
 	fmt.Fprintf(stdout, "wharf-api engine URL: %s/api/worker\n", base)
+	switch {
+	case provCfg.InsecureNoAuth:
+		fmt.Fprintf(stdout, "--insecure-no-auth: the API accepts requests without a token; any local user can run commands as you\n")
+	case generated:
+		// wharf-api replaces the URL's query, so the token is its own setting.
+		fmt.Fprintf(stdout, "engine token (wharf-api's ci.engine.token; set WHARFJOBS_TOKEN to choose one): %s\n", provCfg.Token)
+	}
 
 	var runErr error
 	if *demo {
@@ -218,7 +238,19 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		logger.Warn("final relay pass", "error", err)
 	}
 	_ = srv.Shutdown(stopCtx)
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) && runErr == nil {
+		runErr = fmt.Errorf("serve the API: %w", err)
+	}
 	return runErr
+}
+
+// newToken makes an engine token for a dev session: 128 random bits.
+func newToken() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("make a token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
 }
 
 // makeDemoRepo writes the example repository as a git repository.

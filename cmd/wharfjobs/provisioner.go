@@ -101,16 +101,23 @@ func releaseLoop(ctx context.Context, l *kube.Launcher, interval time.Duration, 
 	}
 }
 
+// apiServer is the HTTP server of the API's handler h, with the bounds of
+// WHARFJOBS_HTTP_* (the provisioner's, the aggregator's and dev's alike).
+func apiServer(h http.Handler) (*http.Server, error) {
+	var cfg provisioner.HTTPConfig
+	if err := envconfig.Process("WHARFJOBS", &cfg); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	return cfg.Server(h), nil
+}
+
 // serve runs an HTTP server until ctx ends, then shuts it down gracefully.
 func serve(ctx context.Context, addr string, h http.Handler, logger *slog.Logger) error {
-	srv := &http.Server{
-		Addr:              addr,
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    1 << 20,
+	srv, err := apiServer(h)
+	if err != nil {
+		return err
 	}
+	srv.Addr = addr
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	logger.Info("listening", "addr", addr)

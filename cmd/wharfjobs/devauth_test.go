@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is a bytes.Buffer a test reads while run writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startDev runs `wharfjobs dev` with args until the test ends and returns
+// its base URL and stdout.
+func startDev(t *testing.T, args ...string) (string, *lockedBuffer) {
+	t.Helper()
+	t.Setenv("WHARFJOBS_TEST_MAIN", "1")
+	port := freePort(t)
+	t.Setenv("PORT", port)
+	ctx, cancel := context.WithCancel(context.Background())
+	out, errb := &lockedBuffer{}, &lockedBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, append([]string{"dev", "--state", t.TempDir()}, args...), out, errb) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Error("dev did not stop")
+		}
+	})
+	base := "http://127.0.0.1:" + port
+	for range 200 {
+		if strings.Contains(out.String(), "engine URL") {
+			if resp, err := http.Get(base + "/healthz"); err == nil {
+				resp.Body.Close()
+				return base, out
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("dev did not start:\n%s\n%s", out.String(), errb.String())
+	return "", nil
+}
+
+func statusOf(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Issue #14, MEDIUM 7: dev without WHARFJOBS_TOKEN accepted requests
+// without a token, so any local user could trigger a build, that is run
+// commands as dev's user.
+func TestDevMakesATokenWhenNoneIsSet(t *testing.T) {
+	t.Setenv("WHARFJOBS_TOKEN", "")
+	base, out := startDev(t)
+	m := regexp.MustCompile(`engine token \(wharf-api's ci.engine.token; set WHARFJOBS_TOKEN to choose one\): ([0-9a-f]{32})\n`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("dev printed no token:\n%s", out.String())
+	}
+	if code := statusOf(t, base+"/api/worker"); code != http.StatusUnauthorized {
+		t.Errorf("list without a token: %d, want 401", code)
+	}
+	if code := statusOf(t, base+"/api/worker?token="+m[1]); code != http.StatusOK {
+		t.Errorf("list with the printed token: %d, want 200", code)
+	}
+}
+
+func TestDevInsecureNoAuthIsExplicit(t *testing.T) {
+	t.Setenv("WHARFJOBS_TOKEN", "")
+	base, out := startDev(t, "--insecure-no-auth")
+	if !strings.Contains(out.String(), "--insecure-no-auth: the API accepts requests without a token") {
+		t.Errorf("no warning:\n%s", out.String())
+	}
+	if code := statusOf(t, base+"/api/worker"); code != http.StatusOK {
+		t.Errorf("list without a token under --insecure-no-auth: %d", code)
+	}
+}
+
+// Issue #14, LOW 8: dev's server had no ReadTimeout, so a client sending
+// its body slowly held a connection forever.
+func TestDevServerDropsSlowClients(t *testing.T) {
+	t.Setenv("WHARFJOBS_TOKEN", "dev-token")
+	t.Setenv("WHARFJOBS_HTTP_READ_TIMEOUT", "300ms")
+	base, _ := startDev(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A body that never comes: after its answer the server reads what is
+	// left of it to reuse the connection, and must give up.
+	if _, err := conn.Write([]byte("POST /api/worker?token=dev-token HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	rest, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("the server kept the connection of a client that stopped sending: %v (after %q)", err, rest)
+	}
+}
