@@ -223,7 +223,7 @@ func TestLinesCutsStreams(t *testing.T) {
 	var counter atomic.Uint64
 	out := w.Lines("test", "unit", build.StreamStdout, &counter)
 	errw := w.Lines("test", "unit", build.StreamStderr, &counter)
-	out.Mask = func(s string) string { return strings.ReplaceAll(s, "hunter2", "*****") }
+	out.Mask = replaceMask("hunter2")
 	_, _ = io.WriteString(out, "first li")
 	_, _ = io.WriteString(out, "ne\r\nsecond with hunter2\n")
 	_, _ = io.WriteString(errw, "an error\n")

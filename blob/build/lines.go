@@ -9,6 +9,20 @@ import (
 	"unsafe"
 )
 
+// Masker hides secret values in log text.
+type Masker interface {
+	// Mask returns s with every secret in it replaced, or s itself when
+	// it holds none. It keeps no reference to s.
+	Mask(s string) string
+	// MaskPrefix appends to dst the masked form of the longest prefix of
+	// src that text following src cannot change (all of src when end is
+	// true) and returns dst and the length of that prefix. The rest of
+	// src, where a secret may begin that later text completes, is for the
+	// next call. Masking a text in pieces this way must give what Mask
+	// gives for the whole. It keeps no reference to src.
+	MaskPrefix(dst []byte, src string, end bool) ([]byte, int)
+}
+
 // Lines is an io.WriteCloser that cuts a step's output stream into records:
 // one per line, numbered from a counter the step's streams share, stamped
 // with the time the line arrived. A line longer than MaxText is written in
@@ -17,14 +31,18 @@ type Lines struct {
 	w       *LogWriter
 	tmpl    Record
 	counter *atomic.Uint64
-	// Mask, when set, rewrites each line's text before it is written
-	// (the worker hides secret values with it).
-	Mask func(string) string
+	// Mask, when set, hides secrets in the text before it is written (the
+	// worker's secret values). A line written in parts is masked as one
+	// text, so a secret across a part boundary is masked too.
+	Mask Masker
 
-	mu   sync.Mutex
-	buf  []byte
-	line uint64 // line number of the partial line in buf, once it has parts
-	part int
+	mu sync.Mutex
+	// buf is the current line's text not masked yet; out is the masked
+	// text of a long line not written yet. out is empty unless the line
+	// outgrew MaxText.
+	buf, out []byte
+	line     uint64 // line number of the partial line, once it has parts
+	part     int
 }
 
 // Lines returns a writer for one stream of one step. Streams of the same
@@ -46,59 +64,120 @@ func (l *Lines) Write(p []byte) (int, error) {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			l.buf = append(l.buf, p...)
-			if err := l.spillLong(now); err != nil {
-				return n, err
+			if len(l.buf)+len(l.out) > MaxText {
+				if err := l.spillLong(now); err != nil {
+					return n, err
+				}
 			}
 			break
 		}
-		var text []byte
-		if len(l.buf) > 0 {
-			l.buf = append(l.buf, p[:i]...)
-			text = l.buf
+		var err error
+		if len(l.buf) == 0 && len(l.out) == 0 && l.part == 0 {
+			err = l.emit(p[:i], now)
 		} else {
-			text = p[:i]
-		}
-		if err := l.emit(bytes.TrimSuffix(text, []byte{'\r'}), now); err != nil {
-			return n, err
+			// emit may keep working in buf: never in the caller's p.
+			l.buf = append(l.buf, p[:i]...)
+			err = l.emit(l.buf, now)
 		}
 		l.buf = l.buf[:0]
+		if err != nil {
+			return n, err
+		}
 		p = p[i+1:]
 	}
 	return n, nil
 }
 
-// spillLong writes full MaxText parts of a partial line that grew too long.
+// maskBuf moves what is final of buf, masked, to out.
+func (l *Lines) maskBuf(end bool) {
+	if l.Mask == nil {
+		l.out = append(l.out, l.buf...)
+		l.buf = l.buf[:0]
+		return
+	}
+	var n int
+	l.out, n = l.Mask.MaskPrefix(l.out, view(l.buf), end)
+	l.buf = append(l.buf[:0], l.buf[n:]...)
+}
+
+// spillLong writes full MaxText parts of a partial line that grew too
+// long. The masker holds back the end of buf, where a secret may have
+// begun, so a secret is never cut in two before it is masked; out keeps
+// the last MaxText bytes or fewer.
 func (l *Lines) spillLong(now time.Time) error {
-	for len(l.buf) > MaxText {
-		cut := MaxText
-		for i := 0; i < utf8.UTFMax && cut > 0 && !utf8.RuneStart(l.buf[cut]); i++ {
-			cut--
-		}
-		if cut == 0 {
-			cut = MaxText
+	l.maskBuf(false)
+	return l.writeParts(now, false)
+}
+
+// writeParts writes out as parts of the current line: all of it when
+// last, else all but its last MaxText bytes or fewer.
+func (l *Lines) writeParts(now time.Time, last bool) error {
+	done := 0
+	defer func() { l.out = append(l.out[:0], l.out[done:]...) }()
+	for len(l.out)-done > MaxText || last && done < len(l.out) {
+		cut := len(l.out) - done
+		if cut > MaxText {
+			cut = runeCut(l.out[done:], MaxText)
 		}
 		if l.part == 0 {
 			l.line = l.counter.Add(1)
 		}
 		l.part++
-		if err := l.write(view(l.buf[:cut]), l.line, l.part, now); err != nil {
+		if err := l.write(view(l.out[done:done+cut]), l.line, l.part, now); err != nil {
 			return err
 		}
-		l.buf = append(l.buf[:0], l.buf[cut:]...)
+		done += cut
 	}
 	return nil
 }
 
-// emit writes a complete line (or the last part of a long one).
-func (l *Lines) emit(text []byte, now time.Time) error {
-	line, part := l.line, 0
-	if l.part > 0 {
-		part = l.part + 1
-	} else {
-		line = l.counter.Add(1)
+// runeCut is where to cut b, longer than n, into at most n bytes: before
+// a rune that would straddle n, if any.
+func runeCut(b []byte, n int) int {
+	cut := n
+	for i := 0; i < utf8.UTFMax && cut > 0 && !utf8.RuneStart(b[cut]); i++ {
+		cut--
 	}
+	if cut == 0 {
+		return n
+	}
+	return cut
+}
+
+// emit writes a complete line, text being the part of it not in out.
+// Unless the line is whole in text, text is buf.
+func (l *Lines) emit(text []byte, now time.Time) error {
+	if len(l.out) == 0 && l.part == 0 {
+		// The line is whole in text: mask and write it without copying.
+		s := view(bytes.TrimSuffix(text, []byte{'\r'}))
+		if l.Mask != nil {
+			s = l.Mask.Mask(s)
+		}
+		if len(s) <= MaxText {
+			return l.write(s, l.counter.Add(1), 0, now)
+		}
+		// Masking made it longer than a record holds.
+		l.out = append(l.out, s...)
+		err := l.writeParts(now, true)
+		l.part, l.line = 0, 0
+		return err
+	}
+	// The end of a long line: mask the rest, write the parts left.
+	if len(text) == 0 {
+		l.out = bytes.TrimSuffix(l.out, []byte{'\r'})
+	}
+	l.buf = bytes.TrimSuffix(text, []byte{'\r'})
+	l.maskBuf(true)
+	var err error
+	if l.part == 0 && len(l.out) <= MaxText {
+		err = l.write(view(l.out), l.counter.Add(1), 0, now)
+	} else {
+		err = l.writeParts(now, true)
+	}
+	// Long lines are rare: their buffer is not kept for the next line.
+	l.out = nil
 	l.part, l.line = 0, 0
-	return l.write(view(text), line, part, now)
+	return err
 }
 
 // view is b as a string without copying it. Only for strings that do not
@@ -111,10 +190,10 @@ func view(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
+// write writes one record, its text masked already and at most MaxText
+// bytes, so the LogWriter writes it as it is and the part numbers stay
+// those of Lines.
 func (l *Lines) write(text string, line uint64, part int, now time.Time) error {
-	if l.Mask != nil {
-		text = l.Mask(text)
-	}
 	// LogWriter.Write encodes the text before it returns and keeps no
 	// reference to it, so a view of the caller's bytes is enough.
 	rec := l.tmpl
@@ -126,10 +205,10 @@ func (l *Lines) write(text string, line uint64, part int, now time.Time) error {
 func (l *Lines) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.buf) == 0 && l.part == 0 {
+	if len(l.buf) == 0 && len(l.out) == 0 && l.part == 0 {
 		return nil
 	}
-	err := l.emit(bytes.TrimSuffix(l.buf, []byte{'\r'}), time.Now())
-	l.buf = nil
+	err := l.emit(l.buf, time.Now())
+	l.buf, l.out = nil, nil
 	return err
 }

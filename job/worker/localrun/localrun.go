@@ -10,7 +10,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,24 +31,52 @@ var _ worker.StepRunner = Runner{}
 // Name implements worker.StepRunner.
 func (Runner) Name() string { return "local" }
 
-// Run implements worker.StepRunner: each command runs as `shell -c cmd` in
-// the step's workspace, in order, until one fails.
+// Run implements worker.StepRunner. The step's commands are one script,
+// as in wharf-cmd (pkg/steps/container.go at commit 421514f of
+// iver-wharf/wharf-cmd joins the cmds with "\n" and runs `sh -c` on the
+// result): without `set -e`, so a failing command does not stop the ones
+// after it, and the step's exit code is the script's, that of the last
+// command run (or of `exit n`). Unlike wharf-cmd the script is not an
+// argument: ps shows every process's argv to every user of the machine,
+// and commands carry substituted values such as passwords. The shell reads
+// it from a file only this user can read, in a directory of its own
+// outside the workspace (the step's own files and artifacts live there),
+// removed when the step ends. Not from stdin: a command that reads stdin
+// would eat the rest of the script. The script's stdout and stderr are
+// read apart: each keeps its order, lines on both need not.
 func (r Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Writer) (worker.Result, error) {
 	fmt.Fprintf(stderr, "[wharfjobs] local runner: image %s is not used; commands run on this machine with %s\n", step.Container.Image, shell(step))
-	for _, c := range step.Container.Cmds {
-		code, err := r.runCmd(ctx, step, c, stdout, stderr)
-		if err != nil {
-			return worker.Result{ExitCode: -1}, err
-		}
-		if code != 0 {
-			res := worker.Result{ExitCode: code}
-			if ctx.Err() != nil {
-				res.Reason = "Cancelled"
-			}
-			return res, nil
-		}
+	dir, err := os.MkdirTemp("", "wharfjobs-step-*") // mode 0700
+	if err != nil {
+		return worker.Result{ExitCode: -1}, fmt.Errorf("step script: %w", err)
 	}
-	return worker.Result{}, nil
+	defer os.RemoveAll(dir)
+	if inside(step.Workspace, dir) {
+		return worker.Result{ExitCode: -1}, fmt.Errorf("step script: the temporary directory %s is inside the workspace; set TMPDIR elsewhere", dir)
+	}
+	script := filepath.Join(dir, "script")
+	if err := os.WriteFile(script, []byte(strings.Join(step.Container.Cmds, "\n")+"\n"), 0o600); err != nil {
+		return worker.Result{ExitCode: -1}, fmt.Errorf("step script: %w", err)
+	}
+	code, err := r.runScript(ctx, step, script, stdout, stderr)
+	if err != nil {
+		return worker.Result{ExitCode: -1}, err
+	}
+	res := worker.Result{ExitCode: code}
+	if code != 0 && ctx.Err() != nil {
+		res.Reason = "Cancelled"
+	}
+	return res, nil
+}
+
+// inside reports whether path is dir or below it.
+func inside(dir, path string) bool {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 func shell(step worker.Step) string {
@@ -58,8 +88,9 @@ func shell(step worker.Step) string {
 	return "/bin/sh"
 }
 
-func (r Runner) runCmd(ctx context.Context, step worker.Step, command string, stdout, stderr io.Writer) (int, error) {
-	cmd := exec.Command(shell(step), "-c", command)
+// runScript runs `shell script` and returns its exit code.
+func (r Runner) runScript(ctx context.Context, step worker.Step, script string, stdout, stderr io.Writer) (int, error) {
+	cmd := exec.Command(shell(step), script)
 	cmd.Dir = step.Workspace
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.Env = stepEnviron(step.Env)
