@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +37,9 @@ type Step struct {
 	Workspace string
 	// Env are variables the step's processes get.
 	Env map[string]string
+	// Instance and ProjectID are the build's wharf instance and project:
+	// a step's secretName reaches only that project's Secrets.
+	Instance, ProjectID string
 }
 
 // Result is how a step ended.
@@ -71,6 +73,10 @@ type Config struct {
 	Heartbeat time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"10s"`
 	// Workdir is where the repository is cloned.
 	Workdir string `envconfig:"WORKDIR" default:"/workspace"`
+	// GitAllowHTTP lets the git token go to a plain http:// GIT_FULLURL,
+	// where anyone on the path can read it; without it such a clone with a
+	// token fails before contacting the server.
+	GitAllowHTTP bool `envconfig:"GIT_ALLOW_HTTP" default:"false"`
 	// Images for step type expansion.
 	Images pipeline.Images
 	// Log is the log chunk writer's configuration.
@@ -116,12 +122,11 @@ type run struct {
 	ref    string
 	runner StepRunner
 	cfg    Config
-	// mask hides secret values in log lines: the git token from the start,
-	// password inputs once the pipeline says which inputs those are.
-	mask   func(string) string
-	maskMu sync.RWMutex
-	log    *build.LogWriter
-	sys    *build.Lines
+	// mask hides secret values in log lines and reasons: the git token
+	// from the start, password inputs once the pipeline file is read.
+	mask liveMask
+	log  *build.LogWriter
+	sys  *build.Lines
 
 	mu      sync.Mutex
 	failure string // reason of the first failure
@@ -158,7 +163,7 @@ func (r *run) run(parent context.Context) (int, build.Status) {
 	r.log = lw
 	var sysLines atomic.Uint64
 	r.sys = lw.Lines("", "", build.StreamSystem, &sysLines)
-	r.sys.Mask = r.maskText
+	r.sys.Mask = &r.mask
 
 	hbCtx, stopHB := context.WithCancel(ctx)
 	defer stopHB()
@@ -209,6 +214,8 @@ func (r *run) heartbeat(ctx context.Context) {
 
 // finish flushes the log, compacts it and records the final status.
 func (r *run) finish(ctx context.Context, code int, reason string) (int, build.Status) {
+	// A reason can quote a value (an error message, a runner's reason).
+	reason = r.maskText(reason)
 	phase := build.Completed
 	if code != ExitCompleted {
 		phase = build.Failed
@@ -253,7 +260,7 @@ func (r *run) execute(ctx context.Context) (int, string) {
 		r.sysf("cloning %s (branch %s)", redactURL(r.req.GitFullURL), reasonOr(r.req.GitBranch, "default"))
 		var err error
 		dir = filepath.Join(r.cfg.Workdir, "repo")
-		gitVars, err = clone(ctx, r.req, dir, r.sys)
+		gitVars, err = clone(ctx, r.req, dir, r.sys, r.cfg.GitAllowHTTP)
 		if err != nil {
 			r.sysf("clone failed: %s", r.maskText(err.Error()))
 			return ExitInvalid, "CloneFailed: " + r.maskText(err.Error())
@@ -274,12 +281,18 @@ func (r *run) execute(ctx context.Context) (int, string) {
 		r.sysf("cannot read %s: %v", pipeline.FileName, err)
 		return ExitInvalid, "InvalidPipeline: no " + pipeline.FileName
 	}
+	// Passwords are masked before anything about the pipeline is printed:
+	// error messages quote values.
+	r.setSecrets(passwordValues(src, nil, r.req.Vars))
 	vars, err := r.variables(dir, gitVars)
 	if err != nil {
 		r.sysf("%v", err)
 		return ExitInvalid, "InvalidPipeline: " + err.Error()
 	}
 	def, err := pipeline.Parse(src, pipeline.Options{File: pipeline.FileName, Environment: r.req.Environment, Inputs: r.req.Vars, Vars: vars, Images: r.cfg.Images})
+	// With errors, def is what the parser could make of the file (or nil):
+	// its inputs say which values the errors must not show.
+	r.setSecrets(passwordValues(src, def, r.req.Vars))
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			r.sysf("%s", line)
@@ -291,18 +304,6 @@ func (r *run) execute(ctx context.Context) (int, string) {
 		}
 		return ExitInvalid, fmt.Sprintf("InvalidPipeline: %d problem(s) in %s", n, pipeline.FileName)
 	}
-	var passwords []string
-	for _, in := range def.Inputs {
-		if in.Type != pipeline.InputPassword {
-			continue
-		}
-		if v, ok := r.req.Vars[in.Name]; ok {
-			passwords = append(passwords, fmt.Sprint(v))
-		} else if in.Default != nil {
-			passwords = append(passwords, fmt.Sprint(in.Default))
-		}
-	}
-	r.setSecrets(passwords)
 	stages, err := selectStages(def, r.req.RunStages)
 	if err != nil {
 		r.sysf("%v", err)
@@ -384,12 +385,13 @@ func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir
 	var counter atomic.Uint64
 	stdout := r.log.Lines(stage, step.Name, build.StreamStdout, &counter)
 	stderr := r.log.Lines(stage, step.Name, build.StreamStderr, &counter)
-	stdout.Mask, stderr.Mask = r.maskText, r.maskText
+	stdout.Mask, stderr.Mask = &r.mask, &r.mask
 	stepCtx, cancel := ctx, context.CancelFunc(func() {})
 	if r.cfg.StepTimeout > 0 {
 		stepCtx, cancel = context.WithTimeout(ctx, r.cfg.StepTimeout)
 	}
-	res, err := r.runner.Run(stepCtx, Step{Ref: r.ref, Stage: stage, Name: step.Name, Container: step.Container, Workspace: dir, Env: env}, stdout, stderr)
+	res, err := r.runner.Run(stepCtx, Step{Ref: r.ref, Stage: stage, Name: step.Name, Container: step.Container, Workspace: dir, Env: env,
+		Instance: r.req.Instance, ProjectID: r.req.ProjectID}, stdout, stderr)
 	timedOut := stepCtx.Err() != nil && ctx.Err() == nil
 	cancel()
 	_ = stdout.Close()
@@ -407,7 +409,7 @@ func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir
 	case ctx.Err() != nil && res.ExitCode != 0:
 		reason = build.ReasonCancelled
 	case res.Reason != "":
-		reason = res.Reason
+		reason = r.maskText(res.Reason)
 	}
 	okStep := err == nil && res.ExitCode == 0 && reason == ""
 	code := res.ExitCode
@@ -449,42 +451,4 @@ func (r *run) stepStatus(stage, step string, fn func(*build.StepStatus)) {
 	if err != nil {
 		r.cfg.Logger.Warn("cannot record step status", "build", r.ref, "step", stage+"/"+step, "error", err)
 	}
-}
-
-// setSecrets makes the masker hide the git token and the given values.
-func (r *run) setSecrets(values []string) {
-	m := newMasker(append(values, r.req.GitToken))
-	r.maskMu.Lock()
-	r.mask = m
-	r.maskMu.Unlock()
-}
-
-// maskText hides every secret value in s.
-func (r *run) maskText(s string) string {
-	r.maskMu.RLock()
-	m := r.mask
-	r.maskMu.RUnlock()
-	return m(s)
-}
-
-// newMasker returns a function that replaces every secret value with
-// *****. Longer secrets go first so one that contains another is masked
-// whole.
-func newMasker(secrets []string) func(string) string {
-	var vals []string
-	for _, s := range secrets {
-		if s != "" {
-			vals = append(vals, s)
-		}
-	}
-	if len(vals) == 0 {
-		return func(s string) string { return s }
-	}
-	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
-	pairs := make([]string, 0, 2*len(vals))
-	for _, v := range vals {
-		pairs = append(pairs, v, "*****")
-	}
-	rep := strings.NewReplacer(pairs...)
-	return rep.Replace
 }

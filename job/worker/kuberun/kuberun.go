@@ -1,8 +1,9 @@
 // Package kuberun is the StepRunner that runs each step as its own Pod in
 // the worker's namespace, owned by the worker's Pod so that deleting the
 // build Job removes it. The step Pod gets no service-account token unless
-// the step names a ServiceAccount, and no store credentials: an init
-// container fetches the workspace through a pre-signed URL.
+// the step names a ServiceAccount the operator allows, and no store
+// credentials: an init container fetches the workspace through a
+// pre-signed URL.
 package kuberun
 
 import (
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -26,6 +28,7 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/kube"
+	"github.com/wharfjobs/wharfjobs/job/pipeline"
 	"github.com/wharfjobs/wharfjobs/job/worker"
 )
 
@@ -57,7 +60,27 @@ type Config struct {
 	PendingTimeout time.Duration `envconfig:"STEP_PENDING_TIMEOUT" default:"10m"`
 	// RequestTimeout bounds each Kubernetes API call.
 	RequestTimeout time.Duration `envconfig:"STEP_API_TIMEOUT" default:"30s"`
+	// ServiceAccounts lists the ServiceAccounts a pipeline's
+	// serviceAccount may name (comma-separated). Empty by default: a
+	// pipeline is untrusted, and a token is what lets a pod talk to the
+	// Kubernetes API.
+	ServiceAccounts []string `envconfig:"STEP_SERVICE_ACCOUNTS"`
+	// RunAsUser is the uid step containers run as (non-root), so step
+	// pods pass the Pod Security "restricted" profile.
+	RunAsUser int64 `envconfig:"STEP_RUN_AS_USER" default:"65532"`
+	// AllowRoot runs step containers as their image's user instead (root
+	// for most images, and for kaniko). Such pods do not pass "restricted":
+	// the namespace needs pod-security.kubernetes.io/enforce=baseline.
+	AllowRoot bool `envconfig:"STEP_ALLOW_ROOT" default:"false"`
 }
+
+// ErrServiceAccountNotAllowed is returned for a step naming a
+// ServiceAccount that is not in Config.ServiceAccounts.
+var ErrServiceAccountNotAllowed = errors.New("serviceAccount not allowed")
+
+// defaultRunAsUser is the uid of steps when Config.RunAsUser is 0 (a
+// Config built in code): the wharfjobs image's user.
+const defaultRunAsUser = 65532
 
 // Workspaces publishes a workspace directory for step Pods and returns a
 // URL an unauthenticated GET can fetch it from (a tar.gz archive).
@@ -84,7 +107,15 @@ func (*Runner) Name() string { return "kube" }
 const (
 	WorkspacePath = "/workspace"
 	SecretPath    = "/var/run/wharf/secret"
-	urlKey        = "url"
+	// ScriptPath holds the step's script (from a Secret of its own): a
+	// script can hold substituted password inputs, which must not stand
+	// in the Pod spec or the process's argv.
+	ScriptPath = "/var/run/wharfjobs/script"
+	// HomePath is HOME of a step that runs as RunAsUser, who has no home
+	// directory in the image.
+	HomePath  = "/var/run/wharfjobs/home"
+	urlKey    = "url"
+	scriptKey = "script"
 )
 
 var nonDNS = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -160,20 +191,42 @@ func (r *Runner) labels(ref, stage, step string) map[string]string {
 	return l
 }
 
+// Script is the shell script of a step: its cmds joined with newlines, as
+// wharf-cmd gives them to `sh -c` (pkg/steps/container.go:76 and :84 at
+// 421514f), with no `set -e`: a failing command does not end the script,
+// the last command's exit code is the step's.
+func Script(c pipeline.Container) string { return strings.Join(c.Cmds, "\n") }
+
 // Pod renders the Pod of a step; secretName is the workspace URL Secret.
+// The step's script is in the Secret of the Pod's own name (ScriptSecret).
+// A step may reach only its project's Secrets (job.ProjectSecretName) and
+// the ServiceAccounts of Config.ServiceAccounts; anything else is refused
+// here, before a Pod exists.
 func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 	res, err := kube.Resources("WHARFJOBS_STEP", r.Config.CPURequest, r.Config.CPULimit, r.Config.MemoryRequest, r.Config.MemoryLimit)
 	if err != nil {
 		return nil, fmt.Errorf("step resources: %w", err)
 	}
 	c := step.Container
+	if c.ServiceAccount != "" && !slices.Contains(r.Config.ServiceAccounts, c.ServiceAccount) {
+		allowed := strings.Join(r.Config.ServiceAccounts, ", ")
+		if allowed == "" {
+			allowed = "none"
+		}
+		return nil, fmt.Errorf("step %s/%s: %w: %q is not in WHARFJOBS_STEP_SERVICE_ACCOUNTS (allowed: %s)", step.Stage, step.Name, ErrServiceAccountNotAllowed, c.ServiceAccount, allowed)
+	}
 	shell := c.Shell
 	if shell == "" {
 		shell = "/bin/sh"
 	}
-	// Commands run in order and the first failure ends the step, as on the
-	// local runner.
-	script := "set -e\n" + strings.Join(c.Cmds, "\n")
+	command := []string{shell, ScriptPath + "/" + scriptKey}
+	scriptVolume := &corev1.SecretVolumeSource{SecretName: podName(step.Ref, step.Stage, step.Name)}
+	if c.OS == "windows" && shell == "/bin/sh" {
+		// wharf-cmd runs `powershell.exe -C script` (pkg/steps/container.go:73-74
+		// at 421514f); from a file, PowerShell wants the .ps1 ending.
+		command = []string{"powershell.exe", "-File", ScriptPath + "/" + scriptKey + ".ps1"}
+		scriptVolume.Items = []corev1.KeyToPath{{Key: scriptKey, Path: scriptKey + ".ps1"}}
+	}
 	var env []corev1.EnvVar
 	keys := make([]string, 0, len(step.Env))
 	for k := range step.Env {
@@ -183,17 +236,59 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 	for _, k := range keys {
 		env = append(env, corev1.EnvVar{Name: k, Value: step.Env[k]})
 	}
-	falseVal := false
-	mounts := []corev1.VolumeMount{{Name: "workspace", MountPath: WorkspacePath}}
-	volumes := []corev1.Volume{{Name: "workspace", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
-	if c.SecretName != "" {
-		mounts = append(mounts, corev1.VolumeMount{Name: "step-secret", MountPath: SecretPath, ReadOnly: true})
-		volumes = append(volumes, corev1.Volume{Name: "step-secret", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: c.SecretName}}})
+	name := podName(step.Ref, step.Stage, step.Name)
+	no, yes := false, true
+	uid := r.Config.RunAsUser
+	if uid <= 0 {
+		uid = defaultRunAsUser
 	}
+	mounts := []corev1.VolumeMount{
+		{Name: "workspace", MountPath: WorkspacePath},
+		{Name: "script", MountPath: ScriptPath, ReadOnly: true},
+	}
+	volumes := []corev1.Volume{
+		{Name: "workspace", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: "script", VolumeSource: corev1.VolumeSource{Secret: scriptVolume}},
+	}
+	var envFrom []corev1.EnvFromSource
+	if c.SecretName != "" {
+		secret, err := job.ProjectSecretName(step.Instance, step.ProjectID, c.SecretName)
+		if err != nil {
+			return nil, fmt.Errorf("step %s/%s: %w", step.Stage, step.Name, err)
+		}
+		// Its keys as variables, as wharf-cmd injects them
+		// (pkg/steps/container.go:118 at 421514f), and as files for the
+		// step types that read a file.
+		envFrom = append(envFrom, corev1.EnvFromSource{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: secret}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: "step-secret", MountPath: SecretPath, ReadOnly: true})
+		volumes = append(volumes, corev1.Volume{Name: "step-secret", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret}}})
+	}
+	// Every container passes the "restricted" Pod Security profile: no
+	// privilege escalation, no capabilities, the runtime's seccomp profile,
+	// and (unless the operator allows root) a non-root user.
+	restricted := func() *corev1.SecurityContext {
+		return &corev1.SecurityContext{AllowPrivilegeEscalation: &no, Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
+	}
+	podSecurity := &corev1.PodSecurityContext{
+		FSGroup:        &uid,
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	stepSecurity := restricted()
+	if !r.Config.AllowRoot {
+		podSecurity.RunAsNonRoot, podSecurity.RunAsUser, podSecurity.RunAsGroup = &yes, &uid, &uid
+		mounts = append(mounts, corev1.VolumeMount{Name: "home", MountPath: HomePath})
+		volumes = append(volumes, corev1.Volume{Name: "home", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		if _, set := step.Env["HOME"]; !set {
+			env = append(env, corev1.EnvVar{Name: "HOME", Value: HomePath})
+		}
+	}
+	fetchSecurity := restricted()
+	fetchUser := int64(defaultRunAsUser)
+	fetchSecurity.RunAsNonRoot, fetchSecurity.RunAsUser = &yes, &fetchUser
 	automount := c.ServiceAccount != ""
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:            podName(step.Ref, step.Stage, step.Name),
+			Name:            name,
 			Namespace:       r.Config.Namespace,
 			Labels:          r.labels(step.Ref, step.Stage, step.Name),
 			OwnerReferences: r.ownerRefs(),
@@ -202,7 +297,8 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 			RestartPolicy:                corev1.RestartPolicyNever,
 			AutomountServiceAccountToken: &automount,
 			ServiceAccountName:           c.ServiceAccount,
-			EnableServiceLinks:           &falseVal,
+			EnableServiceLinks:           &no,
+			SecurityContext:              podSecurity,
 			Volumes:                      volumes,
 			InitContainers: []corev1.Container{{
 				Name:            "workspace",
@@ -213,20 +309,19 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 					SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secretName}, Key: urlKey},
 				}}},
 				VolumeMounts:    []corev1.VolumeMount{{Name: "workspace", MountPath: WorkspacePath}},
-				SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: &falseVal, RunAsNonRoot: boolPtr(true), RunAsUser: int64Ptr(65532)},
+				SecurityContext: fetchSecurity,
 			}},
 			Containers: []corev1.Container{{
 				Name:            "step",
 				Image:           c.Image,
 				ImagePullPolicy: r.Config.PullPolicy,
-				Command:         []string{shell, "-c", script},
+				Command:         command,
 				WorkingDir:      WorkspacePath,
 				Env:             env,
+				EnvFrom:         envFrom,
 				Resources:       res,
 				VolumeMounts:    mounts,
-				// Step images often need root (package installs); only
-				// privilege escalation is refused.
-				SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: &falseVal},
+				SecurityContext: stepSecurity,
 			}},
 		},
 	}
@@ -234,6 +329,16 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 		pod.Spec.NodeSelector = map[string]string{"kubernetes.io/os": "windows"}
 	}
 	return pod, nil
+}
+
+// ScriptSecret is the Secret holding a step's script, named as its Pod
+// and owned like it.
+func (r *Runner) ScriptSecret(pod *corev1.Pod, step worker.Step) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, Labels: pod.Labels, OwnerReferences: pod.OwnerReferences},
+		Type:       corev1.SecretTypeOpaque,
+		StringData: map[string]string{scriptKey: Script(step.Container)},
+	}
 }
 
 func boolPtr(b bool) *bool    { return &b }
@@ -251,17 +356,31 @@ func (r *Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Wr
 	}
 	pods := r.Client.CoreV1().Pods(r.Config.Namespace)
 	cctx, cancel := context.WithTimeout(ctx, r.timeout())
+	_, err = r.Client.CoreV1().Secrets(r.Config.Namespace).Create(cctx, r.ScriptSecret(pod, step), metav1.CreateOptions{})
+	cancel()
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return worker.Result{ExitCode: -1}, fmt.Errorf("create the script secret of step pod %s: %w", pod.Name, err)
+	}
+	cctx, cancel = context.WithTimeout(ctx, r.timeout())
 	_, err = pods.Create(cctx, pod, metav1.CreateOptions{})
 	cancel()
 	if err != nil {
+		r.deleteSecret(pod.Name)
 		return worker.Result{ExitCode: -1}, fmt.Errorf("create step pod %s: %w", pod.Name, err)
 	}
 	fmt.Fprintf(stderr, "[wharfjobs] step pod %s created (image %s)\n", pod.Name, step.Container.Image)
 	res, err := r.watch(ctx, pod.Name, stdout, stderr)
 	if !(r.Config.KeepOnFailure && (err != nil || res.ExitCode != 0)) {
 		r.deletePod(pod.Name)
+		r.deleteSecret(pod.Name)
 	}
 	return res, err
+}
+
+func (r *Runner) deleteSecret(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout())
+	defer cancel()
+	_ = r.Client.CoreV1().Secrets(r.Config.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
 }
 
 func (r *Runner) deletePod(name string) {

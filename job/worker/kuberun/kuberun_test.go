@@ -3,6 +3,7 @@ package kuberun
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,8 +82,13 @@ func TestPodSpec(t *testing.T) {
 		t.Fatal("a step without serviceAccount gets a token")
 	}
 	c := pod.Spec.Containers[0]
-	if c.Command[0] != "/bin/sh" || c.Command[2] != "set -e\ngo build\ngo test" || c.WorkingDir != WorkspacePath {
+	// One script, no set -e, from a file (not argv): wharf-cmd joins cmds
+	// with newlines for `sh -c` (pkg/steps/container.go:76,84 at 421514f).
+	if strings.Join(c.Command, " ") != "/bin/sh "+ScriptPath+"/script" || c.WorkingDir != WorkspacePath {
 		t.Fatalf("command %q", c.Command)
+	}
+	if sec := r.ScriptSecret(pod, testStep("compile")); sec.Name != pod.Name || sec.StringData["script"] != "go build\ngo test" || len(sec.OwnerReferences) != 1 {
+		t.Fatalf("script secret %+v", sec)
 	}
 	if c.Resources.Requests.Cpu().String() != "100m" || c.Resources.Limits.Memory().String() != "1Gi" {
 		t.Fatalf("resources %v", c.Resources)
@@ -92,9 +98,19 @@ func TestPodSpec(t *testing.T) {
 		t.Fatal("the workspace URL must come from a Secret, not the Pod spec")
 	}
 	step := testStep("deploy")
+	step.Instance, step.ProjectID = "prod", "17"
 	step.Container.ServiceAccount, step.Container.SecretName = "deployer", "kubeconfig"
-	pod, _ = r.Pod(step, "ws-secret")
-	if !*pod.Spec.AutomountServiceAccountToken || pod.Spec.ServiceAccountName != "deployer" || pod.Spec.Volumes[1].Secret.SecretName != "kubeconfig" {
+	if _, err := r.Pod(step, "ws-secret"); !errors.Is(err, ErrServiceAccountNotAllowed) || !strings.Contains(err.Error(), "deployer") {
+		t.Fatalf("a service account outside the allow-list: %v", err)
+	}
+	r.Config.ServiceAccounts = []string{"deployer"}
+	pod, err = r.Pod(step, "ws-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const projectSecret = "wharf-prod-project-17-secretname-kubeconfig"
+	if !*pod.Spec.AutomountServiceAccountToken || pod.Spec.ServiceAccountName != "deployer" || pod.Spec.Volumes[2].Secret.SecretName != projectSecret ||
+		pod.Spec.Containers[0].EnvFrom[0].SecretRef.Name != projectSecret {
 		t.Fatalf("named service account or secret not applied: %+v", pod.Spec)
 	}
 	r.Config.CPULimit = "lots"
