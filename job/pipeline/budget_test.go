@@ -135,7 +135,7 @@ func TestSubstituteReferenceBudget(t *testing.T) {
 }
 
 func TestParseDockerTagsTimesDestination(t *testing.T) {
-	src := fmt.Sprintf("build: {image: {docker: {file: Dockerfile, registry: %s, tag: %q}}}\n",
+	src := fmt.Sprintf("build: {image: {docker: {file: Dockerfile, destination: %s, tag: %q}}}\n",
 		strings.Repeat("r", 100<<10), strings.Repeat("t,", 20))
 	_, errs := parseErrors(t, []byte(src), Options{File: "f.yml"})
 	only(t, errs, "destinations (tags times destination) are longer than 1048576 bytes")
@@ -217,7 +217,7 @@ func TestParseStepsCountTowardsTheTextBudget(t *testing.T) {
 	// Each docker step repeats a 1 KiB destination 1000 times: 1 MB of
 	// command from 3 KiB of file, 100 times over through aliases.
 	var b strings.Builder
-	fmt.Fprintf(&b, "x: &d {docker: {file: Dockerfile, registry: %s, tag: %q}}\nbuild:\n", strings.Repeat("r", 1<<10), strings.Repeat("t,", 1000))
+	fmt.Fprintf(&b, "x: &d {docker: {file: Dockerfile, destination: %s, tag: %q}}\nbuild:\n", strings.Repeat("r", 1<<10), strings.Repeat("t,", 1000))
 	for i := range 100 {
 		fmt.Fprintf(&b, "  s%d: *d\n", i)
 	}

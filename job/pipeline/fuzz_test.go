@@ -36,7 +36,7 @@ func FuzzParse(f *testing.F) {
 		// Variables typed by a whole reference, escapes, shell variables.
 		"inputs: [{name: N, type: number, default: 2}]\nb: {s: {docker: {file: D, tag: \"${N},${%N%},${HOME}\", push: \"${N}\"}}}\n",
 		// A docker step repeating its destination.
-		"b: {s: {docker: {file: D, registry: rrrrrrrr, tag: \"a,b,c,d,e,f,g,h,i,j\"}}}\n",
+		"b: {s: {docker: {file: D, destination: rrrrrrrr, tag: \"a,b,c,d,e,f,g,h,i,j\"}}}\n",
 		"inputs: [{name: a, type: string, default: \"${a}${a}\"}]\nb: {s: {container: {image: \"${a}\", cmds: []}}}\n",
 	} {
 		f.Add([]byte(s))

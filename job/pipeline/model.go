@@ -18,6 +18,10 @@ type Definition struct {
 	Environments []Environment
 	// Stages in file order.
 	Stages []Stage
+	// Warnings are problems that do not stop the build, such as a field a
+	// step type does not know (wharf-cmd ignores those): the worker prints
+	// them to the build log.
+	Warnings []Error
 }
 
 // InputType is the type of a build input.
@@ -102,8 +106,33 @@ type Container struct {
 	ServiceAccount        string // the step pod's ServiceAccount; none when empty
 	CertificatesMountPath string
 	// Env are extra environment variables the expansion of a step type
-	// needs (never secrets: those come from SecretName).
+	// needs (never secrets: those come from SecretName, SecretEnv or
+	// Mounts).
 	Env map[string]string
+	// SecretEnv maps environment variable names to keys of the step's
+	// Secret (SecretName, project-scoped by the runner). When it is set the
+	// runner gives the step only these variables from the Secret, each
+	// from its key (a Kubernetes secretKeyRef), instead of every key under
+	// its own name: a docker step's secretArgs "ARG=key" become
+	// "--build-arg ARG" with ARG taken from key, so the value is never in
+	// the command or the Pod spec, as wharf-cmd does.
+	SecretEnv map[string]string
+	// Mounts are Secrets and ConfigMaps of the cluster, named as they are
+	// (not project-scoped), that the runner mounts into the step as files:
+	// registry credentials, kubeconfigs and the NuGet token the step types
+	// of wharf-cmd read from fixed places.
+	Mounts []Mount
+}
+
+// Mount is a Secret or a ConfigMap the runner mounts as a directory.
+type Mount struct {
+	// Secret or ConfigMap names the object; exactly one is set.
+	Secret, ConfigMap string
+	// Path is the directory in the container.
+	Path string
+	// Items maps the keys to mount to their file names in Path; nil
+	// mounts every key under its own name.
+	Items map[string]string
 }
 
 // Pos is a position in the file, 1-based.

@@ -484,7 +484,7 @@ func (p *parser) stage(k, v *yaml.Node, vars Vars, images Images) (Stage, bool) 
 				p.errorf(sv, join(path, "runs-if"), "%q is not one of success, fail, always", r)
 			}
 		default:
-			if step, ok := p.step(sk, sv, path, images); ok {
+			if step, ok := p.step(sk, sv, path, vars, images); ok {
 				st.Steps = append(st.Steps, step)
 			}
 		}
@@ -495,7 +495,7 @@ func (p *parser) stage(k, v *yaml.Node, vars Vars, images Images) (Stage, bool) 
 	return st, len(p.errs) == before
 }
 
-func (p *parser) step(k, v *yaml.Node, stagePath string, images Images) (Step, bool) {
+func (p *parser) step(k, v *yaml.Node, stagePath string, vars Vars, images Images) (Step, bool) {
 	path := stagePath + ".steps." + k.Value
 	step := Step{Name: k.Value, Pos: pos(k)}
 	if msg := checkStepName(k.Value); msg != "" {
@@ -530,13 +530,19 @@ func (p *parser) step(k, v *yaml.Node, stagePath string, images Images) (Step, b
 	}
 	step.Type = found[0]
 	before := len(p.errs)
-	f := p.fields(typeNode, join(path, step.Type), stepFields[step.Type])
+	f, nodes := p.fields(typeNode, join(path, step.Type), stepFields[step.Type])
 	if len(p.errs) > before {
 		return step, false
 	}
-	c, err := expand(step.Type, step.Name, f, images)
-	if err != "" {
-		p.errorf(typeNode, join(path, step.Type), "%s", err)
+	c, errs := expand(step.Type, step.Name, f, vars, &p.budget, images)
+	for _, e := range errs {
+		at := typeNode
+		if n := nodes[e.field]; n != nil {
+			at = n
+		}
+		p.errorf(at, join(join(path, step.Type), e.field), "%s", e.msg)
+	}
+	if len(errs) > 0 {
 		return step, false
 	}
 	// Step types repeat their fields in the commands (a docker step's
@@ -605,11 +611,14 @@ func (f fieldValues) kv(name string) map[string]string {
 	return m
 }
 
-func (p *parser) fields(n *yaml.Node, path string, specs []fieldSpec) fieldValues {
+// fields decodes a step type's fields, and gives the node of each, where
+// a problem with its value is reported.
+func (p *parser) fields(n *yaml.Node, path string, specs []fieldSpec) (fieldValues, map[string]*yaml.Node) {
 	out := fieldValues{}
+	nodes := map[string]*yaml.Node{}
 	if n.Kind != yaml.MappingNode {
 		p.errorf(n, path, "expected a map of fields, got %s", kindName(n))
-		return out
+		return out, nodes
 	}
 	byName := map[string]fieldSpec{}
 	var names []string
@@ -625,6 +634,7 @@ func (p *parser) fields(n *yaml.Node, path string, specs []fieldSpec) fieldValue
 			continue
 		}
 		fp := join(path, k.Value)
+		nodes[k.Value] = v
 		switch spec.kind {
 		case kindString:
 			out[k.Value] = p.str(v, fp)
@@ -653,7 +663,7 @@ func (p *parser) fields(n *yaml.Node, path string, specs []fieldSpec) fieldValue
 			p.errorf(n, join(path, s.name), "required field is missing")
 		}
 	}
-	return out
+	return out, nodes
 }
 
 // str decodes a scalar as a string; numbers and booleans are accepted as

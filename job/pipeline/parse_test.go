@@ -45,8 +45,11 @@ func TestParseGoService(t *testing.T) {
 	img := def.Stages[1].Steps[0]
 	cmd := img.Container.Cmds[0]
 	for _, want := range []string{
-		"--destination registry.example.org/default/team/image:abc123",
-		"--destination registry.example.org/default/team/image:latest",
+		// registry and group as given, not lower-cased, and the step's
+		// name after REPO_NAME because they differ
+		// (wharf-cmd pkg/steps/docker.go:81-87 at 421514f).
+		"--destination registry.example.org/Default/Team/app/image:abc123",
+		"--destination registry.example.org/Default/Team/app/image:latest",
 		"--build-arg LOG_LEVEL=debug", // request input beats the default
 	} {
 		if !strings.Contains(cmd, want) {
@@ -61,13 +64,14 @@ func TestParseGoService(t *testing.T) {
 		t.Fatal("deploy stage environments")
 	}
 	helm := deploy.Steps[0].Container
-	for _, want := range []string{"helm upgrade --install --wait app app --namespace app-stage", "--repo https://charts.example.org", "--set host=stage.example.org", "--set image.tag=abc123", "--set replicas=2"} {
-		if !strings.Contains(helm.Cmds[0], want) {
-			t.Errorf("helm command %q lacks %q", helm.Cmds[0], want)
-		}
+	// wharf-cmd's command line, no --wait (pkg/steps/helm.go:107-123 at
+	// 421514f), with --set, which wharf-cmd drops.
+	if want := "helm upgrade --install app app --repo https://charts.example.org --namespace app-stage --version 1.2.3 --set host=stage.example.org --set image.tag=abc123 --set replicas=2"; helm.Cmds[0] != want {
+		t.Errorf("helm command\n%q, want\n%q", helm.Cmds[0], want)
 	}
-	if helm.SecretName != "kubeconfig-app-stage" {
-		t.Fatalf("helm cluster secret = %q", helm.SecretName)
+	// cluster is a ConfigMap at /root/.kube (helm.go:103,132-141).
+	if helm.SecretName != "" || len(helm.Mounts) != 1 || helm.Mounts[0].ConfigMap != "kubeconfig-app-stage" || helm.Mounts[0].Path != "/root/.kube" {
+		t.Fatalf("helm cluster = %q, %+v", helm.SecretName, helm.Mounts)
 	}
 	report := def.Stages[3]
 	if report.RunsIf != RunsIfFail {
@@ -83,20 +87,35 @@ func TestParseOtherStepTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// nuget-package: wharf-cmd's script with the fields as environment
+	// variables and the token of wharf-nuget-api-token
+	// (pkg/steps/nugetpackage.go:66-92 at 421514f), here from a file.
 	nuget := def.Stages[0].Steps[0].Container
-	if !strings.Contains(nuget.Cmds[0], "-p:PackageVersion=1.0.42") || !strings.Contains(nuget.Cmds[1], "--source https://nuget.example.org/v3/index.json") || !strings.Contains(nuget.Cmds[1], "--skip-duplicate") {
-		t.Fatalf("nuget commands = %q", nuget.Cmds)
+	if nuget.Shell != "/bin/bash" || len(nuget.Cmds) != 1 || !strings.Contains(nuget.Cmds[0], `dotnet nuget push "$nuget"`) ||
+		nuget.Env["NUGET_VERSION"] != "1.0.42" || nuget.Env["NUGET_REPO"] != "https://nuget.example.org/v3/index.json" ||
+		nuget.Env["NUGET_PROJECT_PATH"] != "src/Lib/Lib.csproj" || nuget.Env["NUGET_SKIP_DUP"] != "true" {
+		t.Fatalf("nuget step = %+v", nuget)
 	}
-	if strings.Contains(strings.Join(nuget.Cmds, " "), "token\"") && !strings.Contains(nuget.Cmds[1], "$(cat ") {
-		t.Fatal("nuget api key is not read from the secret file")
+	if len(nuget.Mounts) != 1 || nuget.Mounts[0].Secret != "wharf-nuget-api-token" || nuget.Mounts[0].Items["token"] == "" ||
+		!strings.Contains(nuget.Cmds[0], `$(cat "${NUGET_TOKEN_FILE`) || nuget.Env["NUGET_TOKEN_FILE"] != nuget.Mounts[0].Path+"/token" {
+		t.Fatalf("nuget token = %+v, %q", nuget.Mounts, nuget.Env)
 	}
+	// helm-package: wharf-cmd's script, given CHART_PATH, CHART_REPO and
+	// CHART_VERSION (pkg/steps/helmpackage.go:74-88 at 421514f).
 	pkg := def.Stages[1].Steps[0].Container
-	if !strings.Contains(pkg.Cmds[0], "helm package deploy/chart --destination /tmp/charts --version 0.1.42") || !strings.Contains(pkg.Cmds[1], "https://charts.example.org/api/charts") {
-		t.Fatalf("helm-package commands = %q", pkg.Cmds)
+	if pkg.Shell != "/bin/bash" || len(pkg.Cmds) != 1 || !strings.Contains(pkg.Cmds[0], `helm push *.tgz "$CHART_REPO" --insecure`) ||
+		pkg.Env["CHART_PATH"] != "deploy/chart" || pkg.Env["CHART_REPO"] != "https://charts.example.org" || pkg.Env["CHART_VERSION"] != "0.1.42" {
+		t.Fatalf("helm-package step = %+v", pkg)
 	}
+	// kubectl: --namespace first, --filename for files, then file
+	// (pkg/steps/kubectl.go:76-96 at 421514f), the kubeconfig ConfigMap
+	// kubectl-config by default (kubectl.go:37,100-109).
 	kubectl := def.Stages[2].Steps[0].Container
-	if kubectl.Cmds[0] != "kubectl apply -f deploy/ns.yaml -f deploy/app.yaml --namespace lib" {
-		t.Fatalf("kubectl command = %q", kubectl.Cmds[0])
+	if want := "kubectl apply --namespace lib --filename deploy/ns.yaml --filename deploy/app.yaml"; kubectl.Cmds[0] != want {
+		t.Fatalf("kubectl command = %q, want %q", kubectl.Cmds[0], want)
+	}
+	if len(kubectl.Mounts) != 1 || kubectl.Mounts[0].ConfigMap != "kubectl-config" || kubectl.Mounts[0].Path != "/root/.kube" || kubectl.Env["KUBECONFIG"] != "/root/.kube/config" {
+		t.Fatalf("kubectl kubeconfig = %+v %q", kubectl.Mounts, kubectl.Env)
 	}
 }
 
