@@ -1,7 +1,9 @@
 package pipeline
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"sort"
@@ -42,6 +44,10 @@ const MaxFileSize = 1 << 20
 // Definition must not be run. The Definition is nil only when the file is
 // too large or not YAML at all.
 //
+// The file must be one YAML document, as wharf-cmd wants. Problems that do
+// not stop a build (fields a step type does not know, which wharf-cmd
+// ignores) are not errors but Definition.Warnings.
+//
 // Expanding aliases and variables in stages is bounded by MaxExpandNodes,
 // MaxExpandBytes and MaxValueSize; going past one is an Error at the alias
 // or value that did, and the stages after it are not looked at.
@@ -52,11 +58,29 @@ func Parse(src []byte, opts Options) (*Definition, error) {
 		return nil, p.errs
 	}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(src, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
 		p.errs = append(p.errs, Error{File: opts.File, Pos: yamlErrPos(err), Msg: yamlLine.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "")})
 		return nil, p.errs
 	}
+	// wharf-cmd allows exactly one document (pkg/wharfyml/visit/decode.go:21-23
+	// at 421514f); the ones after it must not be dropped without a word.
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case err == io.EOF:
+	case err != nil:
+		p.errs = append(p.errs, Error{File: opts.File, Pos: yamlErrPos(err), Msg: "document 2: " + yamlLine.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "")})
+		return nil, p.errs
+	default:
+		at := &next
+		if len(next.Content) > 0 {
+			at = next.Content[0]
+		}
+		p.errorf(at, "", "only 1 document is allowed: a second one starts here (remove the \"---\" before it, or the document)")
+		return nil, p.errs
+	}
 	def := &Definition{}
+	defer func() { def.Warnings = p.warns }()
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		p.errorf(nil, "", "file is empty, expected a map of stages")
 		return def, p.errs
@@ -67,14 +91,8 @@ func Parse(src []byte, opts Options) (*Definition, error) {
 		return def, p.errs
 	}
 	var stageNodes [][2]*yaml.Node
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, v := key(root.Content[i]), root.Content[i+1]
-		if seen[k.Value] {
-			p.errorf(k, k.Value, "defined twice")
-			continue
-		}
-		seen[k.Value] = true
+	for _, kv := range p.pairs(root, "") {
+		k, v := kv[0], kv[1]
 		switch k.Value {
 		case "inputs":
 			def.Inputs = p.inputs(deref(v))
@@ -140,8 +158,9 @@ func yamlErrPos(err error) Pos {
 }
 
 type parser struct {
-	file string
-	errs Errors
+	file  string
+	errs  Errors
+	warns []Error
 	// budget is shared by every stage's expansion.
 	budget budget
 }
@@ -196,20 +215,54 @@ func key(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// pairs yields a mapping's key/value nodes, reporting duplicate keys.
+func (p *parser) warnf(n *yaml.Node, path, format string, args ...any) {
+	p.warns = append(p.warns, Error{File: p.file, Pos: pos(n), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// pairs yields a mapping's key/value nodes as wharf-cmd's visit.MapSlice
+// does (pkg/wharfyml/visit/visit.go:113-152 at 421514f): a merge key
+// "<<: *anchor" brings in the anchored map's pairs in its place, a key
+// given twice (also through a merge) is an error, and so is a key that is
+// not a string or is empty.
 func (p *parser) pairs(n *yaml.Node, path string) [][2]*yaml.Node {
 	var out [][2]*yaml.Node
-	seen := map[string]bool{}
+	p.mergePairs(n, path, map[string]bool{}, &out, 0)
+	return out
+}
+
+// maxMergeDepth bounds merges of maps that merge maps: an anchor cannot
+// refer to itself, but a deep chain costs a pass per level.
+const maxMergeDepth = 16
+
+func (p *parser) mergePairs(n *yaml.Node, path string, seen map[string]bool, out *[][2]*yaml.Node, depth int) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := key(n.Content[i]), deref(n.Content[i+1])
+		if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
+			switch {
+			case v.Kind != yaml.MappingNode:
+				p.errorf(v, path, "a merge (<<) needs a map, got %s", kindName(v))
+			case depth >= maxMergeDepth:
+				p.errorf(k, path, "merges (<<) nested deeper than %d levels", maxMergeDepth)
+			default:
+				p.mergePairs(v, path, seen, out, depth+1)
+			}
+			continue
+		}
+		if k.Kind != yaml.ScalarNode || k.Tag != "!!str" {
+			p.errorf(k, path, "map key must be a string, got %s", kindName(k))
+			continue
+		}
+		if k.Value == "" {
+			p.errorf(k, path, "map key must not be empty")
+			continue
+		}
 		if seen[k.Value] {
 			p.errorf(k, join(path, k.Value), "defined twice")
 			continue
 		}
 		seen[k.Value] = true
-		out = append(out, [2]*yaml.Node{k, v})
+		*out = append(*out, [2]*yaml.Node{k, v})
 	}
-	return out
 }
 
 func join(path, name string) string {
@@ -475,7 +528,7 @@ func (p *parser) stage(k, v *yaml.Node, vars Vars, images Images) (Stage, bool) 
 		sk, sv := kv[0], kv[1]
 		switch sk.Value {
 		case "environments":
-			st.Environments = p.strs(sv, join(path, "environments"))
+			st.Environments = p.stageEnvironments(sv, join(path, "environments"))
 		case "runs-if":
 			switch r := RunsIf(p.str(sv, join(path, "runs-if"))); r {
 			case RunsIfSuccess, RunsIfFail, RunsIfAlways:
@@ -630,7 +683,10 @@ func (p *parser) fields(n *yaml.Node, path string, specs []fieldSpec) (fieldValu
 		k, v := kv[0], kv[1]
 		spec, ok := byName[k.Value]
 		if !ok {
-			p.errorf(k, join(path, k.Value), "unknown field; expected one of %s", strings.Join(names, ", "))
+			// wharf-cmd's step types read the fields they know and
+			// ignore the others (pkg/steps/*.go at 421514f): a file
+			// that runs there runs here, with a word in the log.
+			p.warnf(k, join(path, k.Value), "unknown field, ignored; known are %s", strings.Join(names, ", "))
 			continue
 		}
 		fp := join(path, k.Value)
@@ -690,6 +746,30 @@ func (p *parser) strs(n *yaml.Node, path string) []string {
 	out := make([]string, 0, len(n.Content))
 	for i, c := range n.Content {
 		out = append(out, p.str(c, fmt.Sprintf("%s[%d]", path, i)))
+	}
+	return out
+}
+
+// stageEnvironments is a stage's list of environment names, which
+// wharf-cmd wants as a list of non-empty strings
+// (pkg/wharfyml/environment.go:79-101 at 421514f).
+func (p *parser) stageEnvironments(n *yaml.Node, path string) []string {
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, path, "expected a list of environment names, got %s", kindName(n))
+		return nil
+	}
+	var out []string
+	for i, c := range n.Content {
+		c = deref(c)
+		ip := fmt.Sprintf("%s[%d]", path, i)
+		switch {
+		case c.Kind != yaml.ScalarNode || c.Tag != "!!str":
+			p.errorf(c, ip, "expected an environment name, got %s", kindName(c))
+		case c.Value == "":
+			p.errorf(c, ip, "environment name cannot be empty")
+		default:
+			out = append(out, c.Value)
+		}
 	}
 	return out
 }

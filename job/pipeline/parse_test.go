@@ -130,7 +130,6 @@ func TestParseErrorsCarryPositionAndExpectation(t *testing.T) {
 			`many-problems.yml:4:5: inputs[1]: input has no name`,
 			`many-problems.yml:5:15: environments: expected a map of environment name to variables, got a list`,
 			`many-problems.yml:7:12: stages.build.runs-if: "sometimes" is not one of success, fail, always`,
-			`many-problems.yml:12:7: stages.build.steps.compile.container.imagePullPolicy: unknown field; expected one of image, cmds, shell, os, secretName, serviceAccount, certificatesMountPath`,
 			`many-problems.yml:14:5: stages.build.steps.test: unknown step type "contianer"; expected one of container, docker, helm, helm-package, kubectl, nuget-package`,
 			`many-problems.yml:18:7: stages.build.steps.deploy.helm.name: required field is missing`,
 			`many-problems.yml:18:7: stages.build.steps.deploy.helm.namespace: required field is missing`,
