@@ -71,8 +71,8 @@ later: *again
 func TestParseKeysAndEnvironments(t *testing.T) {
 	cases := map[string]string{
 		// wharf-cmd pkg/wharfyml/visit/visit.go:134-141 at 421514f.
-		"environments: {prod: {123: x}}\nb: {s: {container: {image: a, cmds: [x]}}}": `f.yml:1:23: environments.prod: map key must be a string, got "123"`,
-		"environments: {prod: {\"\": x}}\nb: {s: {container: {image: a, cmds: [x]}}}":  "f.yml:1:23: environments.prod: map key must not be empty",
+		"environments: {prod: {123: x}}\nb: {s: {container: {image: a, cmds: [x]}}}":  `f.yml:1:23: environments.prod: map key must be a string, got "123"`,
+		"environments: {prod: {\"\": x}}\nb: {s: {container: {image: a, cmds: [x]}}}": "f.yml:1:23: environments.prod: map key must not be empty",
 		// pkg/wharfyml/environment.go:79-101 at 421514f.
 		"b: {environments: 123, s: {container: {image: a, cmds: [x]}}}":       `f.yml:1:19: stages.b.environments: expected a list of environment names, got "123"`,
 		"b: {environments: prod, s: {container: {image: a, cmds: [x]}}}":      `stages.b.environments: expected a list of environment names, got "prod"`,
