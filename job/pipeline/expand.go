@@ -207,7 +207,10 @@ func imageRepository(image string) string {
 // Where wharf-cmd's step types mount what they read; the commands and the
 // tools in the images expect them there.
 const (
-	kubeconfigDir     = "/root/.kube"        // pkg/steps/helm.go:103, kubectl.go:72
+	// wharf-cmd mounts it at /root/.kube (pkg/steps/helm.go:103,
+	// kubectl.go:72); steps here run as a non-root user who cannot enter
+	// /root, and KUBECONFIG points at the file wherever it is.
+	kubeconfigDir     = "/var/run/wharf/kube"
 	helmRegistryDir   = "/etc/helm/registry" // pkg/steps/helm.go:164
 	kanikoDockerDir   = "/kaniko/.docker"    // pkg/steps/docker.go:214
 	nugetTokenDir     = "/var/run/wharf/nuget"

@@ -168,7 +168,7 @@ func TestDockerSecretArgs(t *testing.T) {
 
 func TestHelm(t *testing.T) {
 	base := "d: {deploy: {helm: {chart: api, name: api, namespace: prod%s}}}"
-	kube := Mount{ConfigMap: "kubectl-config", Path: "/root/.kube"}
+	kube := Mount{ConfigMap: "kubectl-config", Path: "/var/run/wharf/kube"}
 	reg := func(s string) Mount {
 		return Mount{Secret: s, Path: "/etc/helm/registry", Items: map[string]string{"config.json": "config.json"}}
 	}
@@ -186,7 +186,7 @@ func TestHelm(t *testing.T) {
 		// helm.go:99: helmVersion is the image's tag; 117-123: version and values.
 		{"fields", ", repo: r, helmVersion: v3.9.0, chartVersion: 1.0.0, files: [a.yaml, b.yaml], cluster: prod-kube", nil,
 			"helm upgrade --install api api --repo r --namespace prod --version 1.0.0 --values a.yaml --values b.yaml", "docker.io/wharfse/helm:v3.9.0",
-			[]Mount{{ConfigMap: "prod-kube", Path: "/root/.kube"}}},
+			[]Mount{{ConfigMap: "prod-kube", Path: "/var/run/wharf/kube"}}},
 		// helm.go:60-64,127-129,146-173
 		{"HELM_REG_SECRET", ", repo: r", VarMap{"HELM_REG_SECRET": "charts"}, "", DefaultImages.Helm, []Mount{kube, reg("charts")}},
 		{"secret field", ", repo: r, secret: mine", VarMap{"HELM_REG_SECRET": "charts"}, "", DefaultImages.Helm, []Mount{kube, reg("mine")}},
@@ -200,7 +200,7 @@ func TestHelm(t *testing.T) {
 			if c.cmd != "" && cont.Cmds[0] != c.cmd {
 				t.Errorf("command\n%q, want\n%q", cont.Cmds[0], c.cmd)
 			}
-			if cont.Image != c.image || !reflect.DeepEqual(cont.Mounts, c.mounts) || cont.Env["KUBECONFIG"] != "/root/.kube/config" {
+			if cont.Image != c.image || !reflect.DeepEqual(cont.Mounts, c.mounts) || cont.Env["KUBECONFIG"] != "/var/run/wharf/kube/config" {
 				t.Errorf("image %q, mounts %+v, env %q; want %q, %+v", cont.Image, cont.Mounts, cont.Env, c.image, c.mounts)
 			}
 			if hasReg := len(c.mounts) > 1; hasReg != (cont.Env["HELM_REGISTRY_CONFIG"] == "/etc/helm/registry/config.json") {

@@ -69,8 +69,8 @@ func TestParseGoService(t *testing.T) {
 	if want := "helm upgrade --install app app --repo https://charts.example.org --namespace app-stage --version 1.2.3 --set host=stage.example.org --set image.tag=abc123 --set replicas=2"; helm.Cmds[0] != want {
 		t.Errorf("helm command\n%q, want\n%q", helm.Cmds[0], want)
 	}
-	// cluster is a ConfigMap at /root/.kube (helm.go:103,132-141).
-	if helm.SecretName != "" || len(helm.Mounts) != 1 || helm.Mounts[0].ConfigMap != "kubeconfig-app-stage" || helm.Mounts[0].Path != "/root/.kube" {
+	// cluster is a ConfigMap (helm.go:103,132-141), mounted here at /var/run/wharf/kube (steps run as non-root).
+	if helm.SecretName != "" || len(helm.Mounts) != 1 || helm.Mounts[0].ConfigMap != "kubeconfig-app-stage" || helm.Mounts[0].Path != "/var/run/wharf/kube" {
 		t.Fatalf("helm cluster = %q, %+v", helm.SecretName, helm.Mounts)
 	}
 	report := def.Stages[3]
@@ -114,7 +114,7 @@ func TestParseOtherStepTypes(t *testing.T) {
 	if want := "kubectl apply --namespace lib --filename deploy/ns.yaml --filename deploy/app.yaml"; kubectl.Cmds[0] != want {
 		t.Fatalf("kubectl command = %q, want %q", kubectl.Cmds[0], want)
 	}
-	if len(kubectl.Mounts) != 1 || kubectl.Mounts[0].ConfigMap != "kubectl-config" || kubectl.Mounts[0].Path != "/root/.kube" || kubectl.Env["KUBECONFIG"] != "/root/.kube/config" {
+	if len(kubectl.Mounts) != 1 || kubectl.Mounts[0].ConfigMap != "kubectl-config" || kubectl.Mounts[0].Path != "/var/run/wharf/kube" || kubectl.Env["KUBECONFIG"] != "/var/run/wharf/kube/config" {
 		t.Fatalf("kubectl kubeconfig = %+v %q", kubectl.Mounts, kubectl.Env)
 	}
 }
