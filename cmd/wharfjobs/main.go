@@ -35,6 +35,7 @@ func commands() map[string]command {
 		"provisioner":     {"serve the trigger API wharf-api calls (creates build Jobs)", runProvisioner},
 		"aggregator":      {"relay logs, status and artifacts from the store to wharf-api", runAggregator},
 		"run":             {"run a directory's .wharf-ci.yml locally, showing the log live", runRun},
+		"check":           {"parse and resolve a .wharf-ci.yml without running it: errors, or the plan", runCheck},
 		"workspace-fetch": {"fetch a build's workspace into a step pod (init container)", runWorkspaceFetch},
 	}
 }

@@ -72,11 +72,23 @@ type Config struct {
 	// for most images, and for kaniko). Such pods do not pass "restricted":
 	// the namespace needs pod-security.kubernetes.io/enforce=baseline.
 	AllowRoot bool `envconfig:"STEP_ALLOW_ROOT" default:"false"`
+	// SharedSecrets are the Secrets outside any project that step types
+	// mount by name, as wharf-cmd does: registry credentials (docker's
+	// `secret`, REG_SECRET, helm's HELM_REG_SECRET) and the NuGet token.
+	// A step may mount these and its own project's Secrets, nothing else.
+	SharedSecrets []string `envconfig:"STEP_SHARED_SECRETS" default:"gitlab-registry,wharf-nuget-api-token"`
+	// SharedConfigMaps are the ConfigMaps step types mount by name: the
+	// kubeconfigs of helm's and kubectl's `cluster`.
+	SharedConfigMaps []string `envconfig:"STEP_SHARED_CONFIGMAPS" default:"kubectl-config"`
 }
 
 // ErrServiceAccountNotAllowed is returned for a step naming a
 // ServiceAccount that is not in Config.ServiceAccounts.
 var ErrServiceAccountNotAllowed = errors.New("serviceAccount not allowed")
+
+// ErrMountNotAllowed is returned for a step that would mount a Secret or
+// ConfigMap that is neither its project's nor a shared one.
+var ErrMountNotAllowed = errors.New("mount not allowed")
 
 // defaultRunAsUser is the uid of steps when Config.RunAsUser is 0 (a
 // Config built in code): the wharfjobs image's user.
@@ -228,13 +240,9 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 		scriptVolume.Items = []corev1.KeyToPath{{Key: scriptKey, Path: scriptKey + ".ps1"}}
 	}
 	var env []corev1.EnvVar
-	keys := make([]string, 0, len(step.Env))
-	for k := range step.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		env = append(env, corev1.EnvVar{Name: k, Value: step.Env[k]})
+	environ := step.Environ()
+	for _, k := range sortedKeys(environ) {
+		env = append(env, corev1.EnvVar{Name: k, Value: environ[k]})
 	}
 	name := podName(step.Ref, step.Stage, step.Name)
 	no, yes := false, true
@@ -256,12 +264,30 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 		if err != nil {
 			return nil, fmt.Errorf("step %s/%s: %w", step.Stage, step.Name, err)
 		}
-		// Its keys as variables, as wharf-cmd injects them
-		// (pkg/steps/container.go:118 at 421514f), and as files for the
-		// step types that read a file.
-		envFrom = append(envFrom, corev1.EnvFromSource{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: secret}}})
-		mounts = append(mounts, corev1.VolumeMount{Name: "step-secret", MountPath: SecretPath, ReadOnly: true})
-		volumes = append(volumes, corev1.Volume{Name: "step-secret", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret}}})
+		if len(c.SecretEnv) > 0 {
+			// docker's secretArgs: only the named keys, each as its variable
+			// (wharf-cmd pkg/steps/docker.go:272-286 at 421514f).
+			for _, name := range sortedKeys(c.SecretEnv) {
+				env = append(env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+					LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: c.SecretEnv[name]}}})
+			}
+		} else {
+			// Its keys as variables, as wharf-cmd injects them
+			// (pkg/steps/container.go:118 at 421514f), and as files for the
+			// step types that read a file.
+			envFrom = append(envFrom, corev1.EnvFromSource{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: secret}}})
+			mounts = append(mounts, corev1.VolumeMount{Name: "step-secret", MountPath: SecretPath, ReadOnly: true})
+			volumes = append(volumes, corev1.Volume{Name: "step-secret", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret}}})
+		}
+	}
+	for i, m := range c.Mounts {
+		vol, err := r.mountVolume(step, m)
+		if err != nil {
+			return nil, fmt.Errorf("step %s/%s: %w", step.Stage, step.Name, err)
+		}
+		vol.Name = fmt.Sprintf("mount-%d", i)
+		volumes = append(volumes, vol)
+		mounts = append(mounts, corev1.VolumeMount{Name: vol.Name, MountPath: m.Path, ReadOnly: true})
 	}
 	// Every container passes the "restricted" Pod Security profile: no
 	// privilege escalation, no capabilities, the runtime's seccomp profile,
@@ -278,7 +304,7 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 		podSecurity.RunAsNonRoot, podSecurity.RunAsUser, podSecurity.RunAsGroup = &yes, &uid, &uid
 		mounts = append(mounts, corev1.VolumeMount{Name: "home", MountPath: HomePath})
 		volumes = append(volumes, corev1.Volume{Name: "home", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
-		if _, set := step.Env["HOME"]; !set {
+		if _, set := environ["HOME"]; !set {
 			env = append(env, corev1.EnvVar{Name: "HOME", Value: HomePath})
 		}
 	}
@@ -329,6 +355,43 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 		pod.Spec.NodeSelector = map[string]string{"kubernetes.io/os": "windows"}
 	}
 	return pod, nil
+}
+
+// mountVolume is the volume of a step type's mount, when the step may
+// have it: a Secret of its own project or of Config.SharedSecrets, a
+// ConfigMap of Config.SharedConfigMaps. The volume is optional, so a
+// missing registry Secret fails the push with the registry's answer
+// instead of leaving the Pod waiting for a volume.
+func (r *Runner) mountVolume(step worker.Step, m pipeline.Mount) (corev1.Volume, error) {
+	yes := true
+	var items []corev1.KeyToPath
+	for _, key := range sortedKeys(m.Items) {
+		items = append(items, corev1.KeyToPath{Key: key, Path: m.Items[key]})
+	}
+	switch {
+	case m.Secret != "":
+		project, _ := job.ProjectSecretName(step.Instance, step.ProjectID, "x")
+		inProject := project != "" && strings.HasPrefix(m.Secret, strings.TrimSuffix(project, "x"))
+		if !inProject && !slices.Contains(r.Config.SharedSecrets, m.Secret) {
+			return corev1.Volume{}, fmt.Errorf("%w: Secret %q is not the project's nor in WHARFJOBS_STEP_SHARED_SECRETS (%s)", ErrMountNotAllowed, m.Secret, strings.Join(r.Config.SharedSecrets, ", "))
+		}
+		return corev1.Volume{VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: m.Secret, Items: items, Optional: &yes}}}, nil
+	case m.ConfigMap != "":
+		if !slices.Contains(r.Config.SharedConfigMaps, m.ConfigMap) {
+			return corev1.Volume{}, fmt.Errorf("%w: ConfigMap %q is not in WHARFJOBS_STEP_SHARED_CONFIGMAPS (%s)", ErrMountNotAllowed, m.ConfigMap, strings.Join(r.Config.SharedConfigMaps, ", "))
+		}
+		return corev1.Volume{VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: m.ConfigMap}, Items: items, Optional: &yes}}}, nil
+	}
+	return corev1.Volume{}, fmt.Errorf("%w: a mount at %s names neither a Secret nor a ConfigMap", ErrMountNotAllowed, m.Path)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // ScriptSecret is the Secret holding a step's script, named as its Pod

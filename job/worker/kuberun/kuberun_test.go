@@ -230,3 +230,70 @@ func TestArchiveExtractRoundTrip(t *testing.T) {
 		t.Fatal("executable bit lost")
 	}
 }
+
+// The mounts and secret variables the step types of wharf-cmd need
+// (job/pipeline's expansion) reach the Pod only for the project's own
+// Secrets and the operator's shared ones: a pipeline naming another
+// build's Secret as its registry secret gets no Pod.
+func TestPodMountsAndSecretEnv(t *testing.T) {
+	r, _, _ := newRunner()
+	r.Config.SharedSecrets, r.Config.SharedConfigMaps = []string{"gitlab-registry"}, []string{"kubectl-config"}
+	step := testStep("image")
+	step.Instance, step.ProjectID = "prod", "17"
+	step.Container.SecretName = "build-args"
+	step.Container.SecretEnv = map[string]string{"NPM_TOKEN": "npm"}
+	step.Container.Env = map[string]string{"KUBECONFIG": "/var/run/wharf/kube/config", "BUILD_REF": "from-the-step-type"}
+	step.Container.Mounts = []pipeline.Mount{
+		{Secret: "gitlab-registry", Path: "/kaniko/.docker", Items: map[string]string{".dockerconfigjson": "config.json"}},
+		{ConfigMap: "kubectl-config", Path: "/var/run/wharf/kube"},
+		{Secret: "wharf-prod-project-17-secretname-charts", Path: "/etc/helm/registry", Items: map[string]string{"config.json": "config.json"}},
+	}
+	pod, err := r.Pod(step, "ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := pod.Spec.Containers[0]
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	if ref := env["NPM_TOKEN"].ValueFrom; ref == nil || ref.SecretKeyRef.Name != "wharf-prod-project-17-secretname-build-args" || ref.SecretKeyRef.Key != "npm" || len(c.EnvFrom) != 0 {
+		t.Fatalf("secretArgs variable %+v, envFrom %+v", env["NPM_TOKEN"], c.EnvFrom)
+	}
+	if env["KUBECONFIG"].Value != "/var/run/wharf/kube/config" || env["BUILD_REF"].Value != "from-the-step-type" {
+		t.Fatalf("the step type's environment is not the container's: %+v", c.Env)
+	}
+	mounted := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		mounted[m.MountPath] = m.Name
+	}
+	for _, v := range pod.Spec.Volumes {
+		for path, name := range mounted {
+			if name != v.Name {
+				continue
+			}
+			switch path {
+			case "/kaniko/.docker":
+				if v.Secret == nil || v.Secret.SecretName != "gitlab-registry" || v.Secret.Items[0].Key != ".dockerconfigjson" || v.Secret.Items[0].Path != "config.json" || !*v.Secret.Optional {
+					t.Errorf("registry volume %+v", v)
+				}
+			case "/var/run/wharf/kube":
+				if v.ConfigMap == nil || v.ConfigMap.Name != "kubectl-config" {
+					t.Errorf("kubeconfig volume %+v", v)
+				}
+			}
+		}
+	}
+	for _, bad := range []pipeline.Mount{
+		{Secret: "wharf-build-41", Path: "/kaniko/.docker", Items: map[string]string{".dockerconfigjson": "config.json"}},
+		{Secret: "wharfjobs-store", Path: "/x"},
+		{Secret: "wharf-prod-project-18-secretname-charts", Path: "/x"}, // another project's
+		{ConfigMap: "wharfjobs-worker", Path: "/x"},
+	} {
+		s := step
+		s.Container.Mounts = []pipeline.Mount{bad}
+		if _, err := r.Pod(s, "ws"); !errors.Is(err, ErrMountNotAllowed) {
+			t.Errorf("mount %+v: %v, want ErrMountNotAllowed", bad, err)
+		}
+	}
+}

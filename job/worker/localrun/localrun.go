@@ -46,6 +46,18 @@ func (Runner) Name() string { return "local" }
 // read apart: each keeps its order, lines on both need not.
 func (r Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Writer) (worker.Result, error) {
 	fmt.Fprintf(stderr, "[wharfjobs] local runner: image %s is not used; commands run on this machine with %s\n", step.Container.Image, shell(step))
+	// Cluster objects do not exist here: say so, rather than let a step
+	// fail later on a missing file or variable without a hint.
+	if step.Container.SecretName != "" {
+		fmt.Fprintf(stderr, "[wharfjobs] local runner: secretName %s is not available (its keys are not in the environment)\n", step.Container.SecretName)
+	}
+	for _, m := range step.Container.Mounts {
+		what := "Secret " + m.Secret
+		if m.ConfigMap != "" {
+			what = "ConfigMap " + m.ConfigMap
+		}
+		fmt.Fprintf(stderr, "[wharfjobs] local runner: %s is not mounted at %s\n", what, m.Path)
+	}
 	dir, err := os.MkdirTemp("", "wharfjobs-step-*") // mode 0700
 	if err != nil {
 		return worker.Result{ExitCode: -1}, fmt.Errorf("step script: %w", err)
@@ -93,7 +105,7 @@ func (r Runner) runScript(ctx context.Context, step worker.Step, script string, 
 	cmd := exec.Command(shell(step), script)
 	cmd.Dir = step.Workspace
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.Env = stepEnviron(step.Env)
+	cmd.Env = stepEnviron(step.Environ())
 	// Own process group, so stopping the step stops everything it started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
