@@ -107,7 +107,9 @@ func Parse(src []byte, opts Options) (*Definition, error) {
 	}
 
 	envVars := VarMap{}
-	if opts.Environment != "" && def.Environments != nil {
+	// An environment the file does not define is an error even when it
+	// defines none (wharf-cmd pkg/wharfyml/definition.go:92-100).
+	if opts.Environment != "" {
 		found := false
 		var names []string
 		for _, e := range def.Environments {
@@ -116,18 +118,31 @@ func Parse(src []byte, opts Options) (*Definition, error) {
 				envVars, found = e.Vars, true
 			}
 		}
-		if !found {
+		switch {
+		case !found && len(names) == 0:
+			p.errorf(nil, "environments", "environment %q is not defined: the file defines no environments", opts.Environment)
+		case !found:
 			p.errorf(nil, "environments", "environment %q is not defined; defined are: %s", opts.Environment, strings.Join(names, ", "))
 		}
 	}
 	defaults := VarMap{}
 	for _, in := range def.Inputs {
-		if in.Default != nil {
-			defaults[in.Name] = in.Default
+		// Every input is a variable, "" (0 for a number) when it has no
+		// default (wharf-cmd pkg/wharfyml/inputtypes.go: DefaultValue of
+		// a zero Default).
+		defaults[in.Name] = in.Default
+		if in.Default == nil {
+			defaults[in.Name] = map[bool]any{true: 0, false: ""}[in.Type == InputNumber]
 		}
 	}
 	p.checkInputValues(def.Inputs, opts.Inputs)
-	vars := Layered{VarMap(opts.Inputs), defaults, envVars, opts.Vars}
+	given := VarMap{}
+	for _, in := range def.Inputs {
+		if v, ok := opts.Inputs[in.Name]; ok {
+			given[in.Name] = v
+		}
+	}
+	vars := Layered{given, defaults, envVars, opts.Vars}
 	images := opts.Images.withDefaults()
 
 	for _, kv := range stageNodes {
@@ -344,6 +359,10 @@ func (p *parser) inputs(n *yaml.Node) []Input {
 		if in.Type == InputChoice && len(in.Values) == 0 {
 			p.errorf(item, path, "choice input has no values")
 		}
+		if in.Type == InputChoice && defNode == nil {
+			// wharf-cmd pkg/wharfyml/inputs.go:106-110.
+			p.errorf(item, join(path, "default"), "a choice input needs a default, one of its values")
+		}
 		if defNode != nil && defNode.Kind == yaml.ScalarNode {
 			in.Default = scalarValue(defNode)
 			if msg := checkInputValue(in, in.Default); msg != "" {
@@ -383,6 +402,23 @@ func checkInputValue(in Input, v any) string {
 }
 
 func (p *parser) checkInputValues(inputs []Input, given map[string]any) {
+	// A request sets declared inputs only (wharf-cmd
+	// pkg/wharfyml/inputs.go:117-126): never a built-in such as
+	// GIT_COMMIT or REG_URL, which the inputs would otherwise override.
+	declared := map[string]bool{}
+	for _, in := range inputs {
+		declared[in.Name] = true
+	}
+	var undeclared []string
+	for name := range given {
+		if !declared[name] {
+			undeclared = append(undeclared, name)
+		}
+	}
+	sort.Strings(undeclared)
+	for _, name := range undeclared {
+		p.errorf(nil, "inputs", "the request sets %q, which is not an input of this file", name)
+	}
 	for _, in := range inputs {
 		if v, ok := given[in.Name]; ok {
 			if msg := checkInputValue(in, v); msg != "" {

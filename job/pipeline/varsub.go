@@ -50,63 +50,44 @@ const MaxVarDepth = 16
 // anyway.
 const MaxValueSize = 1 << 20
 
-// varRef is one ${...} in a string, s[start:end].
+// varRef is one ${...} in a string, s[start:end]: a reference to the
+// variable name, or an escape that writes literal.
 type varRef struct {
-	start, end          int
-	open, name, closing string
+	start, end int
+	name       string
+	escape     bool
+	literal    string
 }
 
-// nextVar finds the first ${name} or escape ${%name%} in s from index
-// from on, spaces inside the braces allowed, as in Wharf; also what is
-// almost one (a lone %, an empty name), which Substitute leaves alone. It
-// is what the regular expression \$\{\s*(%?)\s*([\w.-]*)\s*(%?)\s*\}
-// matches, scanned by hand: it runs for every reference in every value,
-// and a regexp call costs microseconds, which a file with many references
-// multiplies into seconds.
+// nextVar finds the first ${...} in s from index from on, as wharf-cmd's
+// pattern \$\{\s*([^}]*)\s*\} does (pkg/varsub/varsub.go:30 at 421514f):
+// the name is whatever stands between the braces, trimmed. ${%...%} is
+// the escape for a literal ${...} (its inside kept as it is), and ${%}
+// for ${} (varsub.go:91-100). Scanned by hand: it runs for every
+// reference in every value, and a regexp call costs microseconds, which a
+// file with many references multiplies into seconds.
 func nextVar(s string, from int) (varRef, bool) {
-	for {
-		i := strings.Index(s[from:], "${")
-		if i < 0 {
-			return varRef{}, false
-		}
-		r := varRef{start: from + i}
-		j := skipSpace(s, r.start+2)
-		if j < len(s) && s[j] == '%' {
-			r.open, j = "%", j+1
-		}
-		j = skipSpace(s, j)
-		k := j
-		for k < len(s) && isNameByte(s[k]) {
-			k++
-		}
-		r.name = s[j:k]
-		j = skipSpace(s, k)
-		if j < len(s) && s[j] == '%' {
-			r.closing, j = "%", j+1
-		}
-		j = skipSpace(s, j)
-		if j < len(s) && s[j] == '}' {
-			r.end = j + 1
-			return r, true
-		}
-		// Not one here; one may still start inside, as in "${${a}".
-		from = r.start + 1
+	i := strings.Index(s[from:], "${")
+	if i < 0 {
+		return varRef{}, false
 	}
+	r := varRef{start: from + i}
+	k := strings.IndexByte(s[r.start+2:], '}')
+	if k < 0 {
+		return varRef{}, false
+	}
+	r.end = r.start + 2 + k + 1
+	full := s[r.start:r.end]
+	r.name = strings.TrimSpace(full[2 : len(full)-1])
+	switch {
+	case full == "${%}":
+		r.escape, r.literal = true, "${}"
+	case len(full) >= 5 && strings.HasPrefix(full, "${%") && strings.HasSuffix(full, "%}"):
+		r.escape, r.literal = true, "${"+full[3:len(full)-2]+"}"
+	}
+	return r, true
 }
 
-// skipSpace skips what \s matches in Go's regexp (ASCII space, \t, \n,
-// \f, \r) from index i on.
-func skipSpace(s string, i int) int {
-	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\f' || s[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// isNameByte is [\w.-]: an ASCII letter, digit, '_', '.' or '-'.
-func isNameByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
-}
 
 // Substitute replaces ${name} in s by the variable's value. A string that
 // is exactly one ${name} becomes the value with its type; otherwise values
@@ -162,18 +143,18 @@ func substitute(s string, vars Vars, bud *budget, stack []string) (any, error) {
 		// keeps its type.
 		whole := ref.start == 0 && ref.end == len(s)
 		full := s[ref.start:ref.end]
-		open, name, closing := ref.open, ref.name, ref.closing
+		name := ref.name
 		if err := write(s[last:ref.start], lastName); err != nil {
 			return nil, err
 		}
 		last = ref.end
-		if open == "%" && closing == "%" {
-			if err := write("${"+name+"}", lastName); err != nil {
+		if ref.escape {
+			if err := write(ref.literal, lastName); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		if open != "" || closing != "" || name == "" {
+		if name == "" {
 			if err := write(full, lastName); err != nil {
 				return nil, err
 			}
