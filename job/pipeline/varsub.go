@@ -88,7 +88,6 @@ func nextVar(s string, from int) (varRef, bool) {
 	return r, true
 }
 
-
 // Substitute replaces ${name} in s by the variable's value. A string that
 // is exactly one ${name} becomes the value with its type; otherwise values
 // are formatted into the string. ${%name%} is the escape for a literal
