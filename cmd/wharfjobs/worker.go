@@ -211,12 +211,17 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := copyTree(dir, work); err != nil {
 		return fmt.Errorf("copy %s into a workspace: %w", dir, err)
 	}
-	req := job.Request{BuildRef: ref, RunStages: strings.Split(*stages, ","), Environment: *envName, Vars: vars, RepoName: filepath.Base(absPath(dir))}
+	// No repository fields: as wharf-cmd's `wharf run`, the worker takes
+	// GIT_BRANCH, GIT_SAFEBRANCH, REPO_GROUP and REPO_NAME from the git
+	// repository of dir (current branch, origin's URL), none outside git.
+	req := job.Request{BuildRef: ref, RunStages: strings.Split(*stages, ","), Environment: *envName, Vars: vars}
 	if _, err := build.WriteStatus(ctx, store, ref, build.Status{Status: build.Scheduling}, ""); err != nil {
 		return err
 	}
 	cfg := env.Worker
-	cfg.Workdir, cfg.SkipClone = work, true
+	// The steps run in the copy, but .wharf-vars.yml files are read from
+	// dir and above it, and git is asked about dir, not the copy.
+	cfg.Workdir, cfg.SkipClone, cfg.SourceDir = work, true, absPath(dir)
 	cfg.Logger = newLogger("text", io.Discard)
 	if cfg.Log.FlushInterval <= 0 || cfg.Log.FlushInterval > 200*time.Millisecond {
 		cfg.Log.FlushInterval = 200 * time.Millisecond // a person is watching

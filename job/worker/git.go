@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 
 	"github.com/wharfjobs/wharfjobs/job"
@@ -32,7 +33,11 @@ func clone(ctx context.Context, req job.Request, dir string, progress io.Writer,
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
-	args := []string{"clone", "--quiet", "--no-tags"}
+	// No --no-tags: GIT_TAG is the tag on the checked-out commit, and
+	// wharf-cmd's worker clones with git's default tag following
+	// (pkg/provisioner/k8sprovisioner.go:179-183 at 421514f), which
+	// fetches the tags pointing into the cloned branch.
+	args := []string{"clone", "--quiet"}
 	if req.GitBranch != "" {
 		args = append(args, "--branch", req.GitBranch, "--single-branch")
 	}
@@ -175,25 +180,120 @@ func gitCmd(ctx context.Context, dir string, cred *gitCredential, args ...string
 	return cmd
 }
 
-// gitInfo returns the GIT_* variables of dir's checked-out commit.
+// gitInfo returns the variables wharf-cmd reads from the git checkout
+// around dir (internal/gitutil/stats.go at 421514f: StatsFromExec, and
+// Lookup for the names). As there, it fails when any of its git commands
+// fails, and the caller then has no GIT_ or REPO_ variables from git.
 func gitInfo(ctx context.Context, dir string) (map[string]any, error) {
-	out := map[string]any{}
-	for name, args := range map[string][]string{
-		"GIT_COMMIT":             {"rev-parse", "HEAD"},
-		"GIT_COMMIT_SUBJECT":     {"log", "-1", "--format=%s"},
-		"GIT_COMMIT_AUTHOR_DATE": {"log", "-1", "--format=%aI"},
-		"GIT_TAG":                {"describe", "--tags", "--exact-match"},
-	} {
-		b, err := gitCmd(ctx, dir, nil, args...).Output()
+	git := func(args ...string) ([]string, error) {
+		out, err := gitCmd(ctx, dir, nil, append([]string{"--no-pager"}, args...)...).Output()
 		if err != nil {
-			if name == "GIT_COMMIT" {
-				return nil, fmt.Errorf("git %s in %s: %w", strings.Join(args, " "), dir, err)
+			var stderr string
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = strings.TrimSpace(string(ee.Stderr))
 			}
-			continue // no tag on this commit, for example
+			return nil, fmt.Errorf("git %s in %s: %w: %s", strings.Join(args, " "), dir, err, stderr)
 		}
-		out[name] = strings.TrimSpace(string(b))
+		s := strings.TrimSpace(string(out))
+		if s == "" {
+			return nil, nil
+		}
+		return strings.Split(s, "\n"), nil
+	}
+	// Empty on a detached HEAD (GIT_BRANCH naming a tag, say).
+	branch, err := git("branch", "--show-current")
+	if err != nil {
+		return nil, err
+	}
+	// %aI and %cI: strict ISO 8601, as stats.go:151-152.
+	commit, err := git("log", "-n", "1", "HEAD", "--format=%H%n%s%n%aI%n%cI")
+	if err != nil {
+		return nil, err
+	}
+	// stats.go:166-187: the tags pointing at HEAD, newest tagger date
+	// first (lightweight tags have none and come last); GIT_TAG is the
+	// first, or "" when the commit has no tag.
+	tags, err := git("tag", "--sort=-taggerdate", "--points-at", "HEAD")
+	if err != nil {
+		return nil, err
+	}
+	remotes, err := git("remote", "--verbose", "show", "-n")
+	if err != nil {
+		return nil, err
+	}
+	line := func(lines []string, i int) string {
+		if i < len(lines) {
+			return strings.TrimSpace(lines[i])
+		}
+		return ""
+	}
+	cur := line(branch, 0)
+	out := map[string]any{
+		"GIT_BRANCH":  cur,
+		"REPO_BRANCH": cur,
+		// stats.go:179: only "/" is replaced.
+		"GIT_SAFEBRANCH":         strings.ReplaceAll(cur, "/", "-"),
+		"GIT_COMMIT":             line(commit, 0),
+		"GIT_COMMIT_SUBJECT":     line(commit, 1),
+		"GIT_COMMIT_AUTHOR_DATE": line(commit, 2),
+		// wharf-cmd reads the committer date (stats.go:184) but answers
+		// GIT_COMMIT_COMMITTER_DATE with the author date (stats.go:56-57);
+		// builds see that value there, so it is mirrored.
+		"GIT_COMMIT_COMMITTER_DATE": line(commit, 2),
+		"GIT_TAG":                   line(tags, 0),
+	}
+	if out["GIT_COMMIT"] == "" {
+		return nil, fmt.Errorf("git log in %s: no commit", dir)
+	}
+	// stats.go:191-196 and 64-73: REPO_GROUP and REPO_NAME are estimated
+	// from the origin remote's fetch URL, and left undefined when that
+	// gives nothing.
+	if fetch := originFetchURL(remotes); fetch != "" {
+		group, name := estimateRepoGroupAndName(fetch)
+		if group != "" {
+			out["REPO_GROUP"] = group
+		}
+		if name != "" {
+			out["REPO_NAME"] = name
+		}
 	}
 	return out, nil
+}
+
+// originFetchURL picks origin's fetch URL from `git remote -v` lines
+// ("name<TAB>url (fetch)"), as stats.go:209-227 parses them.
+func originFetchURL(lines []string) string {
+	for _, l := range lines {
+		name, rest, ok := strings.Cut(l, "\t")
+		if !ok || name != "origin" {
+			continue
+		}
+		if u, ok := strings.CutSuffix(rest, " (fetch)"); ok {
+			return u
+		}
+	}
+	return ""
+}
+
+// The repository group and name in a remote URL (stats.go:284-287): the
+// last path segment is the name, everything before it after the host (and
+// an Azure DevOps "v3/"-like version segment) the group.
+var (
+	estURLRegex = regexp.MustCompile(`\w+://[^/]+/(?:v\d+/)?(.*)/([^/]+)`)
+	estSSHRegex = regexp.MustCompile(`\w+:(?:v\d+/)?(.*)/([^/]+)`)
+)
+
+// estimateRepoGroupAndName mirrors stats.go:289-307, trailing "/_git"
+// (Azure DevOps) and ".git" dropped.
+func estimateRepoGroupAndName(url string) (group, name string) {
+	m := estURLRegex.FindStringSubmatch(url)
+	if m == nil {
+		m = estSSHRegex.FindStringSubmatch(url)
+	}
+	if m == nil {
+		return "", ""
+	}
+	return strings.TrimSuffix(m[1], "/_git"), strings.TrimSuffix(m[2], ".git")
 }
 
 // redactURL drops a password or token embedded in a URL.

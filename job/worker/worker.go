@@ -84,9 +84,19 @@ type Config struct {
 	// Logger receives the worker's own diagnostics (never log lines).
 	Logger *slog.Logger `ignored:"true"`
 	// SkipClone uses Workdir as it is instead of cloning (wharfjobs run).
+	// Such a build has no trigger: GIT_BRANCH and REPO_* come from git
+	// alone, as in wharf-cmd's `wharf run`, not from the request.
 	SkipClone bool `ignored:"true"`
+	// SourceDir is the directory Workdir was copied from (wharfjobs run):
+	// the .wharf-vars.yml files in it and above it, and its git
+	// repository, give the variables. Empty means the checkout's own.
+	SourceDir string `ignored:"true"`
+	// SystemVarsDir holds the machine-wide wharf-vars.yml, as
+	// /etc/iver-wharf/wharf-cmd does for wharf-cmd; empty reads none.
+	SystemVarsDir string `envconfig:"SYSTEM_VARS_DIR" default:"/etc/iver-wharf/wharf-cmd"`
 	// Environ is the process environment the WHARF_VAR_* variables come
-	// from; nil means os.Environ().
+	// from, and XDG_CONFIG_HOME or HOME for the user's
+	// iver-wharf/wharf-cmd/wharf-vars.yml; nil means os.Environ().
 	Environ []string `ignored:"true"`
 }
 
@@ -272,8 +282,12 @@ func (r *run) execute(ctx context.Context) (int, string) {
 			r.cfg.Logger.Warn("cannot record the commit", "build", r.ref, "error", err)
 		}
 		r.sysf("checked out %v", gitVars["GIT_COMMIT"])
-	} else if info, err := gitInfo(ctx, dir); err == nil {
+	} else if info, err := gitInfo(ctx, r.varsDir(dir)); err == nil {
 		gitVars = info
+	} else {
+		// As wharf-cmd (cmd/wharf/utils.go:78-81): a directory outside git
+		// builds without GIT_ and REPO_ variables.
+		r.sysf("no GIT_ and REPO_ variables: %s", r.maskText(err.Error()))
 	}
 
 	src, err := os.ReadFile(filepath.Join(dir, pipeline.FileName))
