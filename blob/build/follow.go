@@ -27,7 +27,10 @@ func Follow(ctx context.Context, s blob.Store, ref string, interval time.Duratio
 		if err != nil && !errors.Is(err, blob.ErrNotFound) {
 			return Status{}, err
 		}
-		if f.after == 0 && st.Log != nil {
+		// The compacted log holds chunks this follower has not read yet:
+		// read them there, because once a build's relay is final its chunks
+		// are deleted, and a listing then shows nothing past what was read.
+		if st.Log != nil && st.Log.CompactedThrough > f.after {
 			if err := f.compacted(ctx, *st.Log); err != nil {
 				return st, err
 			}
