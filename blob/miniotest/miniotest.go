@@ -127,7 +127,10 @@ func (s *Server) start() error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	url := "http://" + s.Endpoint + "/minio/health/ready"
+	// /minio/health/ready answers 200 before the object layer exists (it
+	// only sets a header), and S3 calls then fail with "Server not
+	// initialized yet": the cluster check waits for the object layer.
+	url := "http://" + s.Endpoint + "/minio/health/cluster"
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := (&http.Client{Timeout: time.Second}).Do(req)

@@ -252,13 +252,13 @@ func (out *checkOutput) fill(plan worker.PlanResult, req job.Request, kubeCfg ku
 				s.Mounts = append(s.Mounts, checkMount{Path: m.Path, Secret: m.Secret, ConfigMap: m.ConfigMap, Items: m.Items})
 			}
 			ws := worker.Step{Ref: req.Ref(), Stage: st.Name, Name: step.Name, Container: c, Env: plan.Env, Instance: req.Instance, ProjectID: req.ProjectID}
+			if c.SecretName != "" {
+				s.Kube.Secret, _ = job.ProjectSecretName(req.Instance, req.ProjectID, c.SecretName)
+			}
 			if pod, err := kr.Pod(ws, "workspace"); err != nil {
 				s.Kube.Refused = plan.Mask(err.Error())
 			} else {
 				s.Kube.Command = pod.Spec.Containers[0].Command
-				if len(pod.Spec.Containers[0].EnvFrom) > 0 {
-					s.Kube.Secret = pod.Spec.Containers[0].EnvFrom[0].SecretRef.Name
-				}
 			}
 			s.Local.Command = []string{c.Shell, "<script file>"}
 			cs.Steps = append(cs.Steps, s)

@@ -51,7 +51,11 @@ func Plan(ctx context.Context, opts PlanOptions) (PlanResult, error) {
 	if err != nil {
 		return PlanResult{}, fmt.Errorf("read the pipeline: %w", err)
 	}
-	r := &run{req: opts.Request, cfg: opts.Config}
+	// As `wharfjobs run` (and wharf-cmd's `wharf run`): no trigger, so the
+	// repository fields come from git and --var.
+	cfg := opts.Config
+	cfg.SkipClone = true
+	r := &run{req: opts.Request, cfg: cfg}
 	gitVars, err := gitInfo(ctx, opts.Dir)
 	if err != nil {
 		gitVars = map[string]any{} // not a git repository: no GIT_* variables

@@ -318,6 +318,11 @@ func (r *run) execute(ctx context.Context) (int, string) {
 		}
 		return ExitInvalid, fmt.Sprintf("InvalidPipeline: %d problem(s) in %s", n, pipeline.FileName)
 	}
+	// wharf-cmd ignores fields it does not know: so do we, but say which,
+	// so a misspelt field does not pass unseen.
+	for _, w := range def.Warnings {
+		r.sysf("warning: %s", w.Error())
+	}
 	stages, err := selectStages(def, r.req.RunStages)
 	if err != nil {
 		r.sysf("%v", err)

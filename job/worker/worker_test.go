@@ -170,7 +170,7 @@ func TestExamples(t *testing.T) {
 				}
 			}
 		}},
-		{name: "secret", vars: map[string]any{"DEPLOY_PASSWORD": "hunter2-secret", "PLAIN": "visible"}, code: 0, status: build.Completed, check: func(t *testing.T, st build.Status, recs []build.Record) {
+		{name: "secret", vars: map[string]any{"DEPLOY_PASSWORD": "hunter2-secret"}, code: 0, status: build.Completed, check: func(t *testing.T, st build.Status, recs []build.Record) {
 			text := allText(recs)
 			if strings.Contains(text, "hunter2-secret") {
 				t.Fatal("the password reached the log")
@@ -185,6 +185,14 @@ func TestExamples(t *testing.T) {
 			}
 			if got := lines(recs, "prod-only", "never"); len(got) != 0 {
 				t.Fatalf("prod stage ran in stage: %q", got)
+			}
+		}},
+		// wharf-cmd ignores unknown fields in a step type
+		// (pkg/wharfyml/visit at 421514f reads only the fields it knows).
+		{name: "warnings", code: 0, status: build.Completed, check: func(t *testing.T, st build.Status, recs []build.Record) {
+			if !strings.Contains(allText(recs), "warning: .wharf-ci.yml:7:7: stages.build.steps.compile.container.imagePullPolicy:") ||
+				strings.Join(lines(recs, "build", "compile"), "") != "compiled" {
+				t.Fatalf("no warning, or the step did not run:\n%s", allText(recs))
 			}
 		}},
 		{name: "invalid", code: worker.ExitInvalid, status: build.Failed, reason: "InvalidPipeline: 1 problem(s)", check: func(t *testing.T, st build.Status, recs []build.Record) {

@@ -57,6 +57,11 @@ func restrictedNamespace(t *testing.T, c *testcluster.Cluster) string {
 	if _, err := c.Client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The ServiceAccount controller is not running here; a pod without
+	// serviceAccountName needs "default" to exist.
+	if _, err := c.Client.CoreV1().ServiceAccounts(name).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	return name
 }
 

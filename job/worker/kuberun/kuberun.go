@@ -409,12 +409,13 @@ func int64Ptr(i int64) *int64 { return &i }
 
 // Run implements worker.StepRunner.
 func (r *Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Writer) (worker.Result, error) {
-	secret, err := r.workspaceSecret(ctx, step.Ref, step.Workspace)
+	// The Pod first: a step refused (a Secret or ServiceAccount it may not
+	// have) leaves nothing behind, not even a published workspace.
+	pod, err := r.Pod(step, podName(step.Ref, "workspace", "url"))
 	if err != nil {
 		return worker.Result{ExitCode: -1}, err
 	}
-	pod, err := r.Pod(step, secret)
-	if err != nil {
+	if _, err := r.workspaceSecret(ctx, step.Ref, step.Workspace); err != nil {
 		return worker.Result{ExitCode: -1}, err
 	}
 	pods := r.Client.CoreV1().Pods(r.Config.Namespace)
