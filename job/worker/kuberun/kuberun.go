@@ -404,9 +404,6 @@ func (r *Runner) ScriptSecret(pod *corev1.Pod, step worker.Step) *corev1.Secret 
 	}
 }
 
-func boolPtr(b bool) *bool    { return &b }
-func int64Ptr(i int64) *int64 { return &i }
-
 // Run implements worker.StepRunner.
 func (r *Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Writer) (worker.Result, error) {
 	// The Pod first: a step refused (a Secret or ServiceAccount it may not
