@@ -135,21 +135,13 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if info, err := os.Stat(target); err == nil && !info.IsDir() {
 		dir, file = filepath.Dir(target), target
 	}
-	req := job.Request{BuildRef: "0", Environment: *envName, Vars: map[string]any{}}
-	for _, in := range inputs {
-		k, v, ok := strings.Cut(in, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("--input %q: expected NAME=VALUE", in)
-		}
-		req.Vars[k] = v
+	req := job.Request{BuildRef: "0", Environment: *envName}
+	if req.Vars, err = inputs.assignments("input"); err != nil {
+		return err
 	}
-	over := map[string]any{}
-	for _, in := range vars {
-		k, v, ok := strings.Cut(in, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("--var %q: expected NAME=VALUE", in)
-		}
-		over[k] = v
+	over, err := vars.assignments("var")
+	if err != nil {
+		return err
 	}
 	// The request fields the worker turns into variables come from --var
 	// too, so the plan resolves secrets as the build would.

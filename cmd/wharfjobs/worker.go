@@ -162,6 +162,20 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
+// assignments reads NAME=VALUE flags (--input, --var) into a map; flag
+// names the flag in errors.
+func (s stringList) assignments(flag string) (map[string]any, error) {
+	out := map[string]any{}
+	for _, in := range s {
+		k, v, ok := strings.Cut(in, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--%s %q: expected NAME=VALUE", flag, in)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
 // runRun runs a local directory's .wharf-ci.yml with the local runner and
 // shows the log live.
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -190,13 +204,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	vars := map[string]any{}
-	for _, in := range inputs {
-		k, v, ok := strings.Cut(in, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("--input %q: expected NAME=VALUE", in)
-		}
-		vars[k] = v
+	vars, err := inputs.assignments("input")
+	if err != nil {
+		return err
 	}
 	store, err := backend.Open(ctx, env.Store)
 	if err != nil {

@@ -29,27 +29,19 @@ import (
 	"github.com/wharfjobs/wharfjobs/job/kube"
 )
 
-var (
-	clusterOnce sync.Once
-	cluster     *testcluster.Cluster
-	clusterErr  error
-)
+// cluster is the package's control plane, started by the first test that
+// needs one.
+var cluster testcluster.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if cluster != nil {
-		cluster.Stop()
-	}
+	cluster.Stop()
 	os.Exit(code)
 }
 
 func realCluster(t testing.TB) *testcluster.Cluster {
 	t.Helper()
-	clusterOnce.Do(func() { cluster, clusterErr = testcluster.Start(testcluster.Options{}) })
-	if clusterErr != nil {
-		t.Fatal(clusterErr)
-	}
-	return cluster
+	return cluster.Get(t)
 }
 
 type clusterEnv struct {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,29 +14,19 @@ import (
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
 )
 
-var (
-	clusterOnce sync.Once
-	cluster     *testcluster.Cluster
-	clusterErr  error
-)
+// cluster is the package's control plane, started by the first test that
+// needs one.
+var cluster testcluster.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if cluster != nil {
-		cluster.Stop()
-	}
+	cluster.Stop()
 	os.Exit(code)
 }
 
-// realCluster starts a real kube-apiserver (with etcd) once, for the tests
-// that need its admission: Pod Security is built into the API server.
-func realCluster(t *testing.T) *testcluster.Cluster {
+func realCluster(t testing.TB) *testcluster.Cluster {
 	t.Helper()
-	clusterOnce.Do(func() { cluster, clusterErr = testcluster.Start(testcluster.Options{}) })
-	if clusterErr != nil {
-		t.Fatal(clusterErr)
-	}
-	return cluster
+	return cluster.Get(t)
 }
 
 // restrictedNamespace is a namespace with the label manifests/ puts on
