@@ -218,6 +218,10 @@ const (
 	defaultKubeconfig = "kubectl-config"        // pkg/steps/helm.go:41, kubectl.go:37
 )
 
+// CACertificatesConfigMap is the ConfigMap a container step's
+// certificatesMountPath mounts (pkg/steps/container.go:97 at 421514f).
+const CACertificatesConfigMap = "ca-certificates-config"
+
 // kubeconfig mounts the ConfigMap cluster where wharf-cmd does and points
 // KUBECONFIG at it, so the image's user and HOME do not matter.
 func kubeconfig(c *Container, cluster string) {
@@ -250,6 +254,11 @@ func expand(typ, stepName string, f fieldValues, vars Vars, bud *budget, im Imag
 		}
 		if c.Shell == "" {
 			c.Shell = "/bin/sh"
+		}
+		if c.CertificatesMountPath != "" {
+			// The cluster's CA certificates, from the ConfigMap wharf-cmd
+			// mounts there (pkg/steps/container.go:90-105 at 421514f).
+			c.Mounts = append(c.Mounts, Mount{ConfigMap: CACertificatesConfigMap, Path: c.CertificatesMountPath})
 		}
 		switch c.OS {
 		case "":

@@ -79,3 +79,16 @@ build:
 		t.Errorf("unknown environment in a file without environments: %v", err)
 	}
 }
+
+// pkg/steps/container.go:88-105 at 421514f: certificatesMountPath mounts
+// the ConfigMap ca-certificates-config there.
+func TestContainerCertificatesMountPath(t *testing.T) {
+	def, err := Parse([]byte("build:\n  c:\n    container:\n      image: alpine\n      certificatesMountPath: /usr/local/share/ca-certificates\n      cmds: [update-ca-certificates]\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := def.Stages[0].Steps[0].Container.Mounts
+	if len(m) != 1 || m[0].ConfigMap != "ca-certificates-config" || m[0].Path != "/usr/local/share/ca-certificates" {
+		t.Fatalf("mounts %+v", m)
+	}
+}

@@ -78,8 +78,9 @@ type Config struct {
 	// A step may mount these and its own project's Secrets, nothing else.
 	SharedSecrets []string `envconfig:"STEP_SHARED_SECRETS" default:"gitlab-registry,wharf-nuget-api-token"`
 	// SharedConfigMaps are the ConfigMaps step types mount by name: the
-	// kubeconfigs of helm's and kubectl's `cluster`.
-	SharedConfigMaps []string `envconfig:"STEP_SHARED_CONFIGMAPS" default:"kubectl-config"`
+	// kubeconfigs of helm's and kubectl's `cluster`, and the CA
+	// certificates of a container step's certificatesMountPath.
+	SharedConfigMaps []string `envconfig:"STEP_SHARED_CONFIGMAPS" default:"kubectl-config,ca-certificates-config"`
 }
 
 // ErrServiceAccountNotAllowed is returned for a step naming a
