@@ -187,7 +187,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if relayCfg.PollInterval <= 0 || relayCfg.PollInterval > 200*time.Millisecond {
 		relayCfg.PollInterval = 200 * time.Millisecond
 	}
-	agg := aggregator.New(store, sink, nil, relayCfg)
+	// The launcher's worker states, so a worker that dies is a lost build
+	// within a poll, as a failed Job is in a cluster (not only after the
+	// heartbeat timeout).
+	agg := aggregator.New(store, sink, launcher, relayCfg)
 	watchMinIO(agg, store, logger)
 
 	port := os.Getenv("PORT")

@@ -7,11 +7,19 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/blob/fs"
 )
 
 // lockedBuffer is a bytes.Buffer a test reads while run writes it.
@@ -130,5 +138,82 @@ func TestDevServerDropsSlowClients(t *testing.T) {
 	rest, err := io.ReadAll(r)
 	if err != nil {
 		t.Fatalf("the server kept the connection of a client that stopped sending: %v (after %q)", err, rest)
+	}
+}
+
+// workerPID finds the worker process of build ref among this machine's
+// processes (dev starts it as `<test binary> worker --ref ref`).
+func workerPID(t *testing.T, ref string) int {
+	t.Helper()
+	want := "worker\x00--ref\x00" + ref + "\x00"
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if strings.HasSuffix(string(cmdline), want) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// A worker killed with SIGKILL leaves no final status behind; dev's
+// aggregator knows from the launcher that it exited and fails the build
+// (and its running step) at once, as it does for a failed Job in a
+// cluster, instead of after the 2-minute heartbeat timeout.
+func TestDevKilledWorkerFailsTheBuild(t *testing.T) {
+	t.Setenv("WHARFJOBS_TOKEN", "dev-token")
+	t.Setenv("WHARFJOBS_HEARTBEAT_TIMEOUT", "1h") // only the launcher can tell
+	state := t.TempDir()
+	repo := filepath.Join(t.TempDir(), "repo")
+	if err := makeDemoRepo(repo); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, ".wharf-ci.yml"), []byte("slow:\n  wait:\n    container:\n      image: alpine\n      cmds: [\"echo waiting\", \"sleep 120\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitCommit(t, repo)
+	base, _ := startDev(t, "--state", state)
+	q := url.Values{"BUILD_REF": {"9"}, "GIT_FULLURL": {"file://" + repo}, "GIT_BRANCH": {"main"}, "token": {"dev-token"}}
+	resp, err := http.Post(base+"/api/worker?"+q.Encode(), "", nil)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("trigger: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	store, err := fs.Open(filepath.Join(state, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	pid := 0
+	for deadline := time.Now().Add(30 * time.Second); pid == 0; {
+		if st, _, _ := build.ReadStatus(ctx, store, "9"); len(st.Steps) > 0 && st.Steps[0].Status == build.Running {
+			pid = workerPID(t, "9")
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the build never ran")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	for {
+		st, _, _ := build.ReadStatus(ctx, store, "9")
+		if st.Status == build.Failed {
+			t.Logf("build Failed %v after SIGKILL: %s", time.Since(killed).Round(time.Millisecond), st.Reason)
+			if !strings.HasPrefix(st.Reason, build.ReasonWorkerLost) || len(st.Steps) != 1 || st.Steps[0].Status != build.Failed {
+				t.Fatalf("status after the worker was killed: %+v", st)
+			}
+			return
+		}
+		if time.Since(killed) > 30*time.Second {
+			t.Fatalf("build still %s 30s after its worker was killed", st.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -1011,7 +1011,7 @@ func (a *Aggregator) lostReason(st build.Status, now time.Time) string {
 		if b.Reason == "DeadlineExceeded" {
 			return build.ReasonDeadlineExceeded
 		}
-		return build.ReasonWorkerLost + ": the Job failed (" + b.Reason + ")"
+		return build.ReasonWorkerLost + ": the worker failed (" + b.Reason + ")"
 	case hasJob && b.Phase == "Completed":
 		return build.ReasonWorkerLost + ": the worker exited without recording a final status"
 	case hasJob && b.Stuck != "":
@@ -1096,6 +1096,13 @@ func (a *Aggregator) failIfLost(ctx context.Context, ref string, st build.Status
 			return build.ErrNoChange // the worker finished after all
 		}
 		st.Status, st.Reason, st.FinishedAt = build.Failed, reason, &now
+		// Its steps that were running ended with it: none stays Running
+		// in a build that is over.
+		for i := range st.Steps {
+			if !st.Steps[i].Status.Final() {
+				st.Steps[i].Status, st.Steps[i].Reason, st.Steps[i].FinishedAt = build.Failed, reason, &now
+			}
+		}
 		return nil
 	})
 	if err == nil {

@@ -53,6 +53,11 @@ func TestMissingBuildsAreFailedWithAReason(t *testing.T) {
 	build.UpdateStatus(ctx, s, "silent", func(st *build.Status) error { st.Heartbeat = &stale; return nil })
 	fresh := time.Now()
 	build.UpdateStatus(ctx, s, "healthy", func(st *build.Status) error { st.Heartbeat = &fresh; return nil })
+	// A step was running when the worker went: it must not stay Running.
+	build.UpdateStatus(ctx, s, "exited", func(st *build.Status) error {
+		st.Steps = []build.StepStatus{{Stage: "build", Step: "compile", Status: build.Running}, {Stage: "build", Step: "lint", Status: build.Completed}}
+		return nil
+	})
 	jobs := fakeJobs{
 		"stuck":    {Ref: "stuck", Phase: "Scheduling", Stuck: "ImagePullBackOff: wharfjobs:nope"},
 		"deadline": {Ref: "deadline", Phase: "Failed", Reason: "DeadlineExceeded"},
@@ -85,6 +90,9 @@ func TestMissingBuildsAreFailedWithAReason(t *testing.T) {
 		if last := lines[len(lines)-1]; last.Stream != build.StreamSystem || !strings.Contains(last.Text, reason) {
 			t.Errorf("%s: last line %+v does not say why", ref, last)
 		}
+	}
+	if st, _, _ := build.ReadStatus(ctx, s, "exited"); st.Steps[0].Status != build.Failed || !strings.HasPrefix(st.Steps[0].Reason, "WorkerLost") || st.Steps[1].Status != build.Completed {
+		t.Errorf("steps of a lost build: %+v", st.Steps)
 	}
 	if st, _, _ := build.ReadStatus(ctx, s, "healthy"); st.Status != build.Running {
 		t.Fatalf("a healthy build was failed: %+v", st)

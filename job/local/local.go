@@ -34,6 +34,8 @@ type Launcher struct {
 
 	mu      sync.Mutex
 	workers map[string]*worker
+	// exits receive the ref of each worker that exits (WatchRefs).
+	exits []chan string
 }
 
 type worker struct {
@@ -118,6 +120,7 @@ func (l *Launcher) Launch(ctx context.Context, req job.Request) (job.Build, bool
 		w.err = cmd.Wait()
 		logf.Close()
 		close(w.done)
+		l.exited(ref)
 	}()
 	l.workers[id] = w
 	return l.view(w), true, nil
@@ -135,6 +138,67 @@ func (l *Launcher) view(w *worker) job.Build {
 	default:
 	}
 	return b
+}
+
+// States returns every worker this launcher started, by build ref: what
+// the aggregator needs to tell a build whose worker died (SIGKILL, a
+// crash) from one still running, as it does with Jobs in a cluster.
+func (l *Launcher) States(context.Context) (map[string]job.Build, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]job.Build, len(l.workers))
+	for _, w := range l.workers {
+		out[w.build.Ref] = l.view(w)
+	}
+	return out, nil
+}
+
+// WatchRefs sends the ref of each worker that exits, until ctx ends: the
+// aggregator then looks at that build at once instead of at its next
+// poll.
+func (l *Launcher) WatchRefs(ctx context.Context) <-chan string {
+	in := make(chan string, 16)
+	out := make(chan string)
+	l.mu.Lock()
+	l.exits = append(l.exits, in)
+	l.mu.Unlock()
+	go func() {
+		defer close(out)
+		defer func() {
+			l.mu.Lock()
+			for i, c := range l.exits {
+				if c == in {
+					l.exits = append(l.exits[:i], l.exits[i+1:]...)
+					break
+				}
+			}
+			l.mu.Unlock()
+		}()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ref := <-in:
+				select {
+				case out <- ref:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+func (l *Launcher) exited(ref string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.exits {
+		select {
+		case c <- ref:
+		default: // a watcher that is behind re-lists the states anyway
+		}
+	}
 }
 
 // List implements the provisioner's Launcher.
