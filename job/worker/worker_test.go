@@ -353,13 +353,16 @@ func TestSIGKILLLosesAtMostTheLastSecond(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The step's own copy of its lines goes outside its workspace, which
+	// is a copy of dir that the killed worker leaves in a temporary place.
+	written := filepath.Join(t.TempDir(), "written.txt")
 	dir := pipelineDir(t, `
 emit:
   lines:
     container:
       image: alpine
       cmds:
-        - i=1; while true; do l="$i $(date +%s%N)"; echo "$l"; echo "$l" >> written.txt; i=$((i+1)); sleep 0.001; done
+        - i=1; while true; do l="$i $(date +%s%N)"; echo "$l"; echo "$l" >> `+written+`; i=$((i+1)); sleep 0.001; done
 `)
 	cmd := helperCmd(t, s, bucket, "kill-1", dir, false)
 	if err := cmd.Start(); err != nil {
@@ -406,11 +409,11 @@ emit:
 		}
 	}
 	// What the step printed, from its own copy of every line.
-	written, err := os.ReadFile(filepath.Join(dir, "written.txt"))
+	own, err := os.ReadFile(written)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wlines := strings.Split(strings.TrimSpace(string(written)), "\n")
+	wlines := strings.Split(strings.TrimSpace(string(own)), "\n")
 	var lastN int
 	var lastNs int64
 	fmt.Sscan(wlines[len(wlines)-1], &lastN, &lastNs)

@@ -70,6 +70,14 @@ func (r Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Wri
 	if err := os.WriteFile(script, []byte(strings.Join(step.Container.Cmds, "\n")+"\n"), 0o600); err != nil {
 		return worker.Result{ExitCode: -1}, fmt.Errorf("step script: %w", err)
 	}
+	// A workspace of its own: a copy of the checkout, as the kube runner's
+	// step pods and wharf-cmd's each get one, so parallel steps never see
+	// each other's files and a pipeline behaves the same in every runner.
+	work := filepath.Join(dir, "workspace")
+	if err := copyWorkspace(ctx, step.Workspace, work); err != nil {
+		return worker.Result{ExitCode: -1}, fmt.Errorf("step workspace: %w", err)
+	}
+	step.Workspace = work
 	code, err := r.runScript(ctx, step, script, stdout, stderr)
 	if err != nil {
 		return worker.Result{ExitCode: -1}, err
@@ -79,6 +87,20 @@ func (r Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Wri
 		res.Reason = "Cancelled"
 	}
 	return res, nil
+}
+
+// copyWorkspace copies the checkout src to dst with cp: it keeps modes,
+// symlinks and times, and shares blocks (reflinks) where the file system
+// can, which makes the copy of a large repository nearly free there.
+func copyWorkspace(ctx context.Context, src, dst string) error {
+	cmd := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", "--", src+"/.", dst)
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("copy %s: %v: %s", src, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // inside reports whether path is dir or below it.

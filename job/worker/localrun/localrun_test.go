@@ -143,3 +143,38 @@ func TestCancelStopsTheScript(t *testing.T) {
 		t.Fatalf("cancelled step: %+v, stdout %q", res, out)
 	}
 }
+
+// Each step runs in a copy of the checkout, as a step pod does (and as
+// wharf-cmd's step pods each clone the repository): parallel steps writing
+// the same file do not see each other's, and the checkout is not changed.
+func TestEachStepHasItsOwnWorkspace(t *testing.T) {
+	checkout := t.TempDir()
+	if err := os.WriteFile(filepath.Join(checkout, "README.md"), []byte("from the repo\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("README.md", filepath.Join(checkout, "link")); err != nil {
+		t.Fatal(err)
+	}
+	outs := make([]string, 2)
+	done := make(chan struct{}, 2)
+	for i, name := range []string{"a", "b"} {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			var stdout, stderr bytes.Buffer
+			step := worker.Step{Ref: "1", Stage: "build", Name: name, Workspace: checkout,
+				Container: pipeline.Container{Image: "alpine", Cmds: []string{"echo " + name + " > out.txt", "sleep 0.3", "cat out.txt link"}}}
+			if _, err := (localrun.Runner{}).Run(context.Background(), step, &stdout, &stderr); err != nil {
+				t.Errorf("step %s: %v: %s", name, err, stderr.String())
+			}
+			outs[i] = stdout.String()
+		}()
+	}
+	<-done
+	<-done
+	if outs[0] != "a\nfrom the repo\n" || outs[1] != "b\nfrom the repo\n" {
+		t.Fatalf("parallel steps saw %q and %q", outs[0], outs[1])
+	}
+	if _, err := os.Stat(filepath.Join(checkout, "out.txt")); !os.IsNotExist(err) {
+		t.Fatalf("a step changed the checkout: %v", err)
+	}
+}
