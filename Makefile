@@ -19,11 +19,20 @@ WHARF_API_VERSION   := v5.2.0
 SWAG_VERSION        := v1.8.1
 WHARF_API           := $(CACHE_BIN)/wharf-api-$(WHARF_API_VERSION)
 KUBE_VERSION        := v1.34.4
+# What the step types' end-to-end test (internal/e2e/steptypes_test.go)
+# runs: helm, and for docker steps a registry and kaniko's executor (not
+# prerequisites of test until that test has its docker step: see there).
+REGISTRY_VERSION    := v3.1.2
+KANIKO_VERSION      := v1.23.2
+HELM_VERSION        := v3.22.0
 KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34
 MINIO       := $(CACHE_BIN)/minio
 MINIO_STAMP := $(CACHE_BIN)/.minio-$(MINIO_VERSION)
 STATICCHECK := $(CACHE_BIN)/staticcheck-$(STATICCHECK_VERSION)
+REGISTRY_STAMP := $(CACHE_BIN)/.registry-$(REGISTRY_VERSION)
+KANIKO_STAMP   := $(CACHE_BIN)/.kaniko-$(KANIKO_VERSION)
+HELM_STAMP     := $(CACHE_BIN)/.helm-$(HELM_VERSION)
 
 GO          ?= go
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -31,7 +40,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 TEST_FLAGS  ?= -race -count=1 -timeout 30m
 export WHARFJOBS_MINIO_BIN := $(MINIO)
 
-.PHONY: all build test vet unit bench lint fmt minio kube-bins etcd node-deps wharf-api staticcheck demo clean cluster-up cluster-down
+.PHONY: all build test vet unit bench lint fmt minio kube-bins etcd node-deps wharf-api registry kaniko helm staticcheck demo clean cluster-up cluster-down
 
 all: build
 
@@ -40,7 +49,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/wharfjobs ./cmd/wharfjobs
 
 ## test: vet, then every test (unit, and integration against a real MinIO and a real kube-apiserver) with the race detector
-test: minio kube-bins etcd node-deps wharf-api vet
+test: minio kube-bins etcd node-deps wharf-api helm vet
 	$(GO) test $(TEST_FLAGS) ./...
 
 vet:
@@ -109,6 +118,48 @@ etcd:
 	@command -v etcd >/dev/null || { echo "installing etcd-server from Debian"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server) >/dev/null; }
 	@etcd --version | sed -n 1p  # head would close the pipe early: SIGPIPE under pipefail
+
+## registry: build the CNCF Distribution registry $(REGISTRY_VERSION) into .cache/bin (once), for the step types' end-to-end test
+registry: $(REGISTRY_STAMP)
+$(REGISTRY_STAMP):
+	@mkdir -p $(CACHE_BIN)
+	@echo "building registry $(REGISTRY_VERSION) into $(CACHE_BIN) (minutes, once)"
+	rm -rf $(CACHE)/registry-tmp
+	GOBIN=$(CACHE)/registry-tmp CGO_ENABLED=0 $(GO) install -trimpath github.com/distribution/distribution/v3/cmd/registry@$(REGISTRY_VERSION)
+	mv $(CACHE)/registry-tmp/registry $(CACHE_BIN)/registry
+	rm -rf $(CACHE)/registry-tmp
+	@rm -f $(CACHE_BIN)/.registry-*
+	@touch $@
+
+## kaniko: build kaniko's executor $(KANIKO_VERSION) (static) into .cache/bin/kaniko-executor (once), the docker steps' builder.
+# Not `go install ...@$(KANIKO_VERSION)`: that reads the module's version list, which the proxy refuses (403) for this archived module.
+kaniko: $(KANIKO_STAMP)
+$(KANIKO_STAMP):
+	@mkdir -p $(CACHE_BIN)
+	@echo "building kaniko $(KANIKO_VERSION) into $(CACHE_BIN) (minutes, once)"
+	rm -rf $(CACHE)/kaniko-src
+	dir=$$(cd "$$(mktemp -d)" && GOFLAGS= $(GO) mod download -json github.com/GoogleContainerTools/kaniko@$(KANIKO_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	  test -n "$$dir" && cp -r "$$dir" $(CACHE)/kaniko-src && chmod -R u+w $(CACHE)/kaniko-src
+	cd $(CACHE)/kaniko-src && CGO_ENABLED=0 GOFLAGS=-mod=mod $(GO) build -trimpath \
+	  -ldflags '-X github.com/GoogleContainerTools/kaniko/pkg/version.version=$(KANIKO_VERSION)' \
+	  -o $(CACHE_BIN)/kaniko-executor ./cmd/executor
+	rm -rf $(CACHE)/kaniko-src
+	@rm -f $(CACHE_BIN)/.kaniko-*
+	@touch $@
+
+## helm: build helm $(HELM_VERSION) (static) into .cache/bin (once), the helm steps' tool
+helm: $(HELM_STAMP)
+$(HELM_STAMP):
+	@mkdir -p $(CACHE_BIN)
+	@echo "building helm $(HELM_VERSION) into $(CACHE_BIN) (minutes, once)"
+	rm -rf $(CACHE)/helm-tmp
+	GOBIN=$(CACHE)/helm-tmp CGO_ENABLED=0 $(GO) install -trimpath \
+	  -ldflags '-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) -X helm.sh/helm/v3/internal/version.metadata=' \
+	  helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(CACHE)/helm-tmp/helm $(CACHE_BIN)/helm
+	rm -rf $(CACHE)/helm-tmp
+	@rm -f $(CACHE_BIN)/.helm-*
+	@touch $@
 
 staticcheck: $(STATICCHECK)
 $(STATICCHECK):

@@ -1,0 +1,346 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/wharfjobs/wharfjobs/blob/backend"
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+	"github.com/wharfjobs/wharfjobs/functions/provisioner"
+	"github.com/wharfjobs/wharfjobs/internal/image"
+	"github.com/wharfjobs/wharfjobs/internal/testcluster"
+	"github.com/wharfjobs/wharfjobs/job"
+	"github.com/wharfjobs/wharfjobs/job/kube"
+)
+
+// appsNamespace is where the helm and kubectl steps install.
+const appsNamespace = "e2e-apps"
+
+// stepTypesPipeline has wharf-cmd's helm and kubectl step types with
+// their defaults: the helm step installs from ${CHART_REPO}/${REPO_GROUP},
+// and both use the kubeconfig in the ConfigMap kubectl-config.
+//
+// Not yet here: a docker step (kaniko), which fails in a step pod because
+// the kube runner drops every capability even with
+// WHARFJOBS_STEP_ALLOW_ROOT (kaniko: "chown /kaniko/Dockerfile: operation
+// not permitted"), and a helm-package step, whose script runs
+// `helm push --insecure`, a flag helm 3.8+'s own push does not have.
+const stepTypesPipeline = `deploy:
+  release:
+    helm:
+      chart: hello
+      chartVersion: 0.1.0
+      name: hello
+      namespace: ` + appsNamespace + `
+      set:
+        greeting: from-helm
+  manifest:
+    kubectl:
+      file: deploy/configmap.yaml
+      namespace: ` + appsNamespace + `
+`
+
+var stepTypesRepo = map[string]string{
+	".wharf-ci.yml": stepTypesPipeline,
+	"deploy/configmap.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: applied-by-kubectl
+data:
+  step: kubectl
+`,
+}
+
+// helloChart is the chart the helm step installs, served from a chart
+// repository as wharf-cmd users do.
+var helloChart = map[string]string{
+	"Chart.yaml":  "apiVersion: v2\nname: hello\nversion: 0.1.0\n",
+	"values.yaml": "greeting: default\n",
+	"templates/configmap.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-greeting
+data:
+  greeting: {{ .Values.greeting | quote }}
+`,
+}
+
+// TestStepTypesRunOnARealNode runs a build whose steps are a helm install
+// from a chart repository and a kubectl apply, on a kubelet with
+// containerd, and checks each one's effect: the release and the applied
+// object in the cluster.
+func TestStepTypesRunOnARealNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+
+	t0 := time.Now()
+	c, err := testcluster.Start(testcluster.Options{Node: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	t.Logf("control plane and node ready in %v", time.Since(t0).Round(time.Millisecond))
+
+	t1 := time.Now()
+	for _, img := range []image.Image{workerImageOf(t, dir), helmImageOf(t), kubectlImageOf(t)} {
+		archive := filepath.Join(dir, strings.ReplaceAll(img.Name, ":", "_")+".tar")
+		if err := img.WriteFile(archive); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ImportImage(ctx, archive); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Remove(archive)
+	}
+	t.Logf("images built and imported in %v", time.Since(t1).Round(time.Millisecond))
+
+	// Services of this machine that pods reach at the bridge address.
+	minio, err := miniotest.StartOn(testcluster.PodHostIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer minio.Close()
+	storeCfg := minio.Config("minio", miniotest.BucketName("e2e-steps"))
+	store, err := backend.Open(ctx, storeCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chartDir := filepath.Join(dir, "chart")
+	for name, text := range helloChart {
+		p := filepath.Join(chartDir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	helm := cachedTool(t, "helm", "WHARFJOBS_HELM_BIN", "helm")
+	chartRepo := helmRepo(t, ctx, helm, chartDir, dir, "e2e")
+	repoURL := serveRepo(t, ctx, dir, stepTypesRepo)
+
+	a, err := c.Applier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ApplyFiles(ctx, "../../manifests/namespace.yaml", "../../manifests/serviceaccounts.yaml", "../../manifests/rbac.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	// The operator's shared ConfigMap the step types mount: a kubeconfig
+	// that reaches the API server from pods with the token of a
+	// ServiceAccount that may install into appsNamespace only. The step
+	// pods run as their images' non-root user under the namespace's
+	// "restricted" Pod Security profile.
+	kubeconfig := deployerKubeconfig(t, ctx, c)
+	if _, err := c.Client.CoreV1().ConfigMaps(namespace).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubectl-config", Namespace: namespace},
+		Data:       map[string]string{"config": kubeconfig},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "wharfjobs-worker", Namespace: namespace}, Data: map[string]string{
+		"WHARFJOBS_STORE":            "minio",
+		"WHARFJOBS_STORE_ENDPOINT":   storeCfg.Endpoint,
+		"WHARFJOBS_STORE_BUCKET":     storeCfg.Bucket,
+		"WHARFJOBS_STEP_FETCH_IMAGE": workerImage,
+		"WHARFJOBS_STEP_CPU_REQUEST": "10m",
+		"WHARFJOBS_LOG_FORMAT":       "json",
+		"KUBERNETES_SERVICE_HOST":    testcluster.PodHostIP,
+		"KUBERNETES_SERVICE_PORT":    strconv.Itoa(c.Port),
+		// The operator's settings for the step types.
+		"WHARFJOBS_STEP_SHARED_CONFIGMAPS": "kubectl-config",
+		"WHARFJOBS_IMAGE_HELM":             helmImage,
+		"WHARFJOBS_IMAGE_KUBECTL":          kubectlImage,
+		// A variable every build gets, as wharf-cmd's operators set it.
+		"WHARF_VAR_CHART_REPO": chartRepo,
+	}}
+	if _, err := c.Client.CoreV1().ConfigMaps(namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "wharfjobs-store", Namespace: namespace}, StringData: map[string]string{
+		"WHARFJOBS_STORE_ACCESS_KEY": storeCfg.AccessKey,
+		"WHARFJOBS_STORE_SECRET_KEY": storeCfg.SecretKey,
+	}}
+	if _, err := c.Client.CoreV1().Secrets(namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	launcher := &kube.Launcher{Client: c.Client, Config: kube.Config{Namespace: namespace, Image: workerImage, CPURequest: "10m"}}
+	prov, err := provisioner.New(launcher, store, provisioner.Config{Token: "e2e-token"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(prov)
+	defer api.Close()
+	sink := aggregator.NewMemorySink()
+	agg := aggregator.New(store, sink, launcher, aggregator.Config{PollInterval: 200 * time.Millisecond, DiscoverInterval: 2 * time.Second, LeaseDuration: 15 * time.Second})
+	aggCtx, stopAgg := context.WithCancel(ctx)
+	aggDone := make(chan error, 1)
+	go func() { aggDone <- agg.Run(aggCtx) }()
+	defer func() { stopAgg(); <-aggDone }()
+	pods := watchPods(ctx, t, c)
+
+	q := url.Values{"token": {"e2e-token"}, "BUILD_REF": {"13"}, "REPO_NAME": {"demo"}, "REPO_GROUP": {"e2e"},
+		"GIT_FULLURL": {repoURL}, "GIT_BRANCH": {"main"}, "WHARF_PROJECT_ID": {"1"}}
+	trigger := time.Now()
+	resp, err := http.Post(api.URL+"/api/worker?"+q.Encode(), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		t.Fatalf("trigger answered %s", resp.Status)
+	}
+	ref := job.Request{BuildRef: "13"}.Ref()
+
+	var recs []build.Record
+	var statuses []build.Status
+	for {
+		if ctx.Err() != nil {
+			t.Fatalf("no final status relayed: %v; pods: %v; %s", ctx.Err(), pods.seen(), debugState(c))
+		}
+		recs, statuses, _ = sink.Received(ref)
+		if n := len(statuses); n > 0 && statuses[n-1].Status.Final() {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("trigger to final status at the sink: %v", time.Since(trigger).Round(time.Millisecond))
+
+	var text strings.Builder
+	stepLog := map[string]string{}
+	for _, r := range recs {
+		fmt.Fprintf(&text, "%6.2fs [%s] %s\n", r.Time.Sub(trigger).Seconds(), r.Source(), r.Text)
+		stepLog[r.Stage+"/"+r.Step] += r.Text + "\n"
+	}
+	t.Logf("build log (seconds after the trigger):\n%s", text.String())
+	pods.mu.Lock()
+	t.Logf("pods (seconds after the watch began):\n%s", strings.Join(pods.timeline, "\n"))
+	pods.mu.Unlock()
+	last := statuses[len(statuses)-1]
+	for _, s := range last.Steps {
+		if s.StartedAt != nil && s.FinishedAt != nil {
+			t.Logf("step %s/%s: %s in %v (pod created to exit, image present on the node)", s.Stage, s.Step, s.Status, s.FinishedAt.Sub(*s.StartedAt).Round(time.Millisecond))
+		}
+	}
+	if last.Status != build.Completed {
+		t.Fatalf("build ended %s (%s); pods:%s", last.Status, last.Reason, debugState(c))
+	}
+	if len(last.Steps) != 2 {
+		t.Errorf("status has steps %+v, want release and manifest", last.Steps)
+	}
+	for _, s := range last.Steps {
+		if s.Status != build.Completed {
+			t.Errorf("step %s/%s ended %s (%s)", s.Stage, s.Step, s.Status, s.Reason)
+		}
+	}
+
+	// Each step's log shows the tool doing its work (the worker does not
+	// echo the generated command; wharfjobs check shows it).
+	for step, wants := range map[string][]string{
+		"deploy/release":  {`Release "hello" does not exist. Installing it now.`, "NAMESPACE: " + appsNamespace, "STATUS: deployed"},
+		"deploy/manifest": {"configmap/applied-by-kubectl created"},
+	} {
+		for _, want := range wants {
+			if !strings.Contains(stepLog[step], want) {
+				t.Errorf("log of %s lacks %q:\n%s", step, want, stepLog[step])
+			}
+		}
+	}
+
+	// helm: the release's record and the chart's object, with the step's set.
+	if _, err := c.Client.CoreV1().Secrets(appsNamespace).Get(ctx, "sh.helm.release.v1.hello.v1", metav1.GetOptions{}); err != nil {
+		t.Errorf("helm release record: %v", err)
+	}
+	if got, err := c.Client.CoreV1().ConfigMaps(appsNamespace).Get(ctx, "hello-greeting", metav1.GetOptions{}); err != nil {
+		t.Errorf("the chart's ConfigMap: %v", err)
+	} else if got.Data["greeting"] != "from-helm" {
+		t.Errorf("the chart's ConfigMap has greeting %q, want the step's set from-helm", got.Data["greeting"])
+	}
+	// kubectl: the applied object.
+	if got, err := c.Client.CoreV1().ConfigMaps(appsNamespace).Get(ctx, "applied-by-kubectl", metav1.GetOptions{}); err != nil {
+		t.Errorf("the kubectl step's ConfigMap: %v", err)
+	} else if got.Data["step"] != "kubectl" {
+		t.Errorf("the kubectl step's ConfigMap: %v", got.Data)
+	}
+}
+
+// deployerKubeconfig creates appsNamespace and a ServiceAccount there
+// that may manage ConfigMaps and Secrets in it only, and returns a kubeconfig
+// that reaches the API server from pods (at the bridge address, verified
+// with the cluster's CA) with a token of that ServiceAccount.
+func deployerKubeconfig(t *testing.T, ctx context.Context, c *testcluster.Cluster) string {
+	t.Helper()
+	cl := c.Client
+	if _, err := cl.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appsNamespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.CoreV1().ServiceAccounts(appsNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "deployer"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// What helm (its release records are Secrets) and kubectl apply need
+	// for the chart's and the manifest's ConfigMaps. Not the "admin"
+	// ClusterRole: it is aggregated by a controller the test cluster does
+	// not run, so it grants nothing here.
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "deployer"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps", "secrets"},
+			Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}}},
+	}
+	if _, err := cl.RbacV1().Roles(appsNamespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "deployer"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "deployer"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "deployer", Namespace: appsNamespace}},
+	}
+	if _, err := cl.RbacV1().RoleBindings(appsNamespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	exp := int64(3600)
+	tok, err := cl.CoreV1().ServiceAccounts(appsNamespace).CreateToken(ctx, "deployer",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: https://%s:%d
+    certificate-authority-data: %s
+users:
+- name: deployer
+  user:
+    token: %s
+contexts:
+- name: deployer
+  context: {cluster: test, user: deployer, namespace: %s}
+current-context: deployer
+`, testcluster.PodHostIP, c.Port, base64.StdEncoding.EncodeToString(ca), tok.Status.Token, appsNamespace)
+}
