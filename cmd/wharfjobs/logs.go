@@ -21,7 +21,8 @@ import (
 func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fl := flag.NewFlagSet("logs", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	follow := fl.Bool("follow", false, "keep printing new lines until the build ends")
+	follow := fl.Bool("follow", false, "keep printing new lines until the build ends (also -f)")
+	fl.BoolVar(follow, "f", false, "short for --follow")
 	step := fl.String("step", "", "only this step (NAME or STAGE/NAME)")
 	since := fl.String("since", "", "only lines after this: a duration back from now (10m) or an RFC 3339 time")
 	raw := fl.Bool("raw", false, "print the lines' text only")
@@ -32,14 +33,15 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "Usage: wharfjobs logs [flags] REF")
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
+	positional, err := parseInterspersed(fl, args)
+	if err != nil {
 		return flagErr(err)
 	}
-	if fl.NArg() != 1 {
+	if len(positional) != 1 {
 		fl.Usage()
 		return errUsage
 	}
-	ref := fl.Arg(0)
+	ref := positional[0]
 	var after time.Time
 	if *since != "" {
 		if d, err := time.ParseDuration(*since); err == nil {
@@ -76,6 +78,12 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return p.record(r)
 	}
 	if *follow {
+		// A build exists from its trigger on (the provisioner writes its
+		// status before it answers): following one that does not would
+		// wait for ever.
+		if _, err := store.Stat(ctx, build.StatusKey(ref)); errors.Is(err, blob.ErrNotFound) {
+			return fmt.Errorf("no build %s in %s", ref, cfg.Where())
+		}
 		_, err := build.Follow(ctx, store, ref, *interval, emit)
 		if errors.Is(err, context.Canceled) {
 			return nil
@@ -103,8 +111,13 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stderr, "Usage: wharfjobs status [flags] [REF]")
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
+	positional, err := parseInterspersed(fl, args)
+	if err != nil {
 		return flagErr(err)
+	}
+	if len(positional) > 1 {
+		fl.Usage()
+		return errUsage
 	}
 	cfg, err := sf.config()
 	if err != nil {
@@ -114,10 +127,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if fl.NArg() == 1 {
-		st, _, err := build.ReadStatus(ctx, store, fl.Arg(0))
+	if len(positional) == 1 {
+		ref := positional[0]
+		st, _, err := build.ReadStatus(ctx, store, ref)
 		if errors.Is(err, blob.ErrNotFound) {
-			return fmt.Errorf("no build %s in %s", fl.Arg(0), cfg.Where())
+			return fmt.Errorf("no build %s in %s", ref, cfg.Where())
 		}
 		if err != nil {
 			return err

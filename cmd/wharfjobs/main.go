@@ -47,21 +47,23 @@ func main() {
 	os.Exit(code)
 }
 
-// run dispatches to a subcommand and returns the exit code: 0 on success,
-// 1 on failure, 2 on a usage error.
+// ExitUsage is the exit code of a usage error (a wrong flag or argument):
+// sysexits' EX_USAGE, which no build outcome uses (0 completed, 1 error,
+// 2 build failed, 3 build invalid, 4 store failure), so a script can tell
+// a typo from a failed build.
+const ExitUsage = 64
+
+// run dispatches to a subcommand and returns the exit code (see usage).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
-		if len(args) == 0 {
-			return 2
-		}
 		return 0
 	}
 	cmd, ok := commands()[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "wharfjobs: unknown command %q\n\n", args[0])
 		usage(stderr)
-		return 2
+		return ExitUsage
 	}
 	if err := cmd.run(ctx, args[1:], stdout, stderr); err != nil {
 		var code exitCode
@@ -69,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case errors.Is(err, errHelp):
 			return 0
 		case errors.Is(err, errUsage):
-			return 2
+			return ExitUsage
 		case errors.As(err, &code):
 			return int(code)
 		}
@@ -102,8 +104,13 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-16s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'wharfjobs <command> --help' for a command's flags. Configuration comes")
-	fmt.Fprintln(w, "from WHARFJOBS_* environment variables; the README lists them all.")
+	fmt.Fprintln(w, "Run 'wharfjobs <command> --help' for a command's flags; flags may come before")
+	fmt.Fprintln(w, "or after the arguments. Configuration comes from WHARFJOBS_* environment")
+	fmt.Fprintln(w, "variables; the README lists them all.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Exit codes: 0 success (a build completed), 1 error, 2 a build failed or was")
+	fmt.Fprintln(w, "cancelled, 3 a build could not start (clone or pipeline error; check: problems")
+	fmt.Fprintln(w, "found are 1), 4 the store failed, 64 usage error.")
 }
 
 func versionString() string {

@@ -24,8 +24,11 @@ func TestHelpListsCommands(t *testing.T) {
 			t.Errorf("--help does not list %q:\n%s", name, out)
 		}
 	}
-	if code, _, _ := runCLI(t); code != 2 {
-		t.Fatalf("no arguments: exit %d, want 2", code)
+	if code, out2, _ := runCLI(t); code != 0 || out2 != out {
+		t.Fatalf("no arguments: exit %d, want 0 and the help on stdout", code)
+	}
+	if !strings.Contains(out, "64 usage error") {
+		t.Errorf("--help does not list the exit codes:\n%s", out)
 	}
 }
 
@@ -34,14 +37,45 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "wharfjobs ") || !strings.Contains(out, "go1.") {
 		t.Fatalf("version: exit %d, %q", code, out)
 	}
-	if code, _, errOut := runCLI(t, "version", "extra"); code != 2 || !strings.Contains(errOut, "extra") {
+	if code, _, errOut := runCLI(t, "version", "extra"); code != ExitUsage || !strings.Contains(errOut, "extra") {
 		t.Fatalf("version with an argument: exit %d, %q", code, errOut)
 	}
 }
 
 func TestUnknownCommand(t *testing.T) {
 	code, _, errOut := runCLI(t, "frobnicate")
-	if code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+	if code != ExitUsage || !strings.Contains(errOut, `unknown command "frobnicate"`) {
 		t.Fatalf("exit %d, %q", code, errOut)
+	}
+}
+
+// Usage errors exit 64, which no build outcome uses (wharfjobs run exits 2
+// for a failed build, 3 for an invalid one), and flags may follow the
+// arguments, as people type `kubectl logs POD -f`.
+func TestUsageErrorsAndFlagsAnywhere(t *testing.T) {
+	root := t.TempDir()
+	for _, args := range [][]string{
+		{"logs", "--no-such-flag", "1"},
+		{"logs"},
+		{"logs", "1", "2"},
+		{"status", "1", "2"},
+		{"run", "--env"},
+		{"check", "a", "b"},
+	} {
+		if code, _, _ := runCLI(t, args...); code != ExitUsage {
+			t.Errorf("%q: exit %d, want %d", args, code, ExitUsage)
+		}
+	}
+	// Flags after the build ref: parsed, so the command runs and reports
+	// the missing build (1), not a usage error.
+	for _, args := range [][]string{
+		{"logs", "4242", "-f", "--fs-root", root},
+		{"logs", "4242", "--follow", "--fs-root", root},
+		{"status", "4242", "--fs-root", root},
+	} {
+		code, _, errOut := runCLI(t, args...)
+		if code != 1 || !strings.Contains(errOut, "4242") {
+			t.Errorf("%q: exit %d %q, want 1 naming the build", args, code, errOut)
+		}
 	}
 }

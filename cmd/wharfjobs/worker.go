@@ -189,16 +189,17 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stderr, "Usage: wharfjobs run [flags] [dir]\n\nRuns dir's .wharf-ci.yml (default .) with the local runner, showing the log live.")
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
+	positional, err := parseInterspersed(fl, args)
+	if err != nil {
 		return flagErr(err)
 	}
-	if fl.NArg() > 1 {
+	if len(positional) > 1 {
 		fl.Usage()
 		return errUsage
 	}
 	dir := "."
-	if fl.NArg() == 1 {
-		dir = fl.Arg(0)
+	if len(positional) == 1 {
+		dir = positional[0]
 	}
 	env, err := loadWorkerEnv()
 	if err != nil {
