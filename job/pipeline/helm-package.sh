@@ -21,5 +21,5 @@ fi
 echo "\$ helm package $CHART_PATH ${VERSION_FLAG[*]}"
 helm package "$CHART_PATH" "${VERSION_FLAG[@]}"
 
-echo "\$ helm push *.tgz $CHART_REPO --insecure"
-helm push *.tgz "$CHART_REPO" --insecure
+echo "\$ helm push *.tgz $CHART_REPO --insecure-skip-tls-verify"
+helm push *.tgz "$CHART_REPO" --insecure-skip-tls-verify

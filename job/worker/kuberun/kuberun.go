@@ -301,6 +301,12 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
 	stepSecurity := restricted()
+	if r.Config.AllowRoot {
+		// Root without capabilities cannot even chown (kaniko unpacking a
+		// build context): keep the runtime's default set, which Pod
+		// Security "baseline" admits; still no privilege escalation.
+		stepSecurity.Capabilities = nil
+	}
 	if !r.Config.AllowRoot {
 		podSecurity.RunAsNonRoot, podSecurity.RunAsUser, podSecurity.RunAsGroup = &yes, &uid, &uid
 		mounts = append(mounts, corev1.VolumeMount{Name: "home", MountPath: HomePath})

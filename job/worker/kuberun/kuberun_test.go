@@ -297,3 +297,25 @@ func TestPodMountsAndSecretEnv(t *testing.T) {
 		}
 	}
 }
+
+// By default a step runs as RunAsUser with no capabilities (restricted);
+// with AllowRoot (kaniko) as the image's user with the runtime's default
+// capabilities (baseline: root cannot even chown without them), and never
+// with privilege escalation.
+func TestPodSecurityRootOrNot(t *testing.T) {
+	r, _, _ := newRunner()
+	pod, err := r.Pod(testStep("x"), "ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := pod.Spec.Containers[0].SecurityContext
+	if ps := pod.Spec.SecurityContext; ps.RunAsNonRoot == nil || !*ps.RunAsNonRoot || *ps.RunAsUser != 65532 || sc.Capabilities == nil || sc.Capabilities.Drop[0] != "ALL" || *sc.AllowPrivilegeEscalation {
+		t.Fatalf("default step security: pod %+v container %+v", ps, sc)
+	}
+	r.Config.AllowRoot = true
+	pod, _ = r.Pod(testStep("x"), "ws")
+	sc = pod.Spec.Containers[0].SecurityContext
+	if ps := pod.Spec.SecurityContext; ps.RunAsNonRoot != nil || ps.RunAsUser != nil || sc.Capabilities != nil || *sc.AllowPrivilegeEscalation {
+		t.Fatalf("root step security: pod %+v container %+v", ps, sc)
+	}
+}
