@@ -20,8 +20,7 @@ SWAG_VERSION        := v1.8.1
 WHARF_API           := $(CACHE_BIN)/wharf-api-$(WHARF_API_VERSION)
 KUBE_VERSION        := v1.34.4
 # What the step types' end-to-end test (internal/e2e/steptypes_test.go)
-# runs: helm, and for docker steps a registry and kaniko's executor (not
-# prerequisites of test until that test has its docker step: see there).
+# runs: a registry, kaniko's executor (docker steps) and helm.
 REGISTRY_VERSION    := v3.1.2
 KANIKO_VERSION      := v1.23.2
 HELM_VERSION        := v3.22.0
@@ -49,7 +48,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/wharfjobs ./cmd/wharfjobs
 
 ## test: vet, then every test (unit, and integration against a real MinIO and a real kube-apiserver) with the race detector
-test: minio kube-bins etcd node-deps wharf-api helm vet
+test: minio kube-bins etcd node-deps wharf-api registry kaniko helm vet
 	$(GO) test $(TEST_FLAGS) ./...
 
 vet:

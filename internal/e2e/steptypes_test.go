@@ -33,16 +33,26 @@ import (
 // appsNamespace is where the helm and kubectl steps install.
 const appsNamespace = "e2e-apps"
 
-// stepTypesPipeline has wharf-cmd's helm and kubectl step types with
-// their defaults: the helm step installs from ${CHART_REPO}/${REPO_GROUP},
-// and both use the kubeconfig in the ConfigMap kubectl-config.
-//
-// Not yet here: a docker step (kaniko), which fails in a step pod because
-// the kube runner drops every capability even with
-// WHARFJOBS_STEP_ALLOW_ROOT (kaniko: "chown /kaniko/Dockerfile: operation
-// not permitted"), and a helm-package step, whose script runs
-// `helm push --insecure`, a flag helm 3.8+'s own push does not have.
-const stepTypesPipeline = `deploy:
+// stepTypesPipeline has a step of every type that talks to something
+// (wharf-cmd's docker, helm-package, helm and kubectl), each with its
+// defaults where it can: the docker step pushes to
+// ${REG_URL}/${REPO_GROUP}/${REPO_NAME} with the Secret gitlab-registry,
+// the helm step installs from ${CHART_REPO}/${REPO_GROUP}, and both kube
+// steps use the kubeconfig in the ConfigMap kubectl-config. helm-package
+// pushes to the registry as an OCI artifact (helm's own push takes only
+// oci:// destinations, and CHART_REPO is the http chart repository here),
+// with the registry credentials as a config.json.
+const stepTypesPipeline = `build:
+  demo:
+    docker:
+      file: Dockerfile
+      tag: v1,latest
+  chart:
+    helm-package:
+      chart-path: chart
+      destination: oci://${REG_URL}/charts
+      secret: helm-registry
+deploy:
   release:
     helm:
       chart: hello
@@ -58,7 +68,11 @@ const stepTypesPipeline = `deploy:
 `
 
 var stepTypesRepo = map[string]string{
-	".wharf-ci.yml": stepTypesPipeline,
+	".wharf-ci.yml":     stepTypesPipeline,
+	"Dockerfile":        "FROM scratch\nCOPY hello.txt /\n",
+	"hello.txt":         "hello from a kaniko build\n",
+	"chart/Chart.yaml":  "apiVersion: v2\nname: packaged\nversion: 0.2.0\n",
+	"chart/values.yaml": "greeting: packaged\n",
 	"deploy/configmap.yaml": `apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -82,10 +96,12 @@ data:
 `,
 }
 
-// TestStepTypesRunOnARealNode runs a build whose steps are a helm install
-// from a chart repository and a kubectl apply, on a kubelet with
-// containerd, and checks each one's effect: the release and the applied
-// object in the cluster.
+// TestStepTypesRunOnARealNode runs a build whose steps are a docker
+// (kaniko) build pushed to a registry with basic auth, a helm-package push
+// to the same registry, a helm install from a chart repository and a
+// kubectl apply, on a kubelet with containerd, and checks each one's
+// effect: the image and the chart in the registry, the release and the
+// applied object in the cluster.
 func TestStepTypesRunOnARealNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -100,7 +116,7 @@ func TestStepTypesRunOnARealNode(t *testing.T) {
 	t.Logf("control plane and node ready in %v", time.Since(t0).Round(time.Millisecond))
 
 	t1 := time.Now()
-	for _, img := range []image.Image{workerImageOf(t, dir), helmImageOf(t), kubectlImageOf(t)} {
+	for _, img := range []image.Image{workerImageOf(t, dir), kanikoImageOf(t), helmImageOf(t), kubectlImageOf(t)} {
 		archive := filepath.Join(dir, strings.ReplaceAll(img.Name, ":", "_")+".tar")
 		if err := img.WriteFile(archive); err != nil {
 			t.Fatal(err)
@@ -123,6 +139,7 @@ func TestStepTypesRunOnARealNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	reg := startRegistry(t, ctx, dir)
 	chartDir := filepath.Join(dir, "chart")
 	for name, text := range helloChart {
 		p := filepath.Join(chartDir, filepath.FromSlash(name))
@@ -144,17 +161,54 @@ func TestStepTypesRunOnARealNode(t *testing.T) {
 	if err := a.ApplyFiles(ctx, "../../manifests/namespace.yaml", "../../manifests/serviceaccounts.yaml", "../../manifests/rbac.yaml"); err != nil {
 		t.Fatal(err)
 	}
-	// The operator's shared ConfigMap the step types mount: a kubeconfig
-	// that reaches the API server from pods with the token of a
-	// ServiceAccount that may install into appsNamespace only. The step
-	// pods run as their images' non-root user under the namespace's
-	// "restricted" Pod Security profile.
-	kubeconfig := deployerKubeconfig(t, ctx, c)
-	if _, err := c.Client.CoreV1().ConfigMaps(namespace).Create(ctx, &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: "kubectl-config", Namespace: namespace},
-		Data:       map[string]string{"config": kubeconfig},
-	}, metav1.CreateOptions{}); err != nil {
+	// Kaniko runs as root (WHARFJOBS_STEP_ALLOW_ROOT): the namespace
+	// enforces Pod Security "baseline" instead of "restricted", as the
+	// README's security model tells an operator to.
+	ns, err := c.Client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, mode := range []string{"enforce", "warn", "audit"} {
+		ns.Labels["pod-security.kubernetes.io/"+mode] = "baseline"
+	}
+	if _, err := c.Client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The operator's shared Secret and ConfigMap the step types mount:
+	// the registry credentials, and a kubeconfig that reaches the API
+	// server from pods with the token of a ServiceAccount that may
+	// install into appsNamespace only.
+	kubeconfig := deployerKubeconfig(t, ctx, c)
+	objs := []func() error{
+		func() error {
+			_, err := c.Client.CoreV1().Secrets(namespace).Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: "gitlab-registry", Namespace: namespace},
+				Type:       corev1.SecretTypeDockerConfigJson,
+				Data:       map[string][]byte{corev1.DockerConfigJsonKey: reg.DockerConfig()},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			// helm and helm-package read a config.json (HELM_REGISTRY_CONFIG).
+			_, err := c.Client.CoreV1().Secrets(namespace).Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: "helm-registry", Namespace: namespace},
+				Data:       map[string][]byte{"config.json": reg.DockerConfig()},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := c.Client.CoreV1().ConfigMaps(namespace).Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: "kubectl-config", Namespace: namespace},
+				Data:       map[string]string{"config": kubeconfig},
+			}, metav1.CreateOptions{})
+			return err
+		},
+	}
+	for _, create := range objs {
+		if err := create(); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "wharfjobs-worker", Namespace: namespace}, Data: map[string]string{
@@ -167,10 +221,14 @@ func TestStepTypesRunOnARealNode(t *testing.T) {
 		"KUBERNETES_SERVICE_HOST":    testcluster.PodHostIP,
 		"KUBERNETES_SERVICE_PORT":    strconv.Itoa(c.Port),
 		// The operator's settings for the step types.
+		"WHARFJOBS_STEP_ALLOW_ROOT":        "true",
+		"WHARFJOBS_STEP_SHARED_SECRETS":    "gitlab-registry,helm-registry",
 		"WHARFJOBS_STEP_SHARED_CONFIGMAPS": "kubectl-config",
+		"WHARFJOBS_IMAGE_KANIKO":           kanikoImage,
 		"WHARFJOBS_IMAGE_HELM":             helmImage,
 		"WHARFJOBS_IMAGE_KUBECTL":          kubectlImage,
-		// A variable every build gets, as wharf-cmd's operators set it.
+		// Variables every build gets, as wharf-cmd's operators set them.
+		"WHARF_VAR_REG_URL":    reg.Host,
 		"WHARF_VAR_CHART_REPO": chartRepo,
 	}}
 	if _, err := c.Client.CoreV1().ConfigMaps(namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
@@ -243,10 +301,10 @@ func TestStepTypesRunOnARealNode(t *testing.T) {
 		}
 	}
 	if last.Status != build.Completed {
-		t.Fatalf("build ended %s (%s); pods:%s", last.Status, last.Reason, debugState(c))
+		t.Fatalf("build ended %s (%s); registry log:\n%s\npods:%s", last.Status, last.Reason, reg.Tail(), debugState(c))
 	}
-	if len(last.Steps) != 2 {
-		t.Errorf("status has steps %+v, want release and manifest", last.Steps)
+	if len(last.Steps) != 4 {
+		t.Errorf("status has steps %+v, want demo, chart, release and manifest", last.Steps)
 	}
 	for _, s := range last.Steps {
 		if s.Status != build.Completed {
@@ -257,6 +315,8 @@ func TestStepTypesRunOnARealNode(t *testing.T) {
 	// Each step's log shows the tool doing its work (the worker does not
 	// echo the generated command; wharfjobs check shows it).
 	for step, wants := range map[string][]string{
+		"build/demo":      {"COPY hello.txt /", "Pushed " + reg.Host + "/e2e/demo@sha256:"},
+		"build/chart":     {"Successfully packaged chart", "Pushed: " + reg.Host + "/charts/packaged:0.2.0"},
 		"deploy/release":  {`Release "hello" does not exist. Installing it now.`, "NAMESPACE: " + appsNamespace, "STATUS: deployed"},
 		"deploy/manifest": {"configmap/applied-by-kubectl created"},
 	} {
@@ -265,6 +325,37 @@ func TestStepTypesRunOnARealNode(t *testing.T) {
 				t.Errorf("log of %s lacks %q:\n%s", step, want, stepLog[step])
 			}
 		}
+	}
+
+	// docker: the image is in the registry under both tags, and its layer
+	// holds the file the Dockerfile copied.
+	m, digest, err := reg.Manifest(ctx, "e2e/demo", "v1")
+	if err != nil {
+		t.Fatalf("%v; registry log:\n%s", err, reg.Tail())
+	}
+	if _, latest, err := reg.Manifest(ctx, "e2e/demo", "latest"); err != nil || latest != digest {
+		t.Errorf("e2e/demo:latest is %q (%v), want v1's %s", latest, err, digest)
+	}
+	if len(m.Layers) != 1 {
+		t.Fatalf("manifest of e2e/demo:v1 has %d layers, want 1 (FROM scratch, one COPY): %+v", len(m.Layers), m)
+	}
+	files, err := reg.LayerFiles(ctx, "e2e/demo", m.Layers[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files["hello.txt"] != stepTypesRepo["hello.txt"] {
+		t.Errorf("layer of e2e/demo:v1 holds %v, want hello.txt = %q", files, stepTypesRepo["hello.txt"])
+	}
+	if _, _, code, err := reg.get(ctx, "/v2/e2e/demo/manifests/v1", manifestTypes, false); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("manifest without credentials: %d %v, want 401", code, err)
+	}
+
+	// helm-package: the chart is an OCI artifact in the registry.
+	if cm, _, err := reg.Manifest(ctx, "charts/packaged", "0.2.0"); err != nil {
+		t.Errorf("the packaged chart: %v", err)
+	} else if cm.Config.MediaType != "application/vnd.cncf.helm.config.v1+json" || len(cm.Layers) != 1 ||
+		cm.Layers[0].MediaType != "application/vnd.cncf.helm.chart.content.v1.tar+gzip" {
+		t.Errorf("charts/packaged:0.2.0 is not a helm chart: %+v", cm)
 	}
 
 	// helm: the release's record and the chart's object, with the step's set.
