@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,8 +20,6 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/backend"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
-	"github.com/wharfjobs/wharfjobs/functions/aggregator"
-	"github.com/wharfjobs/wharfjobs/functions/provisioner"
 	"github.com/wharfjobs/wharfjobs/internal/image"
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
@@ -103,59 +98,11 @@ func TestBuildRunsOnARealNode(t *testing.T) {
 	if err := a.ApplyFiles(ctx, "../../manifests/namespace.yaml", "../../manifests/serviceaccounts.yaml", "../../manifests/rbac.yaml"); err != nil {
 		t.Fatal(err)
 	}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "wharfjobs-worker", Namespace: namespace}, Data: map[string]string{
-		"WHARFJOBS_STORE":            "minio",
-		"WHARFJOBS_STORE_ENDPOINT":   storeCfg.Endpoint,
-		"WHARFJOBS_STORE_BUCKET":     storeCfg.Bucket,
-		"WHARFJOBS_STEP_FETCH_IMAGE": workerImage,
-		"WHARFJOBS_STEP_CPU_REQUEST": "10m",
-		"WHARFJOBS_LOG_FORMAT":       "json",
-		// No kube-proxy on the test node: the worker reaches the API
-		// server at the bridge address instead of the Service IP.
-		"KUBERNETES_SERVICE_HOST": testcluster.PodHostIP,
-		"KUBERNETES_SERVICE_PORT": strconv.Itoa(c.Port),
-	}}
-	if _, err := c.Client.CoreV1().ConfigMaps(namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "wharfjobs-store", Namespace: namespace}, StringData: map[string]string{
-		"WHARFJOBS_STORE_ACCESS_KEY": storeCfg.AccessKey,
-		"WHARFJOBS_STORE_SECRET_KEY": storeCfg.SecretKey,
-	}}
-	if _, err := c.Client.CoreV1().Secrets(namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-
-	launcher := &kube.Launcher{Client: c.Client, Config: kube.Config{Namespace: namespace, Image: workerImage, CPURequest: "10m"}}
-	prov, err := provisioner.New(launcher, store, provisioner.Config{Token: "e2e-token"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(prov)
-	defer api.Close()
-
-	sink := aggregator.NewMemorySink()
-	agg := aggregator.New(store, sink, launcher, aggregator.Config{PollInterval: 200 * time.Millisecond, DiscoverInterval: 2 * time.Second, LeaseDuration: 15 * time.Second})
-	aggCtx, stopAgg := context.WithCancel(ctx)
-	aggDone := make(chan error, 1)
-	go func() { aggDone <- agg.Run(aggCtx) }()
-	defer func() { stopAgg(); <-aggDone }()
-
-	pods := watchPods(ctx, t, c)
+	d := deploy(ctx, t, c, store, storeCfg, nil)
+	sink, pods := d.sink, d.pods
 
 	// wharf-api's trigger.
-	q := url.Values{"token": {"e2e-token"}, "BUILD_REF": {"7"}, "REPO_NAME": {"demo"}, "REPO_GROUP": {"e2e"},
-		"GIT_FULLURL": {repoURL}, "GIT_BRANCH": {"main"}, "WHARF_PROJECT_ID": {"1"}}
-	trigger := time.Now()
-	resp, err := http.Post(api.URL+"/api/worker?"+q.Encode(), "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		t.Fatalf("trigger answered %s", resp.Status)
-	}
-	ref := job.Request{BuildRef: "7"}.Ref()
+	ref, trigger := d.trigger(t, "7", repoURL)
 
 	var firstLine, final time.Time
 	var recs []build.Record

@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"context"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+	"github.com/wharfjobs/wharfjobs/functions/provisioner"
+	"github.com/wharfjobs/wharfjobs/internal/testcluster"
+	"github.com/wharfjobs/wharfjobs/job"
+	"github.com/wharfjobs/wharfjobs/job/kube"
+)
+
+// deployment is wharfjobs as the node tests run it: the worker's
+// ConfigMap and store Secret in the namespace, the provisioner behind a
+// loopback HTTP server, and the aggregator relaying to an in-memory sink.
+type deployment struct {
+	api  *httptest.Server
+	sink *aggregator.MemorySink
+	pods *podWatch
+}
+
+// deploy starts it; workerEnv adds to (or overrides) the worker's
+// ConfigMap. Everything stops when the test ends.
+func deploy(ctx context.Context, t *testing.T, c *testcluster.Cluster, store blob.Store, storeCfg blob.Config, workerEnv map[string]string) *deployment {
+	t.Helper()
+	env := map[string]string{
+		"WHARFJOBS_STORE":            "minio",
+		"WHARFJOBS_STORE_ENDPOINT":   storeCfg.Endpoint,
+		"WHARFJOBS_STORE_BUCKET":     storeCfg.Bucket,
+		"WHARFJOBS_STEP_FETCH_IMAGE": workerImage,
+		"WHARFJOBS_STEP_CPU_REQUEST": "10m",
+		"WHARFJOBS_LOG_FORMAT":       "json",
+		// No kube-proxy on the test node: the worker reaches the API
+		// server at the bridge address instead of the Service IP.
+		"KUBERNETES_SERVICE_HOST": testcluster.PodHostIP,
+		"KUBERNETES_SERVICE_PORT": strconv.Itoa(c.Port),
+	}
+	maps.Copy(env, workerEnv)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "wharfjobs-worker", Namespace: namespace}, Data: env}
+	if _, err := c.Client.CoreV1().ConfigMaps(namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "wharfjobs-store", Namespace: namespace}, StringData: map[string]string{
+		"WHARFJOBS_STORE_ACCESS_KEY": storeCfg.AccessKey,
+		"WHARFJOBS_STORE_SECRET_KEY": storeCfg.SecretKey,
+	}}
+	if _, err := c.Client.CoreV1().Secrets(namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	launcher := &kube.Launcher{Client: c.Client, Config: kube.Config{Namespace: namespace, Image: workerImage, CPURequest: "10m"}}
+	prov, err := provisioner.New(launcher, store, provisioner.Config{Token: "e2e-token"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &deployment{api: httptest.NewServer(prov), sink: aggregator.NewMemorySink()}
+	t.Cleanup(d.api.Close)
+	agg := aggregator.New(store, d.sink, launcher, aggregator.Config{PollInterval: 200 * time.Millisecond, DiscoverInterval: 2 * time.Second, LeaseDuration: 15 * time.Second})
+	aggCtx, stopAgg := context.WithCancel(ctx)
+	aggDone := make(chan error, 1)
+	go func() { aggDone <- agg.Run(aggCtx) }()
+	t.Cleanup(func() { stopAgg(); <-aggDone })
+	d.pods = watchPods(ctx, t, c)
+	return d
+}
+
+// trigger starts build buildRef of repoURL as wharf-api would and returns
+// its ref and when it was triggered.
+func (d *deployment) trigger(t *testing.T, buildRef, repoURL string) (string, time.Time) {
+	t.Helper()
+	q := url.Values{"token": {"e2e-token"}, "BUILD_REF": {buildRef}, "REPO_NAME": {"demo"}, "REPO_GROUP": {"e2e"},
+		"GIT_FULLURL": {repoURL}, "GIT_BRANCH": {"main"}, "WHARF_PROJECT_ID": {"1"}}
+	at := time.Now()
+	resp, err := http.Post(d.api.URL+"/api/worker?"+q.Encode(), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		t.Fatalf("trigger answered %s", resp.Status)
+	}
+	return job.Request{BuildRef: buildRef}.Ref(), at
+}
