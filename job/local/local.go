@@ -86,6 +86,13 @@ func (l *Launcher) Launch(ctx context.Context, req job.Request) (job.Build, bool
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return job.Build{}, false, err
 	}
+	// The worker's temporary files (step scripts and workspaces, log
+	// spill) under the state directory, removed when it exits: a worker
+	// that is killed cannot remove them itself.
+	tmp := filepath.Join(l.StateDir, "tmp", ref)
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return job.Build{}, false, err
+	}
 	logPath := filepath.Join(l.StateDir, "workers", ref+".log")
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return job.Build{}, false, err
@@ -102,6 +109,7 @@ func (l *Launcher) Launch(ctx context.Context, req job.Request) (job.Build, bool
 		"WHARFJOBS_SECRETS_DIR="+secrets,
 		"WHARFJOBS_LOG_FORMAT=text",
 		"WHARFJOBS_LOG_FLUSH_INTERVAL=200ms",
+		"TMPDIR="+tmp,
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a Ctrl-C on the terminal goes to dev, which
@@ -119,6 +127,7 @@ func (l *Launcher) Launch(ctx context.Context, req job.Request) (job.Build, bool
 	go func() {
 		w.err = cmd.Wait()
 		logf.Close()
+		_ = os.RemoveAll(tmp)
 		close(w.done)
 		l.exited(ref)
 	}()

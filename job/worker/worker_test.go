@@ -325,7 +325,10 @@ func helperCmd(t testing.TB, s blob.Store, bucket, ref, dir string, unsigned boo
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	// GOMEMLIMIT as a build Job sets it for the worker container.
 	cmd.Env = append(os.Environ(), "GOMEMLIMIT=24MiB", "WORKER_TEST_HELPER=1", "WT_ENDPOINT="+srv.Endpoint, "WT_BUCKET="+bucket, "WT_ACCESS="+srv.AccessKey,
-		"WT_SECRET="+srv.SecretKey, "WT_DIR="+dir, "WT_REF="+ref, "WT_SPILL="+t.TempDir())
+		"WT_SECRET="+srv.SecretKey, "WT_DIR="+dir, "WT_REF="+ref, "WT_SPILL="+t.TempDir(),
+		// A killed helper cannot remove its step's temporary copy: the
+		// test's directory goes with the test.
+		"TMPDIR="+t.TempDir())
 	if unsigned {
 		cmd.Env = append(cmd.Env, "WT_UNSIGNED=1")
 	}
