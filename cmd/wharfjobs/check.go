@@ -243,7 +243,7 @@ func (out *checkOutput) fill(plan worker.PlanResult, req job.Request, kubeCfg ku
 			for _, m := range c.Mounts {
 				s.Mounts = append(s.Mounts, checkMount{Path: m.Path, Secret: m.Secret, ConfigMap: m.ConfigMap, Items: m.Items})
 			}
-			ws := worker.Step{Ref: req.Ref(), Stage: st.Name, Name: step.Name, Container: c, Env: plan.Env, Instance: req.Instance, ProjectID: req.ProjectID}
+			ws := worker.Step{Ref: req.Ref(), Stage: st.Name, Name: step.Name, Container: c, Env: plan.Env, Instance: req.Instance, ProjectID: req.ProjectID, Type: step.Type}
 			if c.SecretName != "" {
 				s.Kube.Secret, _ = job.ProjectSecretName(req.Instance, req.ProjectID, c.SecretName)
 			}

@@ -154,7 +154,8 @@ func TestStepTypesRunOnARealNode(t *testing.T) {
 	if err := a.ApplyFiles(ctx, "../../manifests/namespace.yaml", "../../manifests/serviceaccounts.yaml", "../../manifests/rbac.yaml"); err != nil {
 		t.Fatal(err)
 	}
-	// Kaniko runs as root (WHARFJOBS_STEP_ALLOW_ROOT): the namespace
+	// Kaniko runs as root (WHARFJOBS_STEP_ROOT_TYPES=docker; the other
+	// steps stay non-root without capabilities): the namespace
 	// enforces Pod Security "baseline" instead of "restricted", as the
 	// README's security model tells an operator to.
 	ns, err := c.Client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
@@ -206,7 +207,7 @@ func TestStepTypesRunOnARealNode(t *testing.T) {
 
 	d := deploy(ctx, t, c, store, storeCfg, map[string]string{
 		// The operator's settings for the step types.
-		"WHARFJOBS_STEP_ALLOW_ROOT":        "true",
+		"WHARFJOBS_STEP_ROOT_TYPES":        "docker",
 		"WHARFJOBS_STEP_SHARED_SECRETS":    "gitlab-registry,helm-registry",
 		"WHARFJOBS_STEP_SHARED_CONFIGMAPS": "kubectl-config",
 		"WHARFJOBS_IMAGE_KANIKO":           kanikoImage,

@@ -40,6 +40,9 @@ type Step struct {
 	// Instance and ProjectID are the build's wharf instance and project:
 	// a step's secretName reaches only that project's Secrets.
 	Instance, ProjectID string
+	// Type is the step type the file used (container, docker, ...):
+	// runners may treat types apart (kaniko needs root).
+	Type string
 }
 
 // Result is how a step ended.
@@ -410,7 +413,7 @@ func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir
 		stepCtx, cancel = context.WithTimeout(ctx, r.cfg.StepTimeout)
 	}
 	res, err := r.runner.Run(stepCtx, Step{Ref: r.ref, Stage: stage, Name: step.Name, Container: step.Container, Workspace: dir, Env: env,
-		Instance: r.req.Instance, ProjectID: r.req.ProjectID}, stdout, stderr)
+		Instance: r.req.Instance, ProjectID: r.req.ProjectID, Type: step.Type}, stdout, stderr)
 	timedOut := stepCtx.Err() != nil && ctx.Err() == nil
 	cancel()
 	_ = stdout.Close()

@@ -72,6 +72,10 @@ type Config struct {
 	// for most images, and for kaniko). Such pods do not pass "restricted":
 	// the namespace needs pod-security.kubernetes.io/enforce=baseline.
 	AllowRoot bool `envconfig:"STEP_ALLOW_ROOT" default:"false"`
+	// RootStepTypes run as their image's user like AllowRoot, for these
+	// step types only (comma-separated, e.g. docker: kaniko needs root),
+	// so the others keep running as RunAsUser without capabilities.
+	RootStepTypes []string `envconfig:"STEP_ROOT_TYPES"`
 	// SharedSecrets are the Secrets outside any project that step types
 	// mount by name, as wharf-cmd does: registry credentials (docker's
 	// `secret`, REG_SECRET, helm's HELM_REG_SECRET) and the NuGet token.
@@ -300,14 +304,15 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 		FSGroup:        &uid,
 		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
+	asRoot := r.Config.AllowRoot || slices.Contains(r.Config.RootStepTypes, step.Type)
 	stepSecurity := restricted()
-	if r.Config.AllowRoot {
+	if asRoot {
 		// Root without capabilities cannot even chown (kaniko unpacking a
 		// build context): keep the runtime's default set, which Pod
 		// Security "baseline" admits; still no privilege escalation.
 		stepSecurity.Capabilities = nil
 	}
-	if !r.Config.AllowRoot {
+	if !asRoot {
 		podSecurity.RunAsNonRoot, podSecurity.RunAsUser, podSecurity.RunAsGroup = &yes, &uid, &uid
 		mounts = append(mounts, corev1.VolumeMount{Name: "home", MountPath: HomePath})
 		volumes = append(volumes, corev1.Volume{Name: "home", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})

@@ -312,8 +312,14 @@ func TestPodSecurityRootOrNot(t *testing.T) {
 	if ps := pod.Spec.SecurityContext; ps.RunAsNonRoot == nil || !*ps.RunAsNonRoot || *ps.RunAsUser != 65532 || sc.Capabilities == nil || sc.Capabilities.Drop[0] != "ALL" || *sc.AllowPrivilegeEscalation {
 		t.Fatalf("default step security: pod %+v container %+v", ps, sc)
 	}
-	r.Config.AllowRoot = true
-	pod, _ = r.Pod(testStep("x"), "ws")
+	// Root for one step type only: a docker step, not a container step.
+	r.Config.RootStepTypes = []string{"docker"}
+	if pod, _ := r.Pod(testStep("x"), "ws"); pod.Spec.SecurityContext.RunAsNonRoot == nil {
+		t.Fatal("a container step runs as root with STEP_ROOT_TYPES=docker")
+	}
+	kaniko := testStep("image")
+	kaniko.Type = "docker"
+	pod, _ = r.Pod(kaniko, "ws")
 	sc = pod.Spec.Containers[0].SecurityContext
 	if ps := pod.Spec.SecurityContext; ps.RunAsNonRoot != nil || ps.RunAsUser != nil || sc.Capabilities != nil || *sc.AllowPrivilegeEscalation {
 		t.Fatalf("root step security: pod %+v container %+v", ps, sc)
