@@ -215,6 +215,9 @@ func displayPath(file, dir string) string {
 func (out *checkOutput) fill(plan worker.PlanResult, req job.Request, kubeCfg kuberun.Config) {
 	def := plan.Definition
 	out.Env = plan.Env
+	for _, w := range def.Warnings {
+		out.Warnings = append(out.Warnings, checkProblem{Line: w.Pos.Line, Col: w.Pos.Col, Path: w.Path, Message: plan.Mask(w.Msg)})
+	}
 	for _, in := range def.Inputs {
 		ci := checkInput{Name: in.Name, Type: string(in.Type), Default: in.Default, Value: in.Default}
 		if v, ok := req.Vars[in.Name]; ok {
@@ -289,6 +292,9 @@ func (out *checkOutput) print(stdout, stderr io.Writer) {
 		env = fmt.Sprintf("environment %q", out.Environment)
 	}
 	fmt.Fprintf(stdout, "%s: %d stage(s), %s\n", out.File, len(out.Stages), env)
+	for _, w := range out.Warnings {
+		fmt.Fprintf(stdout, "warning: %s\n", pipeline.Error{File: out.File, Pos: pipeline.Pos{Line: w.Line, Col: w.Col}, Path: w.Path, Msg: w.Message}.Error())
+	}
 	for _, in := range out.Inputs {
 		if in.Value == nil {
 			fmt.Fprintf(stdout, "input %s (%s): no value\n", in.Name, in.Type)

@@ -95,7 +95,7 @@ func TestCheckErrorsAndPlan(t *testing.T) {
 		t.Fatalf("errors:\n%s", errb.String())
 	}
 
-	write("inputs:\n  - name: PW\n    type: password\nenvironments:\n  stage: {}\n  prod: {}\nbuild:\n  compile:\n    container:\n      image: golang\n      secretName: registry\n      serviceAccount: deployer\n      cmds:\n        - go build\n        - echo ${PW}\ndeploy:\n  environments: [prod]\n  ship:\n    container:\n      image: alpine\n      cmds: [true]\n")
+	write("inputs:\n  - name: PW\n    type: password\nenvironments:\n  stage: {}\n  prod: {}\nbuild:\n  compile:\n    container:\n      image: golang\n      imagePullPolicy: Always\n      secretName: registry\n      serviceAccount: deployer\n      cmds:\n        - go build\n        - echo ${PW}\ndeploy:\n  environments: [prod]\n  ship:\n    container:\n      image: alpine\n      cmds: [true]\n")
 	out.Reset()
 	errb.Reset()
 	if code := run(context.Background(), []string{"check", dir, "--json", "--env", "stage", "--input", "PW=hunter2-secret", "--var", "WHARF_PROJECT_ID=17"}, &out, &errb); code != 0 {
@@ -107,6 +107,9 @@ func TestCheckErrorsAndPlan(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "hunter2-secret") {
 		t.Fatalf("the password is in the plan:\n%s", out.String())
+	}
+	if len(doc.Warnings) != 1 || doc.Warnings[0].Path != "stages.build.steps.compile.container.imagePullPolicy" {
+		t.Fatalf("warnings %+v", doc.Warnings)
 	}
 	step := doc.Stages[0].Steps[0]
 	if step.Script != "go build\necho *****" || step.Kube.Secret != "wharf-local-project-17-secretname-registry" ||
