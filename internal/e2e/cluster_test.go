@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -87,7 +86,7 @@ func TestBuildRunsOnARealNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repoURL := gitDaemon(t, ctx, dir)
+	repoURL := serveRepo(t, ctx, dir, map[string]string{".wharf-ci.yml": pipelineFile, "README.md": "# demo repository\n"})
 
 	// kubectl apply of the namespace, ServiceAccounts and RBAC the
 	// operator applies, then the worker's settings for this machine.
@@ -211,57 +210,6 @@ func busybox(t *testing.T) string {
 		t.Fatalf("%s is not static (%s): install Debian's busybox-static", p, strings.TrimSpace(string(out)))
 	}
 	return p
-}
-
-// gitDaemon serves a one-commit repository over git:// on the bridge
-// address and returns its URL.
-func gitDaemon(t *testing.T, ctx context.Context, dir string) string {
-	t.Helper()
-	work := filepath.Join(dir, "work")
-	run := func(d string, args ...string) {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, "git", args...)
-		cmd.Dir = d
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@wharfjobs.invalid", "GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@wharfjobs.invalid")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v: %s", args, err, out)
-		}
-	}
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(work, ".wharf-ci.yml"), []byte(pipelineFile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(work, "README.md"), []byte("# demo repository\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	run(work, "init", "-q", "-b", "main")
-	run(work, "add", ".")
-	run(work, "commit", "-q", "-m", "demo")
-	served := filepath.Join(dir, "served")
-	run(dir, "clone", "-q", "--bare", work, filepath.Join(served, "demo.git"))
-
-	port, err := testenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	daemon := exec.Command("git", "daemon", "--reuseaddr", "--export-all", "--base-path="+served,
-		"--listen="+testcluster.PodHostIP, "--port="+strconv.Itoa(port), served)
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = daemon.Process.Kill(); _ = daemon.Wait() })
-	u := fmt.Sprintf("git://%s:%d/demo.git", testcluster.PodHostIP, port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if err := exec.CommandContext(ctx, "git", "ls-remote", u).Run(); err == nil {
-			return u
-		} else if time.Now().After(deadline) {
-			t.Fatalf("git daemon at %s: %v", u, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // podWatch records the build pods by component as they appear, and when
