@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,12 +30,12 @@ type aggregatorEnv struct {
 }
 
 func runAggregator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("aggregator", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	cl := newFlags("aggregator", "[--once] [--no-kube]", "Relays new log lines, statuses and artifacts of the builds in the store to wharf-api\n(WHARFJOBS_WHARF_API_URL) or stdout; serves /healthz, /readyz and /metrics on $PORT.", stdout, stderr)
+	fl := cl.fl
 	once := fl.Bool("once", false, "relay everything pending, then exit (for a CronJob or a PingSource)")
 	noKube := fl.Bool("no-kube", false, "find builds in the store only (no Kubernetes API)")
-	if err := fl.Parse(args); err != nil {
-		return flagErr(err)
+	if _, err := cl.parse(args, 0, 0); err != nil {
+		return err
 	}
 	var env aggregatorEnv
 	for _, part := range []any{&env, &env.Store, &env.Kube, &env.Relay, &env.WharfAPI} {

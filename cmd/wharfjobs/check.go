@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -108,24 +107,16 @@ type checkRunner struct {
 }
 
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("check", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	cl := newFlags("check", "[--env E] [--input N=V]... [--var N=V]... [--json] [DIR|FILE]", "Parses and resolves a .wharf-ci.yml (default ./.wharf-ci.yml) without running anything.\nPrints each problem with file:line:col (exit 1), or the plan: stages, whether they run,\neach step's image, script and the Secrets and ServiceAccount it reaches (exit 0).", stdout, stderr)
+	fl := cl.fl
 	envName := fl.String("env", "", "environment to resolve the pipeline for")
 	asJSON := fl.Bool("json", false, "print the plan (or the errors) as JSON, in the schema the README documents")
 	var inputs, vars stringList
 	fl.Var(&inputs, "input", "input value NAME=VALUE, as wharf-api's VARS gives it (repeatable)")
 	fl.Var(&vars, "var", "variable NAME=VALUE over the built-in and file variables, e.g. WHARF_PROJECT_ID=17 (repeatable)")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: wharfjobs check [flags] [DIR|FILE]\n\nParses and resolves a .wharf-ci.yml (default ./.wharf-ci.yml) without running anything.\nPrints each problem with file:line:col (exit 1), or the plan: stages, whether they run,\neach step's image, script and the Secrets and ServiceAccount it reaches (exit 0).")
-		fl.PrintDefaults()
-	}
-	positional, err := parseInterspersed(fl, args)
+	positional, err := cl.parse(args, 0, 1)
 	if err != nil {
-		return flagErr(err)
-	}
-	if len(positional) > 1 {
-		fmt.Fprintf(stderr, "wharfjobs check: one DIR or FILE, got %q\n", positional)
-		return errUsage
+		return err
 	}
 	target := "."
 	if len(positional) == 1 {
@@ -181,27 +172,6 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return exitCode(1)
 	}
 	return nil
-}
-
-// parseInterspersed parses flags before and after the positional
-// arguments (`check DIR --json`, as people type it) and returns the
-// positional ones; "--" ends the flags.
-func parseInterspersed(fl *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := fl.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fl.Args()
-		if len(args) == 0 {
-			return positional, nil
-		}
-		if args[0] == "--" && len(positional) == 0 {
-			return append(positional, args[1:]...), nil
-		}
-		positional = append(positional, args[0])
-		args = args[1:]
-	}
 }
 
 // displayPath names the pipeline file as the user gave it.

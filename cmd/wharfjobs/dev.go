@@ -111,14 +111,14 @@ func (r *relaySummary) Artifact(_ context.Context, b aggregator.Build, name stri
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	cl := newFlags("dev", "[--demo] [--state DIR] [store flags] [--insecure-no-auth]", "Runs the provisioner, the aggregator and local worker processes in one process on\n127.0.0.1:$PORT; --demo triggers one example build, follows it and exits.", stdout, stderr)
+	fl := cl.fl
 	demo := fl.Bool("demo", false, "trigger one build of the example repository, follow it, then exit")
 	insecure := fl.Bool("insecure-no-auth", false, "accept API requests without a token (any local user could then run commands as you)")
 	state := fl.String("state", ".wharfjobs", "state directory (the fs store, workspaces, worker logs)")
 	sf := addStoreFlags(fl, "STATE/store")
-	if err := fl.Parse(args); err != nil {
-		return flagErr(err)
+	if _, err := cl.parse(args, 0, 0); err != nil {
+		return err
 	}
 	// The aggregator's sink and dev itself both print.
 	stdout = &lockedWriter{w: stdout}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -19,8 +18,8 @@ import (
 // runLogs prints a build's log from the store: the chunks while it runs,
 // the compacted log after, months after its pod is gone.
 func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("logs", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	cl := newFlags("logs", "[-f] [--step NAME] [--since 10m|RFC3339] [--raw|--json] [store flags] REF", "Prints a build's log from the store: the chunks while it runs, the compacted log\nafter, months after its pod is gone; -f follows it until the build ends.", stdout, stderr)
+	fl := cl.fl
 	follow := fl.Bool("follow", false, "keep printing new lines until the build ends (also -f)")
 	fl.BoolVar(follow, "f", false, "short for --follow")
 	step := fl.String("step", "", "only this step (NAME or STAGE/NAME)")
@@ -29,17 +28,9 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	asJSON := fl.Bool("json", false, "print the JSON records")
 	interval := fl.Duration("interval", time.Second, "how often --follow polls the store")
 	sf := addStoreFlags(fl, ".wharfjobs/store")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: wharfjobs logs [flags] REF")
-		fl.PrintDefaults()
-	}
-	positional, err := parseInterspersed(fl, args)
+	positional, err := cl.parse(args, 1, 1)
 	if err != nil {
-		return flagErr(err)
-	}
-	if len(positional) != 1 {
-		fl.Usage()
-		return errUsage
+		return err
 	}
 	ref := positional[0]
 	var after time.Time
@@ -103,21 +94,13 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // runStatus prints one build's status, or a table of recent builds.
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("status", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	cl := newFlags("status", "[--limit N] [store flags] [REF]", "Prints one build's status and steps, or a table of the recent builds.", stdout, stderr)
+	fl := cl.fl
 	limit := fl.Int("limit", 20, "how many recent builds the table shows")
 	sf := addStoreFlags(fl, ".wharfjobs/store")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: wharfjobs status [flags] [REF]")
-		fl.PrintDefaults()
-	}
-	positional, err := parseInterspersed(fl, args)
+	positional, err := cl.parse(args, 0, 1)
 	if err != nil {
-		return flagErr(err)
-	}
-	if len(positional) > 1 {
-		fl.Usage()
-		return errUsage
+		return err
 	}
 	cfg, err := sf.config()
 	if err != nil {

@@ -79,3 +79,24 @@ func TestUsageErrorsAndFlagsAnywhere(t *testing.T) {
 		}
 	}
 }
+
+// Every command's --help goes to stdout (exit 0) and says what the command
+// does; commands that take no arguments refuse one (exit 64) instead of
+// ignoring it.
+func TestCommandHelpAndArguments(t *testing.T) {
+	for name := range commands() {
+		if name == "version" {
+			continue
+		}
+		code, out, errOut := runCLI(t, name, "--help")
+		if code != 0 || !strings.HasPrefix(out, "Usage: wharfjobs "+name) || !strings.Contains(out, "Flags") || errOut != "" {
+			t.Errorf("%s --help: exit %d, stdout %q, stderr %q", name, code, out, errOut)
+		}
+	}
+	for _, name := range []string{"aggregator", "provisioner", "worker", "dev"} {
+		code, _, errOut := runCLI(t, name, "unexpected")
+		if code != ExitUsage || !strings.Contains(errOut, "takes no arguments, got 1: unexpected") {
+			t.Errorf("%s with an argument: exit %d, %q", name, code, errOut)
+		}
+	}
+}

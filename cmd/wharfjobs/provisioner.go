@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,11 +40,11 @@ func listenAddr() string {
 }
 
 func runProvisioner(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("provisioner", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	cl := newFlags("provisioner", "[--insecure-no-auth]", "Serves the trigger API wharf-api calls (POST /api/worker) on $PORT and creates one\nKubernetes Job per build.", stdout, stderr)
+	fl := cl.fl
 	insecure := fl.Bool("insecure-no-auth", false, "accept requests without a token (never in production)")
-	if err := fl.Parse(args); err != nil {
-		return flagErr(err)
+	if _, err := cl.parse(args, 0, 0); err != nil {
+		return err
 	}
 	var env provisionerEnv
 	for _, part := range []any{&env, &env.Store, &env.Kube, &env.API} {

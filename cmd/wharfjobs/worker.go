@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -83,11 +82,11 @@ func readSecrets(dir string) (job.Secrets, error) {
 // runWorker is the body of a build Job's pod: it runs one build whose
 // request the provisioner stored, and exits with the worker's exit code.
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	cl := newFlags("worker", "[--ref REF]", "The body of a build Job's pod: runs the build whose request the provisioner stored\n(builds/REF/request.json), with the secrets from WHARFJOBS_SECRETS_DIR.", stdout, stderr)
+	fl := cl.fl
 	ref := fl.String("ref", "", "build ref to run (default $WHARFJOBS_BUILD_REF)")
-	if err := fl.Parse(args); err != nil {
-		return flagErr(err)
+	if _, err := cl.parse(args, 0, 0); err != nil {
+		return err
 	}
 	env, err := loadWorkerEnv()
 	if err != nil {
@@ -149,13 +148,6 @@ func stepRunner(env workerEnv, store blob.Store) (worker.StepRunner, error) {
 	return nil, fmt.Errorf("WHARFJOBS_STEP_RUNNER=%q: expected local or kube", env.StepRunner)
 }
 
-func flagErr(err error) error {
-	if errors.Is(err, flag.ErrHelp) {
-		return errHelp
-	}
-	return errUsage
-}
-
 // stringList is a repeatable flag.
 type stringList []string
 
@@ -179,23 +171,15 @@ func (s stringList) assignments(flag string) (map[string]any, error) {
 // runRun runs a local directory's .wharf-ci.yml with the local runner and
 // shows the log live.
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("run", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	cl := newFlags("run", "[--env E] [--stages a,b] [--input N=V]... [DIR]", "Runs DIR's .wharf-ci.yml (default .) with the local runner, in a copy of DIR, showing\nthe log live and a summary; exit 0 when the build completed, 2 when it failed.", stdout, stderr)
+	fl := cl.fl
 	envName := fl.String("env", "", "environment to run in")
 	stages := fl.String("stages", "ALL", "comma-separated stages to run")
 	var inputs stringList
 	fl.Var(&inputs, "input", "input value NAME=VALUE (repeatable)")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: wharfjobs run [flags] [dir]\n\nRuns dir's .wharf-ci.yml (default .) with the local runner, showing the log live.")
-		fl.PrintDefaults()
-	}
-	positional, err := parseInterspersed(fl, args)
+	positional, err := cl.parse(args, 0, 1)
 	if err != nil {
-		return flagErr(err)
-	}
-	if len(positional) > 1 {
-		fl.Usage()
-		return errUsage
+		return err
 	}
 	dir := "."
 	if len(positional) == 1 {
