@@ -1,6 +1,8 @@
-// Package job holds what a build is: the request wharf-api sends, the
-// Launcher interface that starts a build's worker, and the names and labels
-// every build's Kubernetes objects share.
+// Package job holds what a build is: the request wharf-api sends, how a
+// build is named (its ref, its worker id, its project's Secrets), the
+// build as a launcher shows it, and the labels every build's Kubernetes
+// objects share. The Launcher interface sits with its consumer, the
+// provisioner; its implementations are job/kube and job/local.
 package job
 
 import (

@@ -67,7 +67,8 @@ func (f storeFlags) config() (blob.Config, error) {
 	return cfg, nil
 }
 
-// env renders cfg as the environment of a child worker.
+// storeEnv renders cfg as the environment of a child worker, which reads
+// the same store (credentials included: the worker is ours, not a step).
 func storeEnv(cfg blob.Config) []string {
 	root, _ := filepath.Abs(cfg.FSRoot)
 	return []string{
