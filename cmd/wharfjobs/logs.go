@@ -51,6 +51,9 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if ref, err = resolveRef(ctx, store, ref, stderr); err != nil {
+		return err
+	}
 	p := newPrinter(stdout)
 	p.raw = *raw
 	var buf []byte
@@ -111,7 +114,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if len(positional) == 1 {
-		ref := positional[0]
+		ref, err := resolveRef(ctx, store, positional[0], stderr)
+		if err != nil {
+			return err
+		}
 		st, _, err := build.ReadStatus(ctx, store, ref)
 		if errors.Is(err, blob.ErrNotFound) {
 			return fmt.Errorf("no build %s in %s", ref, cfg.Where())

@@ -5,6 +5,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/blob/fs"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -98,5 +101,33 @@ func TestCommandHelpAndArguments(t *testing.T) {
 		if code != ExitUsage || !strings.Contains(errOut, "takes no arguments, got 1: unexpected") {
 			t.Errorf("%s with an argument: exit %d, %q", name, code, errOut)
 		}
+	}
+}
+
+// `wharfjobs logs 4242` and `status 4242` find the build a person means
+// when only one instance has a build 4242, and list the candidates when
+// several do.
+func TestBuildNumbersAsPeopleKnowThem(t *testing.T) {
+	root := t.TempDir()
+	store, err := fs.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, ref := range []string{"prod-4242", "prod-7", "stage-7", "99"} {
+		if _, err := build.WriteStatus(ctx, store, ref, build.Status{Status: build.Completed}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := runCLI(t, "status", "4242", "--fs-root", root)
+	if code != 0 || !strings.Contains(errOut, "build 4242 is prod-4242") || !strings.Contains(out, "COMPLETED prod-4242") {
+		t.Errorf("status 4242: exit %d, %q, %q", code, out, errOut)
+	}
+	code, _, errOut = runCLI(t, "logs", "7", "--fs-root", root)
+	if code != 1 || !strings.Contains(errOut, "several instances have one: prod-7, stage-7") {
+		t.Errorf("logs 7: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "status", "99", "--fs-root", root); code != 0 || strings.Contains(errOut, "is ") {
+		t.Errorf("status 99 (a ref as it is): exit %d, %q", code, errOut)
 	}
 }
