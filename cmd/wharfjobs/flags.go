@@ -80,3 +80,23 @@ func parseInterspersed(fl *flag.FlagSet, args []string) ([]string, error) {
 		args = args[1:]
 	}
 }
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// assignments reads NAME=VALUE flags (--input, --var) into a map; flag
+// names the flag in errors.
+func (s stringList) assignments(flag string) (map[string]any, error) {
+	out := map[string]any{}
+	for _, in := range s {
+		k, v, ok := strings.Cut(in, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--%s %q: expected NAME=VALUE", flag, in)
+		}
+		out[k] = v
+	}
+	return out, nil
+}

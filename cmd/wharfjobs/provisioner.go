@@ -30,14 +30,17 @@ type provisionerEnv struct {
 	LogFormat       string        `envconfig:"LOG_FORMAT" default:"json"`
 }
 
-// listenAddr is $PORT (the Knative contract), default 8080.
-func listenAddr() string {
-	port := os.Getenv("PORT")
-	if port == "" {
-		port = "8080"
+// listenPort is $PORT (the Knative contract), default 8080: the one place
+// it is read, for the provisioner, the aggregator and dev.
+func listenPort() string {
+	if port := os.Getenv("PORT"); port != "" {
+		return port
 	}
-	return net.JoinHostPort("", port)
+	return "8080"
 }
+
+// listenAddr is every interface on listenPort.
+func listenAddr() string { return net.JoinHostPort("", listenPort()) }
 
 func runProvisioner(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cl := newFlags("provisioner", "[--insecure-no-auth]", "Serves the trigger API wharf-api calls (POST /api/worker) on $PORT and creates one\nKubernetes Job per build.", stdout, stderr)

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/wharfjobs/wharfjobs/blob/backend"
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/job"
+	"github.com/wharfjobs/wharfjobs/job/worker"
+	"github.com/wharfjobs/wharfjobs/job/worker/localrun"
+)
+
+// runRun runs a local directory's .wharf-ci.yml with the local runner and
+// shows the log live.
+func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cl := newFlags("run", "[--env E] [--stages a,b] [--input N=V]... [DIR]", "Runs DIR's .wharf-ci.yml (default .) with the local runner, in a copy of DIR, showing\nthe log live and a summary; exit 0 when the build completed, 2 when it failed.", stdout, stderr)
+	fl := cl.fl
+	envName := fl.String("env", "", "environment to run in")
+	stages := fl.String("stages", "ALL", "comma-separated stages to run")
+	var inputs stringList
+	fl.Var(&inputs, "input", "input value NAME=VALUE (repeatable)")
+	positional, err := cl.parse(args, 0, 1)
+	if err != nil {
+		return err
+	}
+	dir := "."
+	if len(positional) == 1 {
+		dir = positional[0]
+	}
+	env, err := loadWorkerEnv()
+	if err != nil {
+		return err
+	}
+	vars, err := inputs.assignments("input")
+	if err != nil {
+		return err
+	}
+	store, err := backend.Open(ctx, env.Store)
+	if err != nil {
+		return err
+	}
+	ref := fmt.Sprintf("local-%d", time.Now().UnixMilli())
+	work, err := os.MkdirTemp("", "wharfjobs-run-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	if err := copyTree(dir, work); err != nil {
+		return fmt.Errorf("copy %s into a workspace: %w", dir, err)
+	}
+	// No repository fields: as wharf-cmd's `wharf run`, the worker takes
+	// GIT_BRANCH, GIT_SAFEBRANCH, REPO_GROUP and REPO_NAME from the git
+	// repository of dir (current branch, origin's URL), none outside git.
+	req := job.Request{BuildRef: ref, RunStages: strings.Split(*stages, ","), Environment: *envName, Vars: vars}
+	if _, err := build.WriteStatus(ctx, store, ref, build.Status{Status: build.Scheduling}, ""); err != nil {
+		return err
+	}
+	cfg := env.Worker
+	// The steps run in the copy, but .wharf-vars.yml files are read from
+	// dir and above it, and git is asked about dir, not the copy.
+	cfg.Workdir, cfg.SkipClone, cfg.SourceDir = work, true, absPath(dir)
+	cfg.Logger = newLogger("text", io.Discard)
+	if cfg.Log.FlushInterval <= 0 || cfg.Log.FlushInterval > 200*time.Millisecond {
+		cfg.Log.FlushInterval = 200 * time.Millisecond // a person is watching
+	}
+	done := make(chan int, 1)
+	go func() {
+		code, _ := worker.Run(ctx, store, req, localrun.Runner{}, cfg)
+		done <- code
+	}()
+	p := newPrinter(stdout)
+	st, err := build.Follow(context.WithoutCancel(ctx), store, ref, 100*time.Millisecond, p.record)
+	code := <-done
+	if err != nil {
+		return err
+	}
+	p.summary(st)
+	fmt.Fprintf(stdout, "\nbuild %s %s. Read its log again with: wharfjobs logs %s\n", ref, st.Status, ref)
+	if code != 0 {
+		return exitCode(code)
+	}
+	return nil
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// copyTree copies src into dst: regular files, directories and symlinks,
+// leaving out wharfjobs' own state directory.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if rel == ".wharfjobs" {
+			return fs.SkipDir
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, info.Mode().Perm()|0o700)
+		case info.Mode()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		case info.Mode().IsRegular():
+			in, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, info.Mode().Perm())
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(out, in); err != nil {
+				out.Close()
+				return err
+			}
+			return out.Close()
+		}
+		return nil // sockets, devices: not part of a workspace
+	})
+}
