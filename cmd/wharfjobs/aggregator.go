@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 
 	"github.com/kelseyhightower/envconfig"
 
@@ -82,15 +80,26 @@ func runAggregator(ctx context.Context, args []string, stdout, stderr io.Writer)
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("/metrics", agg.MetricsHandler())
-	srvCtx, stop := context.WithCancel(ctx)
-	defer stop()
+	// The server and the relay end together: whichever stops first (the
+	// port is taken; the aggregator is idle or fails) stops the other, and
+	// both are waited for, so shutdown always runs.
+	runCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	srvErr := make(chan error, 1)
 	go func() {
-		if err := serve(srvCtx, listenAddr(), mux, logger); err != nil && !errors.Is(err, context.Canceled) {
-			logger.Error("metrics server", "error", err)
-			os.Exit(1)
+		err := serve(runCtx, listenAddr(), mux, logger)
+		if err != nil {
+			err = fmt.Errorf("serve /healthz, /readyz and /metrics: %w", err)
+			stop(err)
 		}
+		srvErr <- err
 	}()
-	return agg.Run(ctx)
+	err = agg.Run(runCtx)
+	stop(nil)
+	if serr := <-srvErr; serr != nil {
+		return serr
+	}
+	return err
 }
 
 // watchMinIO makes the aggregator react to MinIO's bucket notifications

@@ -217,3 +217,25 @@ func TestDevKilledWorkerFailsTheBuild(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// The aggregator command used to os.Exit from its server's goroutine when
+// the port was taken, skipping its own shutdown; now the error ends the
+// relay and is returned.
+func TestAggregatorPortTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	t.Setenv("PORT", port)
+	t.Setenv("WHARFJOBS_STORE", "fs")
+	t.Setenv("WHARFJOBS_STORE_FS_ROOT", t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"aggregator", "--no-kube"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "serve /healthz, /readyz and /metrics") || ctx.Err() != nil {
+		t.Fatalf("exit %d (ctx %v): %s", code, ctx.Err(), errb.String())
+	}
+}
