@@ -41,6 +41,21 @@ const (
 	// ReasonLaunchFailed: the provisioner stored the build but could not
 	// create its Job (or worker process).
 	ReasonLaunchFailed = "LaunchFailed"
+	// ReasonTriggerLost: wharf-api has the build, wharfjobs never got its
+	// trigger.
+	ReasonTriggerLost = "TriggerLost"
+	// ReasonCloneFailed, ReasonInvalidPipeline: the build could not start.
+	ReasonCloneFailed     = "CloneFailed"
+	ReasonInvalidPipeline = "InvalidPipeline"
+	// ReasonStepFailed: a step failed ("StepFailed: build/compile exit 2").
+	ReasonStepFailed = "StepFailed"
+	// Step reasons a runner gives.
+	ReasonTimeout              = "Timeout"
+	ReasonOOMKilled            = "OOMKilled"
+	ReasonEvicted              = "Evicted"
+	ReasonUnschedulable        = "Unschedulable"
+	ReasonPodDeleted           = "PodDeleted"
+	ReasonWorkspaceFetchFailed = "WorkspaceFetchFailed"
 )
 
 // Status is the document at builds/<ref>/status.json.

@@ -191,7 +191,7 @@ type Remote interface {
 
 // ReasonTriggerLost is the reason of a build wharf-api started but
 // wharfjobs never received.
-const ReasonTriggerLost = "TriggerLost"
+const ReasonTriggerLost = build.ReasonTriggerLost
 
 // Aggregator relays builds.
 type Aggregator struct {

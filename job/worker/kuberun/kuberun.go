@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/kube"
 	"github.com/wharfjobs/wharfjobs/job/pipeline"
@@ -491,7 +492,7 @@ func (r *Runner) watch(ctx context.Context, name string, stdout, stderr io.Write
 		cancel()
 		switch {
 		case apierrors.IsNotFound(err):
-			return worker.Result{ExitCode: -1, Reason: "PodDeleted: the step pod disappeared"}, nil
+			return worker.Result{ExitCode: -1, Reason: build.ReasonPodDeleted + ": the step pod disappeared"}, nil
 		case err != nil && ctx.Err() != nil:
 			return worker.Result{ExitCode: -1, Reason: "Cancelled"}, nil
 		case err != nil:
@@ -529,19 +530,19 @@ func stepStarted(pod *corev1.Pod) bool {
 // inspect decides from a Pod's status whether the step ended.
 func (r *Runner) inspect(pod *corev1.Pod, pendingSince time.Time) (worker.Result, bool) {
 	if pod.Status.Reason == "Evicted" {
-		return worker.Result{ExitCode: -1, Reason: "Evicted: " + pod.Status.Message}, true
+		return worker.Result{ExitCode: -1, Reason: build.ReasonEvicted + ": " + pod.Status.Message}, true
 	}
 	for _, cs := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
 		if w := cs.State.Waiting; w != nil && kube.StuckReasons[w.Reason] {
 			return worker.Result{ExitCode: -1, Reason: fmt.Sprintf("%s: %s", w.Reason, cs.Image)}, true
 		}
 		if t := cs.State.Terminated; t != nil && cs.Name == "workspace" && t.ExitCode != 0 {
-			return worker.Result{ExitCode: -1, Reason: fmt.Sprintf("WorkspaceFetchFailed: exit %d %s", t.ExitCode, t.Message)}, true
+			return worker.Result{ExitCode: -1, Reason: fmt.Sprintf("%s: exit %d %s", build.ReasonWorkspaceFetchFailed, t.ExitCode, t.Message)}, true
 		}
 		if t := cs.State.Terminated; t != nil && cs.Name == "step" {
 			res := worker.Result{ExitCode: int(t.ExitCode)}
-			if t.Reason == "OOMKilled" {
-				res.Reason = "OOMKilled"
+			if t.Reason == build.ReasonOOMKilled {
+				res.Reason = build.ReasonOOMKilled
 				if res.ExitCode == 0 {
 					res.ExitCode = 137
 				}
@@ -555,7 +556,7 @@ func (r *Runner) inspect(pod *corev1.Pod, pendingSince time.Time) (worker.Result
 	if pod.Status.Phase == corev1.PodPending && r.Config.PendingTimeout > 0 && time.Since(pendingSince) > r.Config.PendingTimeout {
 		for _, c := range pod.Status.Conditions {
 			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
-				return worker.Result{ExitCode: -1, Reason: "Unschedulable: " + c.Message}, true
+				return worker.Result{ExitCode: -1, Reason: build.ReasonUnschedulable + ": " + c.Message}, true
 			}
 		}
 	}
