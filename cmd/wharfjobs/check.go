@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/kelseyhightower/envconfig"
@@ -232,15 +233,6 @@ func (out *checkOutput) fill(plan worker.PlanResult, req job.Request, kubeCfg ku
 	}
 }
 
-func sortedMapKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 func maskAny(v any) any {
 	if v == nil {
 		return nil
@@ -289,7 +281,7 @@ func (out *checkOutput) print(stdout, stderr io.Writer) {
 			if s.ServiceAccount != "" {
 				fmt.Fprintf(stdout, "    serviceAccount: %s\n", s.ServiceAccount)
 			}
-			for _, k := range sortedMapKeys(s.Env) {
+			for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 				fmt.Fprintf(stdout, "    env %s=%s\n", k, s.Env[k])
 			}
 			for _, m := range s.Mounts {
@@ -302,7 +294,7 @@ func (out *checkOutput) print(stdout, stderr io.Writer) {
 	}
 	if len(out.Env) > 0 {
 		fmt.Fprintln(stdout, "\nevery step's environment:")
-		for _, k := range sortedMapKeys(out.Env) {
+		for _, k := range slices.Sorted(maps.Keys(out.Env)) {
 			fmt.Fprintf(stdout, "  %s=%s\n", k, out.Env[k])
 		}
 	}

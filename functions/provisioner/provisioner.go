@@ -14,12 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -242,7 +242,7 @@ func parseRequest(q url.Values) (job.Request, []invalidParam) {
 	var bad []invalidParam
 	// A control character in a value that reaches a log line (a newline in
 	// GIT_BRANCH) would forge lines of the build's or our own log.
-	for _, name := range sortedKeys(q) {
+	for _, name := range slices.Sorted(maps.Keys(q)) {
 		if name == "VARS" || name == "token" || name == "GIT_TOKEN" {
 			continue
 		}
@@ -315,7 +315,7 @@ func parseRequest(q url.Values) (job.Request, []invalidParam) {
 		bad = append(bad, problems...)
 		if len(problems) == 0 {
 			req.Vars = vars
-			req.InputNames = sortedKeys(vars)
+			req.InputNames = slices.Sorted(maps.Keys(vars))
 		}
 	}
 	return req, bad
@@ -415,15 +415,6 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // requestDiff names the trigger parameters in which two requests of one
 // build differ. Secret values (GIT_TOKEN, VARS values) are never stored
 // outside the build's Secret, so only the names of VARS are compared.
@@ -443,19 +434,13 @@ func requestDiff(a, b job.Request) []string {
 		{"WHARF_PROJECT_ID", a.ProjectID, b.ProjectID},
 		{"ENVIRONMENT", a.Environment, b.Environment},
 		{"RUN_STAGES", strings.Join(a.RunStages, ","), strings.Join(b.RunStages, ",")},
-		{"VARS", strings.Join(sortedStrings(a.InputNames), ","), strings.Join(sortedStrings(b.InputNames), ",")},
+		{"VARS", strings.Join(slices.Sorted(slices.Values(a.InputNames)), ","), strings.Join(slices.Sorted(slices.Values(b.InputNames)), ",")},
 	} {
 		if f.x != f.y {
 			diff = append(diff, f.name)
 		}
 	}
 	return diff
-}
-
-func sortedStrings(s []string) []string {
-	s = slices.Clone(s)
-	sort.Strings(s)
-	return s
 }
 
 func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {

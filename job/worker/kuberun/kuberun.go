@@ -13,9 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -247,7 +247,7 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 	}
 	var env []corev1.EnvVar
 	environ := step.Environ()
-	for _, k := range sortedKeys(environ) {
+	for _, k := range slices.Sorted(maps.Keys(environ)) {
 		env = append(env, corev1.EnvVar{Name: k, Value: environ[k]})
 	}
 	name := podName(step.Ref, step.Stage, step.Name)
@@ -273,7 +273,7 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 		if len(c.SecretEnv) > 0 {
 			// docker's secretArgs: only the named keys, each as its variable
 			// (wharf-cmd pkg/steps/docker.go:272-286 at 421514f).
-			for _, name := range sortedKeys(c.SecretEnv) {
+			for _, name := range slices.Sorted(maps.Keys(c.SecretEnv)) {
 				env = append(env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 					LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: c.SecretEnv[name]}}})
 			}
@@ -378,7 +378,7 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 func (r *Runner) mountVolume(step worker.Step, m pipeline.Mount) (corev1.Volume, error) {
 	yes := true
 	var items []corev1.KeyToPath
-	for _, key := range sortedKeys(m.Items) {
+	for _, key := range slices.Sorted(maps.Keys(m.Items)) {
 		items = append(items, corev1.KeyToPath{Key: key, Path: m.Items[key]})
 	}
 	switch {
@@ -396,15 +396,6 @@ func (r *Runner) mountVolume(step worker.Step, m pipeline.Mount) (corev1.Volume,
 		return corev1.Volume{VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: m.ConfigMap}, Items: items, Optional: &yes}}}, nil
 	}
 	return corev1.Volume{}, fmt.Errorf("%w: a mount at %s names neither a Secret nor a ConfigMap", ErrMountNotAllowed, m.Path)
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // ScriptSecret is the Secret holding a step's script, named as its Pod
