@@ -357,8 +357,7 @@ func parseVars(v string) (map[string]any, []invalidParam) {
 	}
 	root := node.Content[0]
 	if root.Kind != yaml.MappingNode {
-		kind := map[yaml.Kind]string{yaml.SequenceNode: "a list", yaml.ScalarNode: "a single value", yaml.AliasNode: "an alias"}[root.Kind]
-		return nil, []invalidParam{{"VARS", "expected a YAML map of input names to values, got " + kind}}
+		return nil, []invalidParam{{"VARS", "expected a YAML map of input names to values, got " + kindOf(root)}}
 	}
 	vars := map[string]any{}
 	var bad []invalidParam
@@ -367,7 +366,7 @@ func parseVars(v string) (map[string]any, []invalidParam) {
 		name := k.Value
 		switch {
 		case k.Kind != yaml.ScalarNode:
-			bad = append(bad, invalidParam{"VARS", fmt.Sprintf("line %d: an input name must be a plain name, got a %s", k.Line, map[yaml.Kind]string{yaml.SequenceNode: "list", yaml.MappingNode: "map", yaml.AliasNode: "alias"}[k.Kind])})
+			bad = append(bad, invalidParam{"VARS", fmt.Sprintf("line %d: an input name must be a plain name, got %s", k.Line, kindOf(k))})
 			continue
 		case len(name) > maxVarName || !varName.MatchString(name):
 			bad = append(bad, invalidParam{"VARS", fmt.Sprintf("input name %q: expected letters, digits, '_', '.' or '-' (at most %d, starting with a letter or '_')", truncate(name, 40), maxVarName)})
@@ -376,7 +375,7 @@ func parseVars(v string) (map[string]any, []invalidParam) {
 			bad = append(bad, invalidParam{"VARS", fmt.Sprintf("input %s is given twice", name)})
 			continue
 		case val.Kind != yaml.ScalarNode:
-			bad = append(bad, invalidParam{"VARS", fmt.Sprintf("input %s: expected a single value, got a %s", name, map[yaml.Kind]string{yaml.SequenceNode: "list", yaml.MappingNode: "map", yaml.AliasNode: "alias"}[val.Kind])})
+			bad = append(bad, invalidParam{"VARS", fmt.Sprintf("input %s: expected a single value, got %s", name, kindOf(val))})
 			continue
 		}
 		var x any
@@ -406,6 +405,11 @@ func parseVars(v string) (map[string]any, []invalidParam) {
 		vars[name] = x
 	}
 	return vars, bad
+}
+
+// kindOf names a YAML node's kind for an error message.
+func kindOf(n *yaml.Node) string {
+	return map[yaml.Kind]string{yaml.SequenceNode: "a list", yaml.MappingNode: "a map", yaml.ScalarNode: "a single value", yaml.AliasNode: "an alias"}[n.Kind]
 }
 
 func truncate(s string, n int) string {
