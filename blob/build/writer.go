@@ -152,6 +152,21 @@ func (w *LogWriter) putBuf(b []byte) {
 	}
 }
 
+// WriteSystemLine appends one system line to build ref's log, after
+// whatever is there: how the components that are not the worker (a lost
+// build, a failed launch, a lost trigger) tell the build's readers why.
+func WriteSystemLine(ctx context.Context, s blob.Store, ref, text string, logger *slog.Logger) error {
+	w, err := NewLogWriter(ctx, s, ref, WriterConfig{Logger: logger})
+	if err != nil {
+		return err
+	}
+	if err := w.Write(Record{Stream: StreamSystem, Time: time.Now(), Text: text}); err != nil {
+		_ = w.Close(ctx)
+		return err
+	}
+	return w.Close(ctx)
+}
+
 // NewLogWriter starts a writer for build ref. It continues after the last
 // chunk already in the store, so a restarted worker appends rather than
 // colliding with its predecessor.

@@ -1082,16 +1082,11 @@ func (a *Aggregator) failIfLost(ctx context.Context, ref string, st build.Status
 	if reason == "" {
 		return st, nil
 	}
-	w, err := build.NewLogWriter(ctx, a.store, ref, build.WriterConfig{Logger: a.cfg.Logger})
-	if err != nil {
-		return st, err
-	}
-	_ = w.Write(build.Record{Stream: build.StreamSystem, Time: time.Now(), Text: "build failed: " + reason})
-	if err := w.Close(ctx); err != nil {
+	if err := build.WriteSystemLine(ctx, a.store, ref, "build failed: "+reason, a.cfg.Logger); err != nil {
 		return st, err
 	}
 	now := time.Now().UTC()
-	st, err = build.UpdateStatus(ctx, a.store, ref, func(st *build.Status) error {
+	st, err := build.UpdateStatus(ctx, a.store, ref, func(st *build.Status) error {
 		if st.Status.Final() {
 			return build.ErrNoChange // the worker finished after all
 		}
@@ -1141,12 +1136,7 @@ func (a *Aggregator) Compare(ctx context.Context, remote Remote) error {
 			return err
 		}
 		reason := fmt.Sprintf("%s: wharf-api has had this build in %s since %s, but its trigger never reached wharfjobs", ReasonTriggerLost, rb.Status, rb.ScheduledOn.UTC().Format(time.RFC3339))
-		w, err := build.NewLogWriter(ctx, a.store, ref, build.WriterConfig{Logger: a.cfg.Logger})
-		if err != nil {
-			return err
-		}
-		_ = w.Write(build.Record{Stream: build.StreamSystem, Time: time.Now(), Text: "build failed: " + reason})
-		if err := w.Close(ctx); err != nil {
+		if err := build.WriteSystemLine(ctx, a.store, ref, "build failed: "+reason, a.cfg.Logger); err != nil {
 			return err
 		}
 		now := time.Now().UTC()

@@ -571,11 +571,8 @@ func (s *Server) launchFailed(ctx context.Context, ref string, launchErr error) 
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
 	defer cancel()
 	reason := build.ReasonLaunchFailed + ": " + launchErr.Error()
-	if lw, err := build.NewLogWriter(ctx, s.store, ref, build.WriterConfig{Logger: s.log}); err == nil {
-		_ = lw.Write(build.Record{Stream: build.StreamSystem, Time: time.Now(), Text: "build failed: " + reason})
-		if err := lw.Close(ctx); err != nil {
-			s.log.Warn("cannot write the log line of a failed launch", "build", ref, "error", err)
-		}
+	if err := build.WriteSystemLine(ctx, s.store, ref, "build failed: "+reason, s.log); err != nil {
+		s.log.Warn("cannot write the log line of a failed launch", "build", ref, "error", err)
 	}
 	now := time.Now().UTC()
 	_, err := build.UpdateStatus(ctx, s.store, ref, func(st *build.Status) error {
