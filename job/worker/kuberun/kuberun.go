@@ -237,8 +237,10 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 	if shell == "" {
 		shell = "/bin/sh"
 	}
+	// The Pod and the Secret holding its script share the name.
+	name := podName(step.Ref, step.Stage, step.Name)
 	command := []string{shell, ScriptPath + "/" + scriptKey}
-	scriptVolume := &corev1.SecretVolumeSource{SecretName: podName(step.Ref, step.Stage, step.Name)}
+	scriptVolume := &corev1.SecretVolumeSource{SecretName: name}
 	if c.OS == "windows" && shell == "/bin/sh" {
 		// wharf-cmd runs `powershell.exe -C script` (pkg/steps/container.go:73-74
 		// at 421514f); from a file, PowerShell wants the .ps1 ending.
@@ -250,7 +252,6 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 	for _, k := range slices.Sorted(maps.Keys(environ)) {
 		env = append(env, corev1.EnvVar{Name: k, Value: environ[k]})
 	}
-	name := podName(step.Ref, step.Stage, step.Name)
 	no, yes := false, true
 	uid := r.Config.RunAsUser
 	if uid <= 0 {
