@@ -16,9 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/wharfjobs/wharfjobs/blob/backend"
 	"github.com/wharfjobs/wharfjobs/blob/build"
-	"github.com/wharfjobs/wharfjobs/blob/miniotest"
 	"github.com/wharfjobs/wharfjobs/internal/image"
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
@@ -55,48 +53,10 @@ func TestBuildRunsOnARealNode(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 
-	t0 := time.Now()
-	c, err := testcluster.Start(testcluster.Options{Node: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
-	t.Logf("control plane and node ready in %v", time.Since(t0).Round(time.Millisecond))
-
-	t1 := time.Now()
-	for _, img := range []image.Image{workerImageOf(t, dir), stepImageOf(t)} {
-		archive := filepath.Join(dir, strings.ReplaceAll(img.Name, ":", "_")+".tar")
-		if err := img.WriteFile(archive); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.ImportImage(ctx, archive); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Logf("images built and imported in %v", time.Since(t1).Round(time.Millisecond))
-
+	c := startNode(ctx, t, dir, workerImageOf(t, dir), stepImageOf(t))
 	// Services of this machine that pods reach at the bridge address.
-	minio, err := miniotest.StartOn(testcluster.PodHostIP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer minio.Close()
-	storeCfg := minio.Config("minio", miniotest.BucketName("e2e"))
-	store, err := backend.Open(ctx, storeCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, storeCfg := startStore(ctx, t, "e2e")
 	repoURL := serveRepo(t, ctx, dir, map[string]string{".wharf-ci.yml": pipelineFile, "README.md": "# demo repository\n"})
-
-	// kubectl apply of the namespace, ServiceAccounts and RBAC the
-	// operator applies, then the worker's settings for this machine.
-	a, err := c.Applier()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.ApplyFiles(ctx, "../../manifests/namespace.yaml", "../../manifests/serviceaccounts.yaml", "../../manifests/rbac.yaml"); err != nil {
-		t.Fatal(err)
-	}
 	d := deploy(ctx, t, c, store, storeCfg, nil)
 	sink, pods := d.sink, d.pods
 

@@ -6,7 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,12 +17,68 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/backend"
+	"github.com/wharfjobs/wharfjobs/blob/miniotest"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator"
 	"github.com/wharfjobs/wharfjobs/functions/provisioner"
+	"github.com/wharfjobs/wharfjobs/internal/image"
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/kube"
 )
+
+// startNode starts a control plane with a node for the test, imports the
+// images into its containerd, and applies the namespace, ServiceAccounts
+// and RBAC of manifests/ as an operator would. It stops with the test.
+func startNode(ctx context.Context, t *testing.T, dir string, images ...image.Image) *testcluster.Cluster {
+	t.Helper()
+	t0 := time.Now()
+	c, err := testcluster.Start(testcluster.Options{Node: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	t.Logf("control plane and node ready in %v", time.Since(t0).Round(time.Millisecond))
+
+	t1 := time.Now()
+	for _, img := range images {
+		archive := filepath.Join(dir, strings.ReplaceAll(img.Name, ":", "_")+".tar")
+		if err := img.WriteFile(archive); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ImportImage(ctx, archive); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Remove(archive)
+	}
+	t.Logf("images built and imported in %v", time.Since(t1).Round(time.Millisecond))
+
+	a, err := c.Applier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ApplyFiles(ctx, "../../manifests/namespace.yaml", "../../manifests/serviceaccounts.yaml", "../../manifests/rbac.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// startStore starts a MinIO on the bridge address, which pods reach, and
+// opens bucket on it. It stops with the test.
+func startStore(ctx context.Context, t *testing.T, bucket string) (blob.Store, blob.Config) {
+	t.Helper()
+	minio, err := miniotest.StartOn(testcluster.PodHostIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { minio.Close() })
+	cfg := minio.Config("minio", miniotest.BucketName(bucket))
+	store, err := backend.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, cfg
+}
 
 // deployment is wharfjobs as the node tests run it: the worker's
 // ConfigMap and store Secret in the namespace, the provisioner behind a

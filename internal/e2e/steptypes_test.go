@@ -16,10 +16,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/wharfjobs/wharfjobs/blob/backend"
 	"github.com/wharfjobs/wharfjobs/blob/build"
-	"github.com/wharfjobs/wharfjobs/blob/miniotest"
-	"github.com/wharfjobs/wharfjobs/internal/image"
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
 )
 
@@ -100,38 +97,9 @@ func TestStepTypesRunOnARealNode(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 
-	t0 := time.Now()
-	c, err := testcluster.Start(testcluster.Options{Node: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
-	t.Logf("control plane and node ready in %v", time.Since(t0).Round(time.Millisecond))
-
-	t1 := time.Now()
-	for _, img := range []image.Image{workerImageOf(t, dir), kanikoImageOf(t), helmImageOf(t), kubectlImageOf(t)} {
-		archive := filepath.Join(dir, strings.ReplaceAll(img.Name, ":", "_")+".tar")
-		if err := img.WriteFile(archive); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.ImportImage(ctx, archive); err != nil {
-			t.Fatal(err)
-		}
-		_ = os.Remove(archive)
-	}
-	t.Logf("images built and imported in %v", time.Since(t1).Round(time.Millisecond))
-
+	c := startNode(ctx, t, dir, workerImageOf(t, dir), kanikoImageOf(t), helmImageOf(t), kubectlImageOf(t))
 	// Services of this machine that pods reach at the bridge address.
-	minio, err := miniotest.StartOn(testcluster.PodHostIP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer minio.Close()
-	storeCfg := minio.Config("minio", miniotest.BucketName("e2e-steps"))
-	store, err := backend.Open(ctx, storeCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, storeCfg := startStore(ctx, t, "e2e-steps")
 	reg := startRegistry(t, ctx, dir)
 	chartDir := filepath.Join(dir, "chart")
 	for name, text := range helloChart {
@@ -147,13 +115,6 @@ func TestStepTypesRunOnARealNode(t *testing.T) {
 	chartRepo := helmRepo(t, ctx, helm, chartDir, dir, "e2e")
 	repoURL := serveRepo(t, ctx, dir, stepTypesRepo)
 
-	a, err := c.Applier()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.ApplyFiles(ctx, "../../manifests/namespace.yaml", "../../manifests/serviceaccounts.yaml", "../../manifests/rbac.yaml"); err != nil {
-		t.Fatal(err)
-	}
 	// Kaniko runs as root (WHARFJOBS_STEP_ROOT_TYPES=docker; the other
 	// steps stay non-root without capabilities): the namespace
 	// enforces Pod Security "baseline" instead of "restricted", as the
