@@ -22,17 +22,11 @@ var ErrSecretName = errors.New("invalid secretName")
 // is untrusted: this scoping is what keeps it to its own project's
 // Secrets, away from other builds' tokens and wharfjobs' own credentials.
 func ProjectSecretName(instance, projectID, name string) (string, error) {
-	if projectID == "" {
-		return "", fmt.Errorf("%w %q: the build has no project (WHARF_PROJECT_ID), and a step's Secrets belong to its project", ErrSecretName, name)
-	}
-	id, err := strconv.ParseUint(projectID, 10, 64)
+	prefix, err := ProjectSecretPrefix(instance, projectID)
 	if err != nil {
-		return "", fmt.Errorf("%w %q: project id %q is not a number", ErrSecretName, name, projectID)
+		return "", fmt.Errorf("%w %q: %v", ErrSecretName, name, err)
 	}
-	if instance == "" {
-		instance = DefaultInstanceID
-	}
-	full := fmt.Sprintf("wharf-%s-project-%d-secretname-%s", instance, id, name)
+	full := prefix + name
 	if name == "" {
 		return "", fmt.Errorf("%w: empty", ErrSecretName)
 	}
@@ -40,4 +34,21 @@ func ProjectSecretName(instance, projectID, name string) (string, error) {
 		return "", fmt.Errorf("%w %q: the Secret name %s is not a valid Kubernetes name: %s", ErrSecretName, name, full, errs[0])
 	}
 	return full, nil
+}
+
+// ProjectSecretPrefix is what every Secret of the project starts with,
+// wharf-<instance>-project-<project id>-secretname-, for a runner to tell
+// the project's own Secrets from others.
+func ProjectSecretPrefix(instance, projectID string) (string, error) {
+	if projectID == "" {
+		return "", errors.New("the build has no project (WHARF_PROJECT_ID), and a step's Secrets belong to its project")
+	}
+	id, err := strconv.ParseUint(projectID, 10, 64)
+	if err != nil {
+		return "", fmt.Errorf("project id %q is not a number", projectID)
+	}
+	if instance == "" {
+		instance = DefaultInstanceID
+	}
+	return fmt.Sprintf("wharf-%s-project-%d-secretname-", instance, id), nil
 }

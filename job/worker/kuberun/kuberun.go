@@ -384,8 +384,8 @@ func (r *Runner) mountVolume(step worker.Step, m pipeline.Mount) (corev1.Volume,
 	}
 	switch {
 	case m.Secret != "":
-		project, _ := job.ProjectSecretName(step.Instance, step.ProjectID, "x")
-		inProject := project != "" && strings.HasPrefix(m.Secret, strings.TrimSuffix(project, "x"))
+		prefix, err := job.ProjectSecretPrefix(step.Instance, step.ProjectID)
+		inProject := err == nil && strings.HasPrefix(m.Secret, prefix)
 		if !inProject && !slices.Contains(r.Config.SharedSecrets, m.Secret) {
 			return corev1.Volume{}, fmt.Errorf("%w: Secret %q is not the project's nor in WHARFJOBS_STEP_SHARED_SECRETS (%s)", ErrMountNotAllowed, m.Secret, strings.Join(r.Config.SharedSecrets, ", "))
 		}
