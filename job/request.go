@@ -105,27 +105,6 @@ func (r Request) Ref() string {
 	return InstanceKey(r.Instance) + "-" + r.BuildRef
 }
 
-// OfInstance reports whether ref is a build ref of instance: the instance's
-// key, '-' and digits (digits alone for no instance).
-func OfInstance(ref, instance string) bool {
-	digits := ref
-	if instance != "" {
-		var ok bool
-		if digits, ok = strings.CutPrefix(ref, InstanceKey(instance)+"-"); !ok {
-			return false
-		}
-	}
-	if digits == "" {
-		return false
-	}
-	for _, c := range digits {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 // MaxWorkerIDLen is the longest worker id (the Job name): wharf-api stores
 // the workerId in a 40-character column.
 const MaxWorkerIDLen = 40

@@ -54,35 +54,11 @@ func TestRefIsInjective(t *testing.T) {
 			if errs := validation.IsDNS1123Label(r.WorkerID()); len(errs) > 0 || len(r.WorkerID()) > MaxWorkerIDLen {
 				t.Errorf("worker id %q of %q: %v (len %d)", r.WorkerID(), key, errs, len(r.WorkerID()))
 			}
-			if !OfInstance(r.Ref(), inst) {
-				t.Errorf("OfInstance(%q, %q) = false", r.Ref(), inst)
-			}
 		}
 	}
 	// A clean instance keeps a readable ref, as before.
 	if got := (Request{Instance: "prod", BuildRef: "42"}).Ref(); got != "prod-42" {
 		t.Errorf("Ref of prod/42 = %q, want prod-42", got)
-	}
-}
-
-func TestOfInstance(t *testing.T) {
-	for _, c := range []struct {
-		ref, instance string
-		want          bool
-	}{
-		{"42", "", true},
-		{"prod-42", "", false},
-		{"prod-42", "prod", true},
-		{"prod-1-42", "prod", false}, // instance prod-1's build 42
-		{"prod-1-42", "prod-1", true},
-		{"prod-", "prod", false},
-		{"team-b-42", "team-a", false},
-		{Request{Instance: "Team_A", BuildRef: "7"}.Ref(), "Team_A", true},
-		{Request{Instance: "Team_A", BuildRef: "7"}.Ref(), "team-a", false},
-	} {
-		if got := OfInstance(c.ref, c.instance); got != c.want {
-			t.Errorf("OfInstance(%q, %q) = %v, want %v", c.ref, c.instance, got, c.want)
-		}
 	}
 }
 
