@@ -41,14 +41,22 @@ func PutArtifact(ctx context.Context, s blob.Store, ref, name string, r io.Reade
 
 // ListArtifacts returns every artifact of ref in name order.
 func ListArtifacts(ctx context.Context, s blob.Store, ref string) ([]Artifact, error) {
-	prefix := ArtifactPrefix(ref)
+	if err := ValidateRef(ref); err != nil {
+		return nil, err
+	}
+	return ListFiles(ctx, s, ArtifactPrefix(ref))
+}
+
+// ListFiles returns every file below prefix (ArtifactPrefix or
+// TestResultPrefix), named relative to it, in name order.
+func ListFiles(ctx context.Context, s blob.Store, prefix string) ([]Artifact, error) {
 	var out []Artifact
 	err := blob.ListAll(ctx, s, blob.ListOptions{Prefix: prefix}, func(info blob.Info) error {
 		out = append(out, Artifact{Name: strings.TrimPrefix(info.Key, prefix), Size: info.Size, ETag: info.ETag})
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list artifacts of build %s: %w", ref, err)
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
 	}
 	return out, nil
 }

@@ -6,7 +6,10 @@
 //	builds/<ref>/status.json           current status document
 //	builds/<ref>/log/<seq 10 digits>   log chunk: newline-delimited JSON records
 //	builds/<ref>/log.ndjson            whole log, compacted when the build ends
-//	builds/<ref>/artifacts/<name>      artifact files, test results
+//	builds/<ref>/artifacts/<stage>/<step>/<path>     artifact files
+//	builds/<ref>/test-results/<stage>/<step>/<path>  test results as TRX
+//	builds/<ref>/steps/<stage>/<step>/<what>.tar.zst archives steps upload
+//	cache/<instance>/<project>/<key>.tar.zst         a project's caches
 //	builds/<ref>/relay/lease           aggregator ownership (conditional writes)
 //	builds/<ref>/relay/cursor          last chunk seq + status relayed
 //
@@ -17,6 +20,7 @@ package build
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -75,6 +79,39 @@ func LogKey(ref string) string { return Dir(ref) + "log.ndjson" }
 
 // ArtifactPrefix is the prefix of the build's artifacts.
 func ArtifactPrefix(ref string) string { return Dir(ref) + "artifacts/" }
+
+// TestResultPrefix is the prefix of the build's test results (TRX).
+func TestResultPrefix(ref string) string { return Dir(ref) + "test-results/" }
+
+// StepFilesPath is the start of the names of a step's artifacts and test
+// results, "<stage>/<step>/": a stage name may hold any character, so it
+// is escaped to stay one key segment.
+func StepFilesPath(stage, step string) string {
+	return url.PathEscape(stage) + "/" + url.PathEscape(step) + "/"
+}
+
+// StagingKey is where a step uploads the archive of what it declared
+// (what: artifacts, test-results or cache) for the worker to take in.
+func StagingKey(ref, stage, step, what string) string {
+	return Dir(ref) + "steps/" + StepFilesPath(stage, step) + what + ".tar.zst"
+}
+
+// CacheRoot is the prefix of every cache archive; a lifecycle rule on it
+// expires old ones.
+const CacheRoot = "cache/"
+
+// CacheKey is the key of a project's cache archive. Caches are scoped to
+// one project of one wharf-api instance: a pipeline reads and writes only
+// its own project's. instance and project are "_" when empty.
+func CacheKey(instance, project, key string) string {
+	if instance == "" {
+		instance = "_"
+	}
+	if project == "" {
+		project = "_"
+	}
+	return CacheRoot + url.PathEscape(instance) + "/" + url.PathEscape(project) + "/" + key + ".tar.zst"
+}
 
 // LeaseKey is the key of the aggregator's relay lease.
 func LeaseKey(ref string) string { return Dir(ref) + "relay/lease" }

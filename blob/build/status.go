@@ -56,6 +56,12 @@ const (
 	ReasonUnschedulable        = "Unschedulable"
 	ReasonPodDeleted           = "PodDeleted"
 	ReasonWorkspaceFetchFailed = "WorkspaceFetchFailed"
+	// ReasonRestoreFailed: earlier stages' artifacts could not be put
+	// into the step's workspace; ReasonOutputsFailed: the files a step
+	// declared could not be collected or kept (a limit, a path outside
+	// the workspace, ifNoFilesFound: error).
+	ReasonRestoreFailed = "RestoreFailed"
+	ReasonOutputsFailed = "OutputsFailed"
 )
 
 // Status is the document at builds/<ref>/status.json.
@@ -95,6 +101,25 @@ type StepStatus struct {
 	ExitCode   *int       `json:"exitCode,omitempty"`
 	StartedAt  *time.Time `json:"startedAt,omitempty"`
 	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+	// Artifacts and ArtifactBytes count the files the step kept, stored
+	// under ArtifactPrefix(ref) + StepFilesPath(stage, step).
+	Artifacts     int   `json:"artifacts,omitempty"`
+	ArtifactBytes int64 `json:"artifactBytes,omitempty"`
+	// Tests sums the step's test results (TestResultPrefix).
+	Tests *TestCounts `json:"tests,omitempty"`
+}
+
+// TestCounts are the outcomes of a step's tests.
+type TestCounts struct {
+	Total   int `json:"total"`
+	Passed  int `json:"passed"`
+	Failed  int `json:"failed"`
+	Skipped int `json:"skipped"`
+}
+
+// Add adds o to c.
+func (c *TestCounts) Add(o TestCounts) {
+	c.Total, c.Passed, c.Failed, c.Skipped = c.Total+o.Total, c.Passed+o.Passed, c.Failed+o.Failed, c.Skipped+o.Skipped
 }
 
 // maxStatusSize bounds how much of a status document is read.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/lifecycle"
 
 	"github.com/wharfjobs/wharfjobs/blob"
 )
@@ -311,6 +312,19 @@ func (s *Store) PresignGet(ctx context.Context, key string, ttl time.Duration) (
 	return u.String(), nil
 }
 
+// PresignPut returns a URL that allows one PUT of key without credentials
+// until ttl passes: a step pod uploads its archive with it.
+func (s *Store) PresignPut(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	if err := blob.ValidateKey(key); err != nil {
+		return "", err
+	}
+	u, err := s.client.PresignedPutObject(ctx, s.bucket, key, ttl)
+	if err != nil {
+		return "", describe(s.where, "presign "+key, err)
+	}
+	return u.String(), nil
+}
+
 // Watch streams the keys of objects created under prefix, from MinIO's
 // bucket notification stream (a MinIO extension to S3), so a reader can
 // react within milliseconds instead of at its next poll. The channel closes
@@ -341,4 +355,58 @@ func (s *Store) Watch(ctx context.Context, prefix string, errs func(error)) <-ch
 		}
 	}()
 	return out
+}
+
+// ExpireAfter sets the bucket's lifecycle rule that deletes objects below
+// prefix days after they were written (MinIO applies it in the
+// background). It replaces the bucket's rules that have the same ID and
+// keeps the others.
+func (s *Store) ExpireAfter(ctx context.Context, id, prefix string, days int) error {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	cfg, err := s.client.GetBucketLifecycle(ctx, s.bucket)
+	if err != nil {
+		var resp minio.ErrorResponse
+		if !errors.As(err, &resp) || resp.Code != "NoSuchLifecycleConfiguration" {
+			return describe(s.where, "read the lifecycle rules", err)
+		}
+		cfg = lifecycle.NewConfiguration()
+	}
+	rules := cfg.Rules[:0]
+	for _, r := range cfg.Rules {
+		if r.ID != id {
+			rules = append(rules, r)
+		}
+	}
+	cfg.Rules = append(rules, lifecycle.Rule{
+		ID:         id,
+		Status:     "Enabled",
+		RuleFilter: lifecycle.Filter{Prefix: prefix},
+		Expiration: lifecycle.Expiration{Days: lifecycle.ExpirationDays(days)},
+	})
+	if err := s.client.SetBucketLifecycle(ctx, s.bucket, cfg); err != nil {
+		return describe(s.where, "set the lifecycle rule "+id, err)
+	}
+	return nil
+}
+
+// Expiry returns the days after which the lifecycle rule id deletes
+// objects, or 0 when the bucket has no such rule.
+func (s *Store) Expiry(ctx context.Context, id string) (int, error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	cfg, err := s.client.GetBucketLifecycle(ctx, s.bucket)
+	if err != nil {
+		var resp minio.ErrorResponse
+		if errors.As(err, &resp) && resp.Code == "NoSuchLifecycleConfiguration" {
+			return 0, nil
+		}
+		return 0, describe(s.where, "read the lifecycle rules", err)
+	}
+	for _, r := range cfg.Rules {
+		if r.ID == id {
+			return int(r.Expiration.Days), nil
+		}
+	}
+	return 0, nil
 }

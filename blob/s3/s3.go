@@ -344,3 +344,17 @@ func (s *Store) PresignGet(ctx context.Context, key string, ttl time.Duration) (
 	}
 	return req.URL, nil
 }
+
+// PresignPut returns a URL that allows one PUT of key without credentials
+// until ttl passes: a step pod uploads its archive with it.
+func (s *Store) PresignPut(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	if err := blob.ValidateKey(key); err != nil {
+		return "", err
+	}
+	req, err := s3.NewPresignClient(s.client).PresignPutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)},
+		s3.WithPresignExpires(ttl))
+	if err != nil {
+		return "", describe(s.where, "presign "+key, err)
+	}
+	return req.URL, nil
+}
