@@ -92,7 +92,9 @@ type Step struct {
 	// Type is the step type the file used (container, docker, helm, ...).
 	Type      string
 	Container Container
-	Pos       Pos
+	// Outputs are the artifacts, test results and cache it declares.
+	Outputs Outputs
+	Pos     Pos
 }
 
 // Container is what a step runs: commands in a shell in an image.

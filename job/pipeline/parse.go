@@ -623,6 +623,10 @@ func (p *parser) step(k, v *yaml.Node, stagePath string, vars Vars, images Image
 	if len(p.errs) > before {
 		return step, false
 	}
+	step.Outputs = p.outputs(typeNode, join(path, step.Type))
+	if len(p.errs) > before {
+		return step, false
+	}
 	c, errs := expand(step.Type, step.Name, f, vars, &p.budget, images)
 	for _, e := range errs {
 		at := typeNode
@@ -718,11 +722,14 @@ func (p *parser) fields(n *yaml.Node, path string, specs []fieldSpec) (fieldValu
 	for _, kv := range p.pairs(n, path) {
 		k, v := kv[0], kv[1]
 		spec, ok := byName[k.Value]
+		if !ok && slices.Contains(extensionFields, k.Value) {
+			continue // decoded by outputs
+		}
 		if !ok {
 			// wharf-cmd's step types read the fields they know and
 			// ignore the others (pkg/steps/*.go at 421514f): a file
 			// that runs there runs here, with a word in the log.
-			p.warnf(k, join(path, k.Value), "unknown field, ignored; known are %s", strings.Join(names, ", "))
+			p.warnf(k, join(path, k.Value), "unknown field, ignored; known are %s", strings.Join(append(names, extensionFields...), ", "))
 			continue
 		}
 		fp := join(path, k.Value)
