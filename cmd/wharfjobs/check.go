@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -86,6 +87,10 @@ type checkStep struct {
 	// Mounts are the Secrets and ConfigMaps mounted by name (registry
 	// credentials, kubeconfigs).
 	Mounts []checkMount `json:"mounts,omitempty"`
+	// Artifacts, TestResults and Cache are the files it declares.
+	Artifacts   *pipeline.Artifacts   `json:"artifacts,omitempty"`
+	TestResults *pipeline.TestResults `json:"testResults,omitempty"`
+	Cache       *pipeline.Cache       `json:"cache,omitempty"`
 	// Kube is what the kube runner would run, Local what the local one
 	// would.
 	Kube  checkRunner `json:"kube"`
@@ -213,7 +218,8 @@ func (out *checkOutput) fill(plan worker.PlanResult, req job.Request, kubeCfg ku
 		for _, step := range st.Steps {
 			c := step.Container
 			s := checkStep{Name: step.Name, Line: step.Pos.Line, Type: step.Type, Image: c.Image, Shell: c.Shell, OS: c.OS,
-				Script: plan.Mask(kuberun.Script(c)), SecretName: c.SecretName, ServiceAccount: c.ServiceAccount, Env: c.Env, SecretEnv: c.SecretEnv}
+				Script: plan.Mask(kuberun.Script(c)), SecretName: c.SecretName, ServiceAccount: c.ServiceAccount, Env: c.Env, SecretEnv: c.SecretEnv,
+				Artifacts: step.Outputs.Artifacts, TestResults: step.Outputs.TestResults, Cache: step.Outputs.Cache}
 			for _, m := range c.Mounts {
 				s.Mounts = append(s.Mounts, checkMount{Path: m.Path, Secret: m.Secret, ConfigMap: m.ConfigMap, Items: m.Items})
 			}
@@ -286,6 +292,15 @@ func (out *checkOutput) print(stdout, stderr io.Writer) {
 			}
 			for _, m := range s.Mounts {
 				fmt.Fprintf(stdout, "    mounts %s%s at %s\n", map[bool]string{true: "Secret ", false: "ConfigMap "}[m.Secret != ""], m.Secret+m.ConfigMap, m.Path)
+			}
+			if a := s.Artifacts; a != nil {
+				fmt.Fprintf(stdout, "    artifacts %s (%s, if no files: %s)\n", strings.Join(a.Paths, ", "), a.When, a.IfNoFilesFound)
+			}
+			if t := s.TestResults; t != nil {
+				fmt.Fprintf(stdout, "    test results %s (%s, %s)\n", strings.Join(t.Paths, ", "), cmp.Or(string(t.Format), "trx or junit"), t.When)
+			}
+			if c := s.Cache; c != nil {
+				fmt.Fprintf(stdout, "    cache %s of %s (%s, saved %s)\n", c.Key, strings.Join(c.Paths, ", "), c.Policy, c.When)
 			}
 			if s.Kube.Refused != "" {
 				fmt.Fprintf(stdout, "    in a cluster: REFUSED: %s\n", s.Kube.Refused)

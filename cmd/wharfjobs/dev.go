@@ -38,16 +38,16 @@ var demoRepo embed.FS
 // relaySummary is the demo's sink: the followed log already shows every
 // line, so the aggregator's deliveries are summed up instead.
 type relaySummary struct {
-	lines    atomic.Int64
-	mu       sync.Mutex
-	statuses []string
+	lines, files atomic.Int64
+	mu           sync.Mutex
+	statuses     []string
 }
 
 // String sums up what the aggregator relayed.
 func (r *relaySummary) String() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return fmt.Sprintf("the aggregator relayed %d log lines and the statuses %s", r.lines.Load(), strings.Join(r.statuses, " -> "))
+	return fmt.Sprintf("the aggregator relayed %d log lines, %d artifacts and test results, and the statuses %s", r.lines.Load(), r.files.Load(), strings.Join(r.statuses, " -> "))
 }
 
 func (r *relaySummary) Lines(_ context.Context, _ aggregator.Build, recs []build.Record) error {
@@ -62,9 +62,14 @@ func (r *relaySummary) Status(_ context.Context, _ aggregator.Build, st build.St
 	return nil
 }
 
-func (r *relaySummary) Artifact(_ context.Context, b aggregator.Build, name string, rd io.Reader) error {
+func (r *relaySummary) Artifact(_ context.Context, _ aggregator.Build, _ string, rd io.Reader) error {
+	r.files.Add(1)
 	_, err := io.Copy(io.Discard, rd)
 	return err
+}
+
+func (r *relaySummary) TestResult(ctx context.Context, b aggregator.Build, name string, rd io.Reader) error {
+	return r.Artifact(ctx, b, name, rd)
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -62,6 +62,8 @@ func TestDevDemo(t *testing.T) {
 		"build/compile            | hello from the demo from compile on main",
 		"build/lint               | lint ok",
 		"test/unit                | test 21 FAILED: expected 4, got 5",
+		"test/unit                | testing the demo binary, an artifact of build/compile",
+		"20 passed, 1 failed, 0 skipped",
 		"report/notify            | build ",
 		"FAILED ",
 		"StepFailed: test/unit exit 1",
@@ -72,8 +74,9 @@ func TestDevDemo(t *testing.T) {
 		}
 	}
 	// What the aggregator saw of the status depends on when it polled;
-	// it must end with the final one, after all 41 step and system lines.
-	if !regexp.MustCompile(`the aggregator relayed 41 log lines and the statuses (\w+ -> )*Failed\.`).MatchString(text) {
+	// it must end with the final one, after all 48 step and system lines,
+	// the artifact and the test result.
+	if !regexp.MustCompile(`the aggregator relayed 48 log lines, 2 artifacts and test results, and the statuses (\w+ -> )*Failed\.`).MatchString(text) {
 		t.Errorf("aggregator summary missing or wrong:\n%s", text)
 	}
 	ref := regexp.MustCompile(`BUILD_REF=(\d+)`).FindStringSubmatch(text)
@@ -115,7 +118,7 @@ func TestDevDemo(t *testing.T) {
 		return nil
 	})
 	rc.Close()
-	var unit []string
+	unit := []string{"testing the demo binary, an artifact of build/compile"}
 	for i := 1; i <= 20; i++ {
 		unit = append(unit, fmt.Sprintf("test %d ok", i))
 	}

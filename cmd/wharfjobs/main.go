@@ -37,6 +37,9 @@ func commands() map[string]command {
 		"run":             {"run a directory's .wharf-ci.yml locally, showing the log live", runRun},
 		"check":           {"parse and resolve a .wharf-ci.yml without running it: errors, or the plan", runCheck},
 		"workspace-fetch": {"fetch a build's workspace into a step pod (init container)", runWorkspaceFetch},
+		"artifacts":       {"list or download a build's artifacts and test results", runArtifacts},
+		"store-setup":     {"create the bucket and the cache expiry rule (once per installation)", runStoreSetup},
+		"step-exec":       {"run a step's command, then upload its declared files (step container entrypoint)", runStepExec},
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"hash/fnv"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/job/stepfiles"
 )
 
 // printer shows log records as lines prefixed by stage/step, colored when
@@ -69,7 +71,14 @@ func (p *printer) record(r build.Record) error {
 func (p *printer) summary(st build.Status) {
 	fmt.Fprintln(p.w)
 	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STAGE\tSTEP\tSTATUS\tEXIT\tDURATION\tREASON")
+	// The files columns only when some step kept files: most pipelines
+	// declare none.
+	files := slices.ContainsFunc(st.Steps, func(s build.StepStatus) bool { return s.Tests != nil || s.Artifacts > 0 })
+	if files {
+		fmt.Fprintln(tw, "STAGE\tSTEP\tSTATUS\tEXIT\tDURATION\tTESTS\tARTIFACTS\tREASON")
+	} else {
+		fmt.Fprintln(tw, "STAGE\tSTEP\tSTATUS\tEXIT\tDURATION\tREASON")
+	}
 	for _, s := range st.Steps {
 		exit, dur := "", ""
 		if s.ExitCode != nil {
@@ -78,7 +87,18 @@ func (p *printer) summary(st build.Status) {
 		if s.StartedAt != nil && s.FinishedAt != nil {
 			dur = s.FinishedAt.Sub(*s.StartedAt).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Stage, s.Step, s.Status, exit, dur, s.Reason)
+		if !files {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Stage, s.Step, s.Status, exit, dur, s.Reason)
+			continue
+		}
+		tests, arts := "", ""
+		if t := s.Tests; t != nil {
+			tests = fmt.Sprintf("%d passed, %d failed, %d skipped", t.Passed, t.Failed, t.Skipped)
+		}
+		if s.Artifacts > 0 {
+			arts = fmt.Sprintf("%d (%s)", s.Artifacts, stepfiles.FormatSize(s.ArtifactBytes))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Stage, s.Step, s.Status, exit, dur, tests, arts, s.Reason)
 	}
 	tw.Flush()
 	total := ""

@@ -13,24 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wharfjobs/wharfjobs/blob/backend"
-	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
 	"github.com/wharfjobs/wharfjobs/internal/wharfapitest"
 )
-
-// pipeline of the project wharf-api builds: the first step waits so the
-// test can add an artifact while the build runs, as a step would.
-const wharfAPIPipeline = `build:
-  wait:
-    container:
-      image: alpine
-      cmds: ["echo starting", "sleep 2"]
-  lines:
-    container:
-      image: alpine
-      cmds: ["for i in $(seq 1 2000); do echo line $i; done"]
-`
 
 func apiJSON(t *testing.T, method, url string, body, out any) {
 	t.Helper()
@@ -99,8 +84,17 @@ func TestDevRelaysToARealWharfAPI(t *testing.T) {
 	if err := makeDemoRepo(repo); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(repo, ".wharf-ci.yml"), []byte(wharfAPIPipeline), 0o644); err != nil {
+	files, wantTests, err := wharfapitest.FilesRepo("alpine")
+	if err != nil {
 		t.Fatal(err)
+	}
+	for name, body := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(repo, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(repo, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	gitCommit(t, repo)
 
@@ -108,7 +102,7 @@ func TestDevRelaysToARealWharfAPI(t *testing.T) {
 		ProjectID uint `json:"projectId"`
 	}
 	apiJSON(t, http.MethodPost, api.URL+"/api/project", map[string]any{
-		"name": "demo", "groupName": "wharfjobs", "gitUrl": "file://" + repo, "buildDefinition": wharfAPIPipeline,
+		"name": "demo", "groupName": "wharfjobs", "gitUrl": "file://" + repo, "buildDefinition": files[".wharf-ci.yml"],
 	}, &project)
 	// The provisioner must be up before wharf-api triggers it.
 	for i := 0; ; i++ {
@@ -136,18 +130,6 @@ func TestDevRelaysToARealWharfAPI(t *testing.T) {
 			t.Fatalf("wharf-api started build %q", started.BuildRef)
 		}
 		refs = append(refs, started.BuildRef)
-	}
-	ref := refs[0]
-
-	// An artifact, written to the store as a step's would be.
-	cfg := srv.Config("minio", bucket)
-	store, err := backend.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	report := []byte("<TestRun/>\n")
-	if _, err := build.PutArtifact(ctx, store, ref, "report.xml", bytes.NewReader(report), int64(len(report)), ""); err != nil {
-		t.Fatal(err)
 	}
 
 	for _, ref := range refs {
@@ -204,19 +186,11 @@ func TestDevRelaysToARealWharfAPI(t *testing.T) {
 		t.Logf("wharf-api refused %d deliveries with \"database is locked\"; all were retried", n)
 	}
 
-	var arts struct {
-		List []struct {
-			FileName string `json:"fileName"`
-		} `json:"list"`
-	}
-	for i := 0; ; i++ {
-		apiJSON(t, http.MethodGet, fmt.Sprintf("%s/api/build/%s/artifact", api.URL, refs[0]), nil, &arts)
-		if len(arts.List) > 0 || i > 50 {
-			break
+	// The artifacts and test results of every build, each once, before
+	// its final status: the files with their bytes, and the counts.
+	for _, ref := range refs {
+		if err := api.Client().CheckFiles(ref, wantTests); err != nil {
+			t.Error(err)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if len(arts.List) != 1 || arts.List[0].FileName != "report.xml" {
-		t.Errorf("wharf-api's artifacts of build %s: %+v", ref, arts.List)
 	}
 }

@@ -40,7 +40,7 @@ type workerEnv struct {
 
 func loadWorkerEnv() (workerEnv, error) {
 	var env workerEnv
-	for _, part := range []any{&env, &env.Store, &env.Worker, &env.Worker.Images, &env.Worker.Log} {
+	for _, part := range []any{&env, &env.Store, &env.Worker, &env.Worker.Images, &env.Worker.Log, &env.Worker.Files} {
 		if err := envconfig.Process("WHARFJOBS", part); err != nil {
 			return env, fmt.Errorf("configuration: %w", err)
 		}

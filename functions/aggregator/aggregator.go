@@ -37,6 +37,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -231,9 +232,12 @@ type Aggregator struct {
 	LinesRelayed   atomic.Uint64
 	BatchesRelayed atomic.Uint64
 	StatusRelayed  atomic.Uint64
-	Errors         atomic.Uint64
-	errs           [numErrKinds]atomic.Uint64
-	lag            lagHistogram
+	// FilesRelayed counts artifacts and test results the sink took,
+	// FilesRefused those it refused for good.
+	FilesRelayed, FilesRefused atomic.Uint64
+	Errors                     atomic.Uint64
+	errs                       [numErrKinds]atomic.Uint64
+	lag                        lagHistogram
 	// chunked holds finished builds whose chunks wait for the compacted
 	// log before they are deleted (KeepChunks). In memory only: after a
 	// restart they stay, which costs space, never a line.
@@ -333,7 +337,38 @@ type cursor struct {
 	Status    build.Phase `json:"status,omitempty"`
 	Reason    string      `json:"reason,omitempty"`
 	Artifacts []string    `json:"artifacts,omitempty"`
-	Final     bool        `json:"final,omitempty"`
+	// TestResults are the test result files relayed (or refused).
+	TestResults []string `json:"testResults,omitempty"`
+	Final       bool     `json:"final,omitempty"`
+}
+
+// fileKind is artifacts or test results, which the relay treats alike.
+type fileKind int
+
+const (
+	artifactFiles fileKind = iota
+	testResultFiles
+)
+
+func (k fileKind) prefix(ref string) string {
+	if k == testResultFiles {
+		return build.TestResultPrefix(ref)
+	}
+	return build.ArtifactPrefix(ref)
+}
+
+func (k fileKind) relayed(c *cursor) *[]string {
+	if k == testResultFiles {
+		return &c.TestResults
+	}
+	return &c.Artifacts
+}
+
+func (k fileKind) send(s Sink) func(context.Context, Build, string, io.Reader) error {
+	if k == testResultFiles {
+		return s.TestResult
+	}
+	return s.Artifact
 }
 
 func readCursor(ctx context.Context, s blob.Store, ref string) (cursor, string, error) {
@@ -843,7 +878,7 @@ func (r *relay) deliver(ctx context.Context, fn func() error) error {
 			return err
 		}
 		err := fn()
-		if err == nil || errors.Is(err, ErrPermanent) {
+		if err == nil || errors.Is(err, ErrPermanent) || errors.Is(err, ErrRefused) {
 			return err
 		}
 		r.a.countError(errSink)
@@ -937,33 +972,41 @@ func (r *relay) run(ctx context.Context) error {
 	if st.Status == cur.Status && st.Reason == cur.Reason {
 		return nil // artifacts are relayed with a status change
 	}
-	// Artifacts go before the status, so wharf-api has them when it
-	// shows the build as done.
-	arts, err := build.ListArtifacts(ctx, s, r.ref)
-	if err != nil {
-		return err
-	}
-	for _, art := range arts {
-		if slices.Contains(cur.Artifacts, art.Name) {
-			continue
-		}
-		err := r.deliver(ctx, func() error {
-			rc, _, err := build.GetArtifact(ctx, s, r.ref, art.Name)
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			return r.a.sink.Artifact(ctx, b, art.Name, rc)
-		})
+	// Artifacts and test results go before the status, so wharf-api has
+	// them when it shows the build as done.
+	for _, kind := range []fileKind{artifactFiles, testResultFiles} {
+		files, err := build.ListFiles(ctx, s, kind.prefix(r.ref))
 		if err != nil {
 			return err
 		}
-		next := cur
-		next.Artifacts = append(append([]string(nil), cur.Artifacts...), art.Name)
-		if etag, err = writeCursor(ctx, s, r.ref, next, etag); err != nil {
-			return err
+		for _, f := range files {
+			if slices.Contains(*kind.relayed(&cur), f.Name) {
+				continue
+			}
+			err := r.deliver(ctx, func() error {
+				rc, _, err := s.Get(ctx, kind.prefix(r.ref)+f.Name)
+				if err != nil {
+					return err
+				}
+				defer rc.Close()
+				return kind.send(r.a.sink)(ctx, b, f.Name, rc)
+			})
+			if errors.Is(err, ErrRefused) {
+				r.a.FilesRefused.Add(1)
+				r.a.cfg.Logger.Warn("file refused by the sink; not sent again", "build", r.ref, "file", f.Name, "error", err)
+			} else if err != nil {
+				return err
+			} else {
+				r.a.FilesRelayed.Add(1)
+			}
+			next := cur
+			list := kind.relayed(&next)
+			*list = append(append([]string(nil), *list...), f.Name)
+			if etag, err = writeCursor(ctx, s, r.ref, next, etag); err != nil {
+				return err
+			}
+			cur = next
 		}
-		cur = next
 	}
 	if st.Status != cur.Status || st.Reason != cur.Reason {
 		if err := r.deliver(ctx, func() error { return r.a.sink.Status(ctx, b, st) }); err != nil {

@@ -87,6 +87,7 @@ func TestRelayLinesArtifactsThenStatus(t *testing.T) {
 	_ = w.Write(build.Record{Stream: build.StreamStdout, Line: 1001, Time: time.Now(), Text: "line 1001"})
 	_ = w.Close(ctx)
 	build.PutArtifact(ctx, s, "1", "report.trx", strings.NewReader("<TestRun/>"), 10, "")
+	s.Put(ctx, build.TestResultPrefix("1")+"test/unit/results.trx", strings.NewReader("<TestRun>1</TestRun>"), 20, blob.PutOptions{})
 	build.UpdateStatus(ctx, s, "1", func(st *build.Status) error {
 		st.Status, st.Reason = build.Failed, "StepFailed: s/x exit 1"
 		return nil
@@ -101,8 +102,48 @@ func TestRelayLinesArtifactsThenStatus(t *testing.T) {
 	if len(statuses) != 2 || statuses[1].Status != build.Failed || string(arts["report.trx"]) != "<TestRun/>" {
 		t.Fatalf("statuses %+v artifacts %v", statuses, arts)
 	}
+	if tr := sink.TestResults("1"); len(tr) != 1 || string(tr["test/unit/results.trx"]) != "<TestRun>1</TestRun>" {
+		t.Fatalf("test results %q", tr)
+	}
 	if refs, _ := a.Pending(ctx); len(refs) != 0 {
 		t.Fatalf("a finished relay is still pending: %v", refs)
+	}
+}
+
+// A file the sink refuses for good is counted and skipped: the build's
+// other files and its final status still go, and it is not sent again.
+func TestRefusedFileDoesNotHoldTheBuild(t *testing.T) {
+	s, err := fs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeBuild(t, s, "1", 10, build.Completed, map[string]string{"b/s/bad.bin": "x", "b/s/good.bin": "y"})
+	sink := NewMemorySink()
+	tries := 0
+	sink.Fail = func(_ Build, what string) error {
+		if what == "artifact" {
+			if tries++; tries == 1 {
+				return fmt.Errorf("wharf-api: 413 too large: %w", ErrRefused)
+			}
+		}
+		return nil
+	}
+	a := New(s, sink, nil, Config{Logger: quiet})
+	ctx := context.Background()
+	for range 2 {
+		if err := a.Once(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, statuses, arts := sink.Received("1")
+	if len(statuses) != 1 || statuses[0].Status != build.Completed {
+		t.Fatalf("statuses %+v", statuses)
+	}
+	if len(arts) != 1 || string(arts["b/s/good.bin"]) != "y" || tries != 2 {
+		t.Fatalf("artifacts %q after %d tries: want the refused one skipped, never retried", arts, tries)
+	}
+	if a.FilesRefused.Load() != 1 || a.FilesRelayed.Load() != 1 {
+		t.Fatalf("counted %d refused, %d relayed", a.FilesRefused.Load(), a.FilesRelayed.Load())
 	}
 }
 

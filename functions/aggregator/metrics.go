@@ -68,6 +68,8 @@ func (a *Aggregator) MetricsHandler() http.Handler {
 			{"wharfjobs_relay_lines_total", "Log lines acknowledged by the sink.", "counter", a.LinesRelayed.Load()},
 			{"wharfjobs_relay_batches_total", "Line batches acknowledged by the sink.", "counter", a.BatchesRelayed.Load()},
 			{"wharfjobs_relay_statuses_total", "Status changes acknowledged by the sink.", "counter", a.StatusRelayed.Load()},
+			{"wharfjobs_relay_files_total", "Artifacts and test results acknowledged by the sink.", "counter", a.FilesRelayed.Load()},
+			{"wharfjobs_relay_files_refused_total", "Artifacts and test results the sink refused for good (logged, not sent again).", "counter", a.FilesRefused.Load()},
 			{"wharfjobs_relay_parked_builds", "Builds the sink rejected for good.", "gauge", uint64(parked)},
 			{"wharfjobs_relay_builds_owned", "Builds whose lease this replica holds.", "gauge", uint64(owned)},
 			{"wharfjobs_relay_notifications_total", "Object keys from the store's change stream (MinIO bucket notifications); flat while lines grow means polling only.", "counter", a.notified.Load()},

@@ -25,12 +25,21 @@ type Build struct {
 type Sink interface {
 	Lines(ctx context.Context, b Build, recs []build.Record) error
 	Status(ctx context.Context, b Build, st build.Status) error
+	// Artifact and TestResult get one file each; name is its path below
+	// builds/<ref>/artifacts/ or test-results/ ("<stage>/<step>/<path>"),
+	// and r is read once (a retry calls again with a new reader).
 	Artifact(ctx context.Context, b Build, name string, r io.Reader) error
+	TestResult(ctx context.Context, b Build, name string, r io.Reader) error
 }
 
 // ErrPermanent marks a sink rejection that will never succeed, such as a
 // build wharf-api does not know.
 var ErrPermanent = errors.New("permanent sink rejection")
+
+// ErrRefused marks one file the sink will never take (wharf-api's 400 or
+// 413): the aggregator logs and counts it and goes on with the build's
+// other files and its status.
+var ErrRefused = errors.New("file refused by the sink")
 
 // MemorySink keeps everything it is sent; for tests.
 type MemorySink struct {
@@ -38,6 +47,7 @@ type MemorySink struct {
 	lines     map[string][]build.Record
 	statuses  map[string][]build.Status
 	artifacts map[string]map[string][]byte
+	tests     map[string]map[string][]byte
 	// Fail, when set, is called before each delivery; its error is returned.
 	Fail func(b Build, what string) error
 	// active counts deliveries in progress per build, to catch two
@@ -51,7 +61,7 @@ type MemorySink struct {
 
 // NewMemorySink returns an empty sink.
 func NewMemorySink() *MemorySink {
-	return &MemorySink{lines: map[string][]build.Record{}, statuses: map[string][]build.Status{}, artifacts: map[string]map[string][]byte{}, active: map[string]int{}}
+	return &MemorySink{lines: map[string][]build.Record{}, statuses: map[string][]build.Status{}, artifacts: map[string]map[string][]byte{}, tests: map[string]map[string][]byte{}, active: map[string]int{}}
 }
 
 func (m *MemorySink) enter(b Build, what string) error {
@@ -103,7 +113,16 @@ func (m *MemorySink) Status(_ context.Context, b Build, st build.Status) error {
 
 // Artifact implements Sink.
 func (m *MemorySink) Artifact(_ context.Context, b Build, name string, r io.Reader) error {
-	if err := m.enter(b, "artifact"); err != nil {
+	return m.file(b, "artifact", m.artifacts, name, r)
+}
+
+// TestResult implements Sink.
+func (m *MemorySink) TestResult(_ context.Context, b Build, name string, r io.Reader) error {
+	return m.file(b, "test-result", m.tests, name, r)
+}
+
+func (m *MemorySink) file(b Build, what string, into map[string]map[string][]byte, name string, r io.Reader) error {
+	if err := m.enter(b, what); err != nil {
 		return err
 	}
 	defer m.leave(b)
@@ -112,12 +131,23 @@ func (m *MemorySink) Artifact(_ context.Context, b Build, name string, r io.Read
 		return err
 	}
 	m.mu.Lock()
-	if m.artifacts[b.Ref] == nil {
-		m.artifacts[b.Ref] = map[string][]byte{}
+	if into[b.Ref] == nil {
+		into[b.Ref] = map[string][]byte{}
 	}
-	m.artifacts[b.Ref][name] = data
+	into[b.Ref][name] = data
 	m.mu.Unlock()
 	return nil
+}
+
+// TestResults returns copies of the test results the sink got for a build.
+func (m *MemorySink) TestResults(ref string) map[string][]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string][]byte{}
+	for k, v := range m.tests[ref] {
+		out[k] = v
+	}
+	return out
 }
 
 // Received returns copies of what the sink got for a build.
@@ -165,12 +195,21 @@ func (s *WriterSink) Status(_ context.Context, b Build, st build.Status) error {
 
 // Artifact implements Sink.
 func (s *WriterSink) Artifact(_ context.Context, b Build, name string, r io.Reader) error {
+	return s.file(b, "artifact", name, r)
+}
+
+// TestResult implements Sink.
+func (s *WriterSink) TestResult(_ context.Context, b Build, name string, r io.Reader) error {
+	return s.file(b, "test result", name, r)
+}
+
+func (s *WriterSink) file(b Build, what, name string, r io.Reader) error {
 	n, err := io.Copy(io.Discard, r)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, err = fmt.Fprintf(s.W, "[%s] artifact %s (%d bytes)\n", b.Ref, name, n)
+	_, err = fmt.Fprintf(s.W, "[%s] %s %s (%d bytes)\n", b.Ref, what, name, n)
 	return err
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/pipeline"
+	"github.com/wharfjobs/wharfjobs/job/stepexec"
 )
 
 // Step is one step as a runner gets it.
@@ -43,6 +44,15 @@ type Step struct {
 	// Type is the step type the file used (container, docker, ...):
 	// runners may treat types apart (kaniko needs root).
 	Type string
+	// Files is what moves in and out of the step's workspace besides the
+	// checkout: earlier stages' artifacts and the cache before the
+	// script, the declared files after it. A runner does it with
+	// stepexec.Before and After, in the step's own workspace.
+	Files stepexec.Plan
+	// Transport reaches the Files objects from the worker's side (the
+	// local runner); a runner whose steps hold no store credentials
+	// pre-signs URLs instead.
+	Transport stepexec.Transport
 }
 
 // Result is how a step ended.
@@ -84,6 +94,8 @@ type Config struct {
 	Images pipeline.Images
 	// Log is the log chunk writer's configuration.
 	Log build.WriterConfig
+	// Files limits the artifacts, test results and caches steps keep.
+	Files FilesConfig
 	// Logger receives the worker's own diagnostics (never log lines).
 	Logger *slog.Logger `ignored:"true"`
 	// SkipClone uses Workdir as it is instead of cloning (wharfjobs run).
@@ -123,6 +135,7 @@ func Run(ctx context.Context, s blob.Store, req job.Request, runner StepRunner, 
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 10 * time.Second
 	}
+	cfg.Files = cfg.Files.withDefaults()
 	ref := req.Ref()
 	r := &run{store: s, req: req, ref: ref, runner: runner, cfg: cfg}
 	r.setSecrets(nil)
@@ -143,6 +156,12 @@ type run struct {
 
 	mu      sync.Mutex
 	failure string // reason of the first failure
+
+	filesMu sync.Mutex
+	// restorable are the artifacts of the steps of finished stages, in
+	// the order they are restored into later steps' workspaces.
+	restorable    []stepexec.Restore
+	artifactBytes int64 // kept so far, against ArtifactMaxBuildSize
 }
 
 // errDeadline marks the build deadline, to tell it from a cancellation.
@@ -251,6 +270,7 @@ func (r *run) finish(ctx context.Context, code int, reason string) (int, build.S
 		r.cfg.Logger.Error("cannot record the final status", "build", r.ref, "error", err)
 		return ExitInternal, build.Status{Ref: r.ref, Status: phase, Reason: reason}
 	}
+	r.dropStaging(ctx)
 	if _, err := build.Compact(ctx, r.store, r.ref); err != nil {
 		r.cfg.Logger.Warn("log compaction failed; readers use the chunks", "build", r.ref, "error", err)
 	}
@@ -390,18 +410,28 @@ func (r *run) runStage(ctx context.Context, st pipeline.Stage, dir string, env m
 	r.sysf("stage %s: %d step(s)", st.Name, len(st.Steps))
 	var wg sync.WaitGroup
 	ok := make([]bool, len(st.Steps))
+	kept := make([]*stepexec.Restore, len(st.Steps))
 	for i, step := range st.Steps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok[i] = r.runStep(ctx, st.Name, step, dir, env)
+			ok[i], kept[i] = r.runStep(ctx, st.Name, step, dir, env)
 		}()
 	}
 	wg.Wait()
+	// A stage's artifacts reach the later stages only: parallel steps
+	// never see each other's files.
+	r.filesMu.Lock()
+	for _, k := range kept {
+		if k != nil {
+			r.restorable = append(r.restorable, *k)
+		}
+	}
+	r.filesMu.Unlock()
 	return !slices.Contains(ok, false)
 }
 
-func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir string, env map[string]string) bool {
+func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir string, env map[string]string) (bool, *stepexec.Restore) {
 	started := time.Now().UTC()
 	r.stepStatus(stage, step.Name, func(s *build.StepStatus) { s.Status, s.StartedAt = build.Running, &started })
 	var counter atomic.Uint64
@@ -412,12 +442,25 @@ func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir
 	if r.cfg.StepTimeout > 0 {
 		stepCtx, cancel = context.WithTimeout(ctx, r.cfg.StepTimeout)
 	}
+	files := r.plan(stage, step, dir)
+	files.started = started
 	res, err := r.runner.Run(stepCtx, Step{Ref: r.ref, Stage: stage, Name: step.Name, Container: step.Container, Workspace: dir, Env: env,
-		Instance: r.req.Instance, ProjectID: r.req.ProjectID, Type: step.Type}, stdout, stderr)
+		Instance: r.req.Instance, ProjectID: r.req.ProjectID, Type: step.Type, Files: files.plan, Transport: stepexec.StoreTransport{Store: r.store}}, stdout, stderr)
 	timedOut := stepCtx.Err() != nil && ctx.Err() == nil
 	cancel()
 	_ = stdout.Close()
 	_ = stderr.Close()
+	// What the step uploaded is taken in even when it failed: test
+	// results matter most then. Not after a cancel: the build is ending.
+	var kept *stepexec.Restore
+	var addFiles func(*build.StepStatus)
+	var filesErr error
+	if ctx.Err() == nil && err == nil {
+		kept, addFiles, filesErr = r.takeIn(context.WithoutCancel(ctx), stage, step.Name, files, res.ExitCode == 0 && res.Reason == "" && !timedOut)
+		if filesErr != nil {
+			r.sysf("step %s/%s: %s", stage, step.Name, r.maskText(filesErr.Error()))
+		}
+	}
 	finished := time.Now().UTC()
 	var reason string
 	switch {
@@ -432,6 +475,8 @@ func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir
 		reason = build.ReasonCancelled
 	case res.Reason != "":
 		reason = r.maskText(res.Reason)
+	case filesErr != nil:
+		reason = build.ReasonOutputsFailed + ": " + r.maskText(filesErr.Error())
 	}
 	okStep := err == nil && res.ExitCode == 0 && reason == ""
 	code := res.ExitCode
@@ -441,10 +486,13 @@ func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir
 		if !okStep {
 			s.Status = build.Failed
 		}
+		if addFiles != nil {
+			addFiles(s)
+		}
 	})
 	if okStep {
 		r.sysf("step %s/%s: completed in %s", stage, step.Name, finished.Sub(started).Round(time.Millisecond))
-		return true
+		return true, kept
 	}
 	failure := fmt.Sprintf("%s: %s/%s exit %d", build.ReasonStepFailed, stage, step.Name, res.ExitCode)
 	if reason != "" {
@@ -456,7 +504,7 @@ func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir
 		r.failure = failure
 	}
 	r.mu.Unlock()
-	return false
+	return false, kept
 }
 
 // stepStatus updates one step's entry in the status document.

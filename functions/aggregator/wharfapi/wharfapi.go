@@ -309,46 +309,63 @@ func (s *Sink) Status(ctx context.Context, b aggregator.Build, st build.Status) 
 	return s.do(ctx, http.MethodPut, "/api/build/"+url.PathEscape(b.ID)+"/status", "application/json", bytes.NewReader(body))
 }
 
-// Artifact implements aggregator.Sink. TRX files go to the test results
-// endpoint too, which parses them.
+// Artifact implements aggregator.Sink: POST /api/build/{id}/artifact.
 func (s *Sink) Artifact(ctx context.Context, b aggregator.Build, name string, r io.Reader) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	paths := []string{"/api/build/" + url.PathEscape(b.ID) + "/artifact"}
-	if strings.EqualFold(pathExt(name), ".trx") {
-		paths = append(paths, "/api/build/"+url.PathEscape(b.ID)+"/test-result/") // the trailing slash matters
-	}
-	for _, p := range paths {
-		var buf bytes.Buffer
-		mw := multipart.NewWriter(&buf)
-		fw, err := mw.CreateFormFile("files", baseName(name))
-		if err != nil {
-			return err
-		}
-		_, _ = fw.Write(data)
-		_ = mw.Close()
-		if err := s.do(ctx, http.MethodPost, p, mw.FormDataContentType(), &buf); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.postFile(ctx, "/api/build/"+url.PathEscape(b.ID)+"/artifact", name, r)
 }
 
-func pathExt(name string) string {
-	if i := strings.LastIndex(name, "."); i >= 0 {
-		return name[i:]
-	}
-	return ""
+// TestResult implements aggregator.Sink: POST /api/build/{id}/test-result/
+// (the trailing slash matters), which wharf-api parses as TRX.
+func (s *Sink) TestResult(ctx context.Context, b aggregator.Build, name string, r io.Reader) error {
+	return s.postFile(ctx, "/api/build/"+url.PathEscape(b.ID)+"/test-result/", name, r)
 }
 
-func baseName(name string) string {
-	if i := strings.LastIndex(name, "/"); i >= 0 {
-		return name[i+1:]
+// postFile streams r as the multipart field "files", never holding the
+// file in memory. A refusal (4xx) wraps aggregator.ErrRefused: that file
+// is never sent again, the build goes on.
+func (s *Sink) postFile(ctx context.Context, path, name string, r io.Reader) error {
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		fw, err := mw.CreateFormFile("files", FileName(name))
+		if err == nil {
+			_, err = io.Copy(fw, r)
+		}
+		if err == nil {
+			err = mw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	err := s.do(ctx, http.MethodPost, path, mw.FormDataContentType(), pr)
+	// The request may end before the body was read (a refusal): unblock
+	// the writer.
+	pr.CloseWithError(io.ErrClosedPipe)
+	if errors.Is(err, aggregator.ErrPermanent) && !errors.Is(err, errUnknownBuild) {
+		// Flattened: a refused file must not park the build as
+		// ErrPermanent does.
+		return fmt.Errorf("%w: %v", aggregator.ErrRefused, err)
 	}
-	return name
+	return err
 }
+
+// FileName is the name wharf-api lists a file under. wharf-api keeps
+// only the base name of a multipart file name (v5.2.0 drops everything up
+// to the last '/'), so the path "<stage>/<step>/<path>" is kept with each
+// '/' shown as '∕' (U+2215 DIVISION SLASH), which wharf-web displays like
+// a slash: "build∕compile∕out∕app.bin". The stage, escaped in the key to
+// stay one segment, is unescaped here.
+func FileName(name string) string {
+	parts := strings.Split(name, "/")
+	for i := range parts[:min(2, len(parts))] {
+		if u, err := url.PathUnescape(parts[i]); err == nil {
+			parts[i] = strings.ReplaceAll(u, "/", "∕")
+		}
+	}
+	return strings.Join(parts, "∕")
+}
+
+// errUnknownBuild marks wharf-api's answer for a build it does not have.
+var errUnknownBuild = errors.New("build unknown to wharf-api")
 
 // problem is the part of wharf-api's problem documents we look at.
 type problem struct {
@@ -394,7 +411,10 @@ func (s *Sink) do(ctx context.Context, method, path, contentType string, body io
 	err = fmt.Errorf("wharf-api %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(p.Detail))
 	// An unknown build answers 502 with a record-not-found problem; a 4xx
 	// will not change on retry either (but for 408 and 429).
-	if strings.HasSuffix(p.Type, "record-not-found") || resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
+	if strings.HasSuffix(p.Type, "record-not-found") {
+		return errors.Join(err, errUnknownBuild, aggregator.ErrPermanent)
+	}
+	if resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
 		return errors.Join(err, aggregator.ErrPermanent)
 	}
 	return err

@@ -249,6 +249,11 @@ func (f *fakeWharfAPI) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				f.files[r.URL.Path] = append(f.files[r.URL.Path], p.FileName())
 			}
 		}
+		if parts[3] == "test-result" && strings.HasSuffix(f.files[r.URL.Path][len(f.files[r.URL.Path])-1], ".txt") {
+			// as wharf-api answers a file that is not TRX
+			http.Error(w, `{"type":"https://iver-wharf.github.io/#/prob/api/unexpected-body-read-error"}`, http.StatusBadRequest)
+			return
+		}
 		if parts[3] == "test-result" {
 			w.WriteHeader(http.StatusOK)
 		} else {
@@ -354,7 +359,10 @@ func TestLinesStatusArtifactsOverOnePort(t *testing.T) {
 	if err := s.Status(ctx, b, build.Status{Status: build.Completed}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Artifact(ctx, b, "test/results.trx", strings.NewReader("<TestRun/>")); err != nil {
+	if err := s.Artifact(ctx, b, "my%2Fstage/go/out/app.bin", strings.NewReader("binary")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TestResult(ctx, b, "test/unit/results.trx", strings.NewReader("<TestRun/>")); err != nil {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
@@ -363,7 +371,7 @@ func TestLinesStatusArtifactsOverOnePort(t *testing.T) {
 		t.Fatalf("%d lines, first %+v", len(f.lines), f.lines[0])
 	}
 	if len(f.auth) != 5+3 {
-		t.Fatalf("%d requests recorded, want 5 streams and 3 HTTP calls", len(f.auth))
+		t.Fatalf("%d requests recorded, want 5 streams and 3 HTTP calls (status, artifact, test result)", len(f.auth))
 	}
 	if f.streams.Load() != 5 || f.conns.Load() > 2 {
 		t.Fatalf("%d streams over %d connections: want one stream per batch on one long-lived connection", f.streams.Load(), f.conns.Load())
@@ -371,11 +379,21 @@ func TestLinesStatusArtifactsOverOnePort(t *testing.T) {
 	if len(f.statuses) != 1 || f.statuses[0] != `{"status":"Completed"}` {
 		t.Fatalf("statuses %q", f.statuses)
 	}
-	if got := f.files["/api/build/42/artifact"]; len(got) != 1 || got[0] != "results.trx" {
-		t.Fatalf("artifact upload %v", f.files)
+	// The path survives wharf-api's base name: '/' shown as '∕', and the
+	// stage unescaped.
+	if got := f.files["/api/build/42/artifact"]; len(got) != 1 || got[0] != "my∕stage∕go∕out∕app.bin" {
+		t.Fatalf("artifact upload %q", f.files)
 	}
-	if got := f.files["/api/build/42/test-result/"]; len(got) != 1 {
-		t.Fatalf("TRX not sent to /test-result/ (with the slash): %v", f.files)
+	if got := f.files["/api/build/42/test-result/"]; len(got) != 1 || got[0] != "test∕unit∕results.trx" {
+		t.Fatalf("TRX not sent to /test-result/ (with the slash): %q", f.files)
+	}
+	f.mu.Unlock()
+	// A file wharf-api refuses is refused for good, but the build goes on:
+	// ErrRefused, not ErrPermanent.
+	err = s.TestResult(ctx, b, "test/unit/notes.txt", strings.NewReader("not xml"))
+	f.mu.Lock()
+	if !errors.Is(err, aggregator.ErrRefused) || errors.Is(err, aggregator.ErrPermanent) {
+		t.Fatalf("refused file: %v, want ErrRefused only", err)
 	}
 	for _, a := range f.auth {
 		if a != "Basic d2hhcmY6cHc=" {

@@ -70,7 +70,7 @@ func TestRestrictedNamespaceAdmitsStepPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Client.CoreV1().Secrets(ns).Create(ctx, r.ScriptSecret(pod, step), metav1.CreateOptions{}); err != nil {
+	if _, err := c.Client.CoreV1().Secrets(ns).Create(ctx, r.ScriptSecret(pod, step, nil), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	created, err := c.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})

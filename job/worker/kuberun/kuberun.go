@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/kube"
 	"github.com/wharfjobs/wharfjobs/job/pipeline"
+	"github.com/wharfjobs/wharfjobs/job/stepexec"
 	"github.com/wharfjobs/wharfjobs/job/worker"
 )
 
@@ -101,9 +103,11 @@ var ErrMountNotAllowed = errors.New("mount not allowed")
 const defaultRunAsUser = 65532
 
 // Workspaces publishes a workspace directory for step Pods and returns a
-// URL an unauthenticated GET can fetch it from (a tar.gz archive).
+// URL an unauthenticated GET can fetch it from (a tar.gz archive), and
+// gives a step's file plan the pre-signed URLs of its objects.
 type Workspaces interface {
 	Publish(ctx context.Context, ref, dir string) (string, error)
+	PresignPlan(ctx context.Context, p stepexec.Plan) (stepexec.Plan, error)
 }
 
 // Runner runs steps as Pods.
@@ -131,9 +135,17 @@ const (
 	ScriptPath = "/var/run/wharfjobs/script"
 	// HomePath is HOME of a step that runs as RunAsUser, who has no home
 	// directory in the image.
-	HomePath  = "/var/run/wharfjobs/home"
+	HomePath = "/var/run/wharfjobs/home"
+	// ToolsPath holds the wharfjobs binary the init container copies in
+	// for a step that declares files: `wharfjobs step-exec` runs the
+	// script, then collects and uploads them, so the step's image stays
+	// as it is (Tekton's entrypoint pattern).
+	ToolsPath = "/var/run/wharfjobs/bin"
+	// TmpPath is step-exec's scratch space for archives.
+	TmpPath   = "/var/run/wharfjobs/tmp"
 	urlKey    = "url"
 	scriptKey = "script"
+	filesKey  = "files.json"
 )
 
 var nonDNS = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -247,6 +259,21 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 		command = []string{"powershell.exe", "-File", ScriptPath + "/" + scriptKey + ".ps1"}
 		scriptVolume.Items = []corev1.KeyToPath{{Key: scriptKey, Path: scriptKey + ".ps1"}}
 	}
+	files := !step.Files.Empty()
+	if files && c.OS == "windows" {
+		return nil, fmt.Errorf("step %s/%s: artifacts, testResults, cache and earlier stages' artifacts are not supported in windows steps", step.Stage, step.Name)
+	}
+	fetchArgs := []string{"workspace-fetch", WorkspacePath}
+	fetchMounts := []corev1.VolumeMount{{Name: "workspace", MountPath: WorkspacePath}}
+	if files {
+		fetchArgs = append(fetchArgs, "--files", ScriptPath+"/"+filesKey)
+		fetchMounts = append(fetchMounts, corev1.VolumeMount{Name: "script", MountPath: ScriptPath, ReadOnly: true})
+	}
+	if len(step.Files.Collect) > 0 {
+		fetchArgs = append(fetchArgs, "--install", ToolsPath)
+		fetchMounts = append(fetchMounts, corev1.VolumeMount{Name: "tools", MountPath: ToolsPath})
+		command = append([]string{ToolsPath + "/wharfjobs", "step-exec", "--files", ScriptPath + "/" + filesKey, "--tmp", TmpPath, "--"}, command...)
+	}
 	var env []corev1.EnvVar
 	environ := step.Environ()
 	for _, k := range slices.Sorted(maps.Keys(environ)) {
@@ -264,6 +291,11 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 	volumes := []corev1.Volume{
 		{Name: "workspace", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 		{Name: "script", VolumeSource: corev1.VolumeSource{Secret: scriptVolume}},
+	}
+	if len(step.Files.Collect) > 0 {
+		mounts = append(mounts, corev1.VolumeMount{Name: "tools", MountPath: ToolsPath, ReadOnly: true}, corev1.VolumeMount{Name: "wharfjobs-tmp", MountPath: TmpPath})
+		volumes = append(volumes, corev1.Volume{Name: "tools", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			corev1.Volume{Name: "wharfjobs-tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 	}
 	var envFrom []corev1.EnvFromSource
 	if c.SecretName != "" {
@@ -344,11 +376,11 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 				Name:            "workspace",
 				Image:           r.Config.FetchImage,
 				ImagePullPolicy: corev1.PullIfNotPresent,
-				Args:            []string{"workspace-fetch", WorkspacePath},
+				Args:            fetchArgs,
 				Env: []corev1.EnvVar{{Name: "WHARFJOBS_WORKSPACE_URL", ValueFrom: &corev1.EnvVarSource{
 					SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secretName}, Key: urlKey},
 				}}},
-				VolumeMounts:    []corev1.VolumeMount{{Name: "workspace", MountPath: WorkspacePath}},
+				VolumeMounts:    fetchMounts,
 				SecurityContext: fetchSecurity,
 			}},
 			Containers: []corev1.Container{{
@@ -399,13 +431,19 @@ func (r *Runner) mountVolume(step worker.Step, m pipeline.Mount) (corev1.Volume,
 	return corev1.Volume{}, fmt.Errorf("%w: a mount at %s names neither a Secret nor a ConfigMap", ErrMountNotAllowed, m.Path)
 }
 
-// ScriptSecret is the Secret holding a step's script, named as its Pod
-// and owned like it.
-func (r *Runner) ScriptSecret(pod *corev1.Pod, step worker.Step) *corev1.Secret {
+// ScriptSecret is the Secret holding a step's script, and its file plan
+// with pre-signed URLs (files, nil when the step moves no files), named as
+// its Pod and owned like it. The URLs let the step reach its own objects
+// only, and go with the Secret when the step ends.
+func (r *Runner) ScriptSecret(pod *corev1.Pod, step worker.Step, files []byte) *corev1.Secret {
+	data := map[string]string{scriptKey: Script(step.Container)}
+	if files != nil {
+		data[filesKey] = string(files)
+	}
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, Labels: pod.Labels, OwnerReferences: pod.OwnerReferences},
 		Type:       corev1.SecretTypeOpaque,
-		StringData: map[string]string{scriptKey: Script(step.Container)},
+		StringData: data,
 	}
 }
 
@@ -420,9 +458,19 @@ func (r *Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Wr
 	if _, err := r.workspaceSecret(ctx, step.Ref, step.Workspace); err != nil {
 		return worker.Result{ExitCode: -1}, err
 	}
+	var files []byte
+	if !step.Files.Empty() {
+		plan, err := r.Workspaces.PresignPlan(ctx, step.Files)
+		if err != nil {
+			return worker.Result{ExitCode: -1}, fmt.Errorf("step %s/%s: %w", step.Stage, step.Name, err)
+		}
+		if files, err = json.Marshal(plan); err != nil {
+			return worker.Result{ExitCode: -1}, err
+		}
+	}
 	pods := r.Client.CoreV1().Pods(r.Config.Namespace)
 	cctx, cancel := context.WithTimeout(ctx, r.timeout())
-	_, err = r.Client.CoreV1().Secrets(r.Config.Namespace).Create(cctx, r.ScriptSecret(pod, step), metav1.CreateOptions{})
+	_, err = r.Client.CoreV1().Secrets(r.Config.Namespace).Create(cctx, r.ScriptSecret(pod, step, files), metav1.CreateOptions{})
 	cancel()
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return worker.Result{ExitCode: -1}, fmt.Errorf("create the script secret of step pod %s: %w", pod.Name, err)
@@ -435,7 +483,7 @@ func (r *Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Wr
 		return worker.Result{ExitCode: -1}, fmt.Errorf("create step pod %s: %w", pod.Name, err)
 	}
 	fmt.Fprintf(stderr, "[wharfjobs] step pod %s created (image %s)\n", pod.Name, step.Container.Image)
-	res, err := r.watch(ctx, pod.Name, stdout, stderr)
+	res, err := r.watch(ctx, pod.Name, len(step.Files.Restore) > 0, stdout, stderr)
 	if !(r.Config.KeepOnFailure && (err != nil || res.ExitCode != 0)) {
 		r.deletePod(pod.Name)
 		r.deleteSecret(pod.Name)
@@ -457,7 +505,7 @@ func (r *Runner) deletePod(name string) {
 }
 
 // watch polls the Pod until its step container ended and returns how.
-func (r *Runner) watch(ctx context.Context, name string, stdout, stderr io.Writer) (worker.Result, error) {
+func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, stderr io.Writer) (worker.Result, error) {
 	pods := r.Client.CoreV1().Pods(r.Config.Namespace)
 	interval := r.Config.PollInterval
 	if interval <= 0 {
@@ -496,6 +544,9 @@ func (r *Runner) watch(ctx context.Context, name string, stdout, stderr io.Write
 				logsDone = make(chan struct{})
 				go func() {
 					defer close(logsDone)
+					if restores {
+						r.restoreLines(ctx, name, stderr)
+					}
 					r.streamLogs(ctx, name, stdout, stderr)
 				}()
 			}
@@ -529,10 +580,16 @@ func (r *Runner) inspect(pod *corev1.Pod, pendingSince time.Time) (worker.Result
 			return worker.Result{ExitCode: -1, Reason: fmt.Sprintf("%s: %s", w.Reason, cs.Image)}, true
 		}
 		if t := cs.State.Terminated; t != nil && cs.Name == "workspace" && t.ExitCode != 0 {
+			if stepExecReason(t.Message) {
+				return worker.Result{ExitCode: -1, Reason: strings.TrimSpace(t.Message)}, true
+			}
 			return worker.Result{ExitCode: -1, Reason: fmt.Sprintf("%s: exit %d %s", build.ReasonWorkspaceFetchFailed, t.ExitCode, t.Message)}, true
 		}
 		if t := cs.State.Terminated; t != nil && cs.Name == "step" {
 			res := worker.Result{ExitCode: int(t.ExitCode)}
+			if stepExecReason(t.Message) {
+				res.Reason = strings.TrimSpace(t.Message)
+			}
 			if t.Reason == build.ReasonOOMKilled {
 				res.Reason = build.ReasonOOMKilled
 				if res.ExitCode == 0 {
@@ -553,6 +610,30 @@ func (r *Runner) inspect(pod *corev1.Pod, pendingSince time.Time) (worker.Result
 		}
 	}
 	return worker.Result{}, false
+}
+
+// stepExecReason reports whether a termination message is one that
+// workspace-fetch or step-exec wrote about the step's files; anything
+// else there was written by the step's own program.
+func stepExecReason(msg string) bool {
+	return strings.HasPrefix(msg, build.ReasonRestoreFailed+": ") || strings.HasPrefix(msg, build.ReasonOutputsFailed+": ")
+}
+
+// restoreLines copies the init container's "[wharfjobs] restored ..."
+// lines into the step's log: the build log follows the step container
+// only, and what a step started from belongs there.
+func (r *Runner) restoreLines(ctx context.Context, name string, stderr io.Writer) {
+	cctx, cancel := context.WithTimeout(ctx, r.timeout())
+	defer cancel()
+	b, err := r.Client.CoreV1().Pods(r.Config.Namespace).GetLogs(name, &corev1.PodLogOptions{Container: "workspace"}).DoRaw(cctx)
+	if err != nil {
+		return
+	}
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if strings.HasPrefix(line, "[wharfjobs] ") {
+			_, _ = io.WriteString(stderr, line)
+		}
+	}
 }
 
 // streamLogs follows the step container's log into stdout. Kubernetes

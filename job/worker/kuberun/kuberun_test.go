@@ -3,20 +3,27 @@ package kuberun
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	k8stesting "k8s.io/client-go/testing"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/pipeline"
+	"github.com/wharfjobs/wharfjobs/job/stepexec"
 	"github.com/wharfjobs/wharfjobs/job/worker"
 )
 
@@ -25,6 +32,19 @@ type fakeWorkspaces struct{ calls int }
 func (f *fakeWorkspaces) Publish(context.Context, string, string) (string, error) {
 	f.calls++
 	return "https://minio.example/ws.tar.gz?X-Amz-Signature=secret", nil
+}
+
+func (f *fakeWorkspaces) PresignPlan(_ context.Context, p stepexec.Plan) (stepexec.Plan, error) {
+	p.URLs = map[string]string{}
+	for _, r := range p.Restore {
+		for _, k := range r.Keys {
+			p.URLs[k] = "https://minio.example/" + k + "?X-Amz-Signature=get"
+		}
+	}
+	for _, c := range p.Collect {
+		p.URLs[c.Key] = "https://minio.example/" + c.Key + "?X-Amz-Signature=put"
+	}
+	return p, nil
 }
 
 func newRunner() (*Runner, *fake.Clientset, *fakeWorkspaces) {
@@ -87,7 +107,7 @@ func TestPodSpec(t *testing.T) {
 	if strings.Join(c.Command, " ") != "/bin/sh "+ScriptPath+"/script" || c.WorkingDir != WorkspacePath {
 		t.Fatalf("command %q", c.Command)
 	}
-	if sec := r.ScriptSecret(pod, testStep("compile")); sec.Name != pod.Name || sec.StringData["script"] != "go build\ngo test" || len(sec.OwnerReferences) != 1 {
+	if sec := r.ScriptSecret(pod, testStep("compile"), nil); sec.Name != pod.Name || sec.StringData["script"] != "go build\ngo test" || len(sec.OwnerReferences) != 1 {
 		t.Fatalf("script secret %+v", sec)
 	}
 	if c.Resources.Requests.Cpu().String() != "100m" || c.Resources.Limits.Memory().String() != "1Gi" {
@@ -323,5 +343,77 @@ func TestPodSecurityRootOrNot(t *testing.T) {
 	sc = pod.Spec.Containers[0].SecurityContext
 	if ps := pod.Spec.SecurityContext; ps.RunAsNonRoot != nil || ps.RunAsUser != nil || sc.Capabilities != nil || *sc.AllowPrivilegeEscalation {
 		t.Fatalf("root step security: pod %+v container %+v", ps, sc)
+	}
+}
+
+// A step that declares files runs `wharfjobs step-exec` from the tools
+// volume the init container fills, with its plan (pre-signed URLs only,
+// no store credentials) in the step's own Secret; a step that declares
+// none keeps its image's command untouched.
+func TestPodWithFiles(t *testing.T) {
+	r, cs, _ := newRunner()
+	step := testStep("unit")
+	step.Files = stepexec.Plan{
+		Restore: []stepexec.Restore{{What: "artifacts of build/compile", Keys: []string{"builds/42/steps/build/compile/artifacts.tar.zst"}}},
+		Collect: []stepexec.Collect{{What: "test results", Key: "builds/42/steps/build/unit/test-results.tar.zst", Paths: []string{"r/*.xml"}, When: pipeline.Always}},
+	}
+	pod, err := r.Pod(step, "ws-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, init := pod.Spec.Containers[0], pod.Spec.InitContainers[0]
+	want := []string{ToolsPath + "/wharfjobs", "step-exec", "--files", ScriptPath + "/files.json", "--tmp", TmpPath, "--", "/bin/sh", ScriptPath + "/script"}
+	if !slices.Equal(c.Command, want) {
+		t.Fatalf("step command %q, want %q", c.Command, want)
+	}
+	if got := strings.Join(init.Args, " "); got != "workspace-fetch "+WorkspacePath+" --files "+ScriptPath+"/files.json --install "+ToolsPath {
+		t.Fatalf("init args %q", got)
+	}
+	mounts := map[string]bool{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.Name+":"+m.MountPath] = m.ReadOnly
+	}
+	if ro, ok := mounts["tools:"+ToolsPath]; !ok || !ro {
+		t.Fatalf("step mounts %v: want the tools read-only", mounts)
+	}
+	// Run creates the Secret with the plan: URLs, nothing else secret.
+	drive(t, cs, func(p *corev1.Pod) {
+		p.Status.Phase = corev1.PodSucceeded
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{terminated("step", 0, "Completed")}
+	})
+	r.Config.KeepOnFailure = true
+	secrets := make(chan *corev1.Secret, 1)
+	cs.PrependReactor("create", "secrets", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if s := a.(k8stesting.CreateAction).GetObject().(*corev1.Secret); s.StringData["files.json"] != "" {
+			secrets <- s
+		}
+		return false, nil, nil
+	})
+	if _, err := r.Run(context.Background(), step, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	sec := <-secrets
+	var plan stepexec.Plan
+	if err := json.Unmarshal([]byte(sec.StringData["files.json"]), &plan); err != nil {
+		t.Fatal(err)
+	}
+	if plan.URLs["builds/42/steps/build/unit/test-results.tar.zst"] == "" || plan.URLs["builds/42/steps/build/compile/artifacts.tar.zst"] == "" || len(plan.URLs) != 2 {
+		t.Fatalf("plan URLs %v", plan.URLs)
+	}
+	// The termination message step-exec leaves becomes the step's reason.
+	res, done := r.inspect(&corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "step", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		ExitCode: 1, Message: "OutputsFailed: artifacts: out/big.bin is 2 KiB, over the size limit"}}}}}}, time.Now())
+	if !done || res.Reason != "OutputsFailed: artifacts: out/big.bin is 2 KiB, over the size limit" {
+		t.Fatalf("result %+v", res)
+	}
+	// A step's own program writing a termination message is not a reason.
+	res, _ = r.inspect(&corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "step", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		ExitCode: 0, Message: "all good"}}}}}}, time.Now())
+	if res.Reason != "" {
+		t.Fatalf("reason %q from the step's own message", res.Reason)
+	}
+	step.Container.OS = "windows"
+	if _, err := r.Pod(step, "ws-secret"); err == nil || !strings.Contains(err.Error(), "windows") {
+		t.Fatalf("windows step with files: %v", err)
 	}
 }

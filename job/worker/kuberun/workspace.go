@@ -16,12 +16,14 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/job/stepexec"
 )
 
 // Presigner is a store that can hand out time-limited GET URLs (the minio
 // and s3 backends).
 type Presigner interface {
 	PresignGet(ctx context.Context, key string, ttl time.Duration) (string, error)
+	PresignPut(ctx context.Context, key string, ttl time.Duration) (string, error)
 }
 
 // StoreWorkspaces publishes workspaces as builds/<ref>/workspace.tar.gz in
@@ -61,11 +63,42 @@ func (w StoreWorkspaces) Publish(ctx context.Context, ref, dir string) (string, 
 	if _, err := w.Store.Put(ctx, key, tmp, size, blob.PutOptions{ContentType: "application/gzip"}); err != nil {
 		return "", err
 	}
-	ttl := w.TTL
-	if ttl <= 0 {
-		ttl = 6 * time.Hour
+	return ps.PresignGet(ctx, key, w.ttl())
+}
+
+// PresignPlan implements Workspaces: a GET URL for every archive to
+// restore (a missing one answers 404, which a cache may be) and a PUT URL
+// for every archive the step uploads.
+func (w StoreWorkspaces) PresignPlan(ctx context.Context, p stepexec.Plan) (stepexec.Plan, error) {
+	ps, ok := w.Store.(Presigner)
+	if !ok {
+		return p, errors.New("the kube runner needs a store that can pre-sign URLs (WHARFJOBS_STORE=minio or s3)")
 	}
-	return ps.PresignGet(ctx, key, ttl)
+	p.URLs = map[string]string{}
+	for _, r := range p.Restore {
+		for _, key := range r.Keys {
+			u, err := ps.PresignGet(ctx, key, w.ttl())
+			if err != nil {
+				return p, fmt.Errorf("pre-sign %s: %w", r.What, err)
+			}
+			p.URLs[key] = u
+		}
+	}
+	for _, c := range p.Collect {
+		u, err := ps.PresignPut(ctx, c.Key, w.ttl())
+		if err != nil {
+			return p, fmt.Errorf("pre-sign %s: %w", c.What, err)
+		}
+		p.URLs[c.Key] = u
+	}
+	return p, nil
+}
+
+func (w StoreWorkspaces) ttl() time.Duration {
+	if w.TTL <= 0 {
+		return 6 * time.Hour
+	}
+	return w.TTL
 }
 
 // Archive writes dir as a gzipped tar to w: directories, regular files

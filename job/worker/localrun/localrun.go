@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/job/stepexec"
 	"github.com/wharfjobs/wharfjobs/job/worker"
 )
 
@@ -78,13 +80,23 @@ func (r Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Wri
 		return worker.Result{ExitCode: -1}, fmt.Errorf("step workspace: %w", err)
 	}
 	step.Workspace = work
+	if !step.Files.Empty() && step.Transport == nil {
+		return worker.Result{ExitCode: -1}, errors.New("step files: no transport to the store")
+	}
+	if err := stepexec.Before(ctx, step.Files, step.Transport, work, stderr); err != nil {
+		return worker.Result{ExitCode: -1, Reason: build.ReasonRestoreFailed + ": " + err.Error()}, nil
+	}
 	code, err := r.runScript(ctx, step, script, stdout, stderr)
 	if err != nil {
 		return worker.Result{ExitCode: -1}, err
 	}
 	res := worker.Result{ExitCode: code}
 	if code != 0 && ctx.Err() != nil {
-		res.Reason = "Cancelled"
+		res.Reason = build.ReasonCancelled
+		return res, nil
+	}
+	if err := stepexec.After(ctx, step.Files, step.Transport, work, code == 0, dir, stderr); err != nil {
+		res.Reason = build.ReasonOutputsFailed + ": " + err.Error()
 	}
 	return res, nil
 }
