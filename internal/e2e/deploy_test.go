@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -93,6 +94,15 @@ type deployment struct {
 // ConfigMap. Everything stops when the test ends.
 func deploy(ctx context.Context, t *testing.T, c *testcluster.Cluster, store blob.Store, storeCfg blob.Config, workerEnv map[string]string) *deployment {
 	t.Helper()
+	return deployTo(ctx, t, c, store, storeCfg, workerEnv, nil, nil)
+}
+
+// deployTo is deploy with the provisioner serving on ln (nil: a new
+// loopback port) and the aggregator relaying to sink (nil: d.sink, in
+// memory), for a test with a real wharf-api, which needs the engine's URL
+// before it starts.
+func deployTo(ctx context.Context, t *testing.T, c *testcluster.Cluster, store blob.Store, storeCfg blob.Config, workerEnv map[string]string, ln net.Listener, sink aggregator.Sink) *deployment {
+	t.Helper()
 	env := map[string]string{
 		"WHARFJOBS_STORE":            "minio",
 		"WHARFJOBS_STORE_ENDPOINT":   storeCfg.Endpoint,
@@ -123,9 +133,17 @@ func deploy(ctx context.Context, t *testing.T, c *testcluster.Cluster, store blo
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &deployment{api: httptest.NewServer(prov), sink: aggregator.NewMemorySink()}
+	d := &deployment{api: httptest.NewUnstartedServer(prov), sink: aggregator.NewMemorySink()}
+	if ln != nil {
+		d.api.Listener.Close()
+		d.api.Listener = ln
+	}
+	d.api.Start()
 	t.Cleanup(d.api.Close)
-	agg := aggregator.New(store, d.sink, launcher, aggregator.Config{PollInterval: 200 * time.Millisecond, DiscoverInterval: 2 * time.Second, LeaseDuration: 15 * time.Second})
+	if sink == nil {
+		sink = d.sink
+	}
+	agg := aggregator.New(store, sink, launcher, aggregator.Config{PollInterval: 200 * time.Millisecond, DiscoverInterval: 2 * time.Second, LeaseDuration: 15 * time.Second})
 	aggCtx, stopAgg := context.WithCancel(ctx)
 	aggDone := make(chan error, 1)
 	go func() { aggDone <- agg.Run(aggCtx) }()

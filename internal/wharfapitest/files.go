@@ -14,13 +14,14 @@ import (
 
 // filesPipeline is the build that every runner's end-to-end test runs to
 // show artifacts and test results in wharf-api: two parallel steps write
-// artifacts (each a shared.txt of its own), a later stage uses one of
-// them and keeps a TRX and a JUnit test result. IMAGE is the step image.
+// artifacts (each a shared.txt of its own: wait fails if it sees the one
+// lines wrote two seconds before), a later stage uses one of them and
+// keeps a TRX and a JUnit test result. IMAGE is the step image.
 const filesPipeline = `build:
   wait:
     container:
       image: IMAGE
-      cmds: ["echo starting", "sleep 2", "mkdir -p out", "printf app-binary > out/app.bin", "echo wait > shared.txt"]
+      cmds: ["echo starting", "sleep 2", "test ! -e shared.txt || exit 1", "mkdir -p out", "printf app-binary > out/app.bin", "echo wait > shared.txt"]
       artifacts: [out/app.bin, shared.txt]
   lines:
     container:
