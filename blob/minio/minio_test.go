@@ -42,3 +42,5 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatalf("empty endpoint: %v", err)
 	}
 }
+
+func TestPresign(t *testing.T) { blobtest.Presign(t, srv.Store(t, blob.BackendMinIO, "presign")) }

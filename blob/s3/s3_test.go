@@ -24,3 +24,5 @@ func TestOpenErrors(t *testing.T) {
 		return err
 	})
 }
+
+func TestPresign(t *testing.T) { blobtest.Presign(t, srv.Store(t, blob.BackendS3, "presign")) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -151,6 +152,37 @@ func TestDevDemo(t *testing.T) {
 	var statusOut bytes.Buffer
 	if code := run(ctx, []string{"status", "--fs-root", filepath.Join(state, "store")}, &statusOut, &errb); code != 0 || !strings.Contains(statusOut.String(), ref[1]+"  Failed") {
 		t.Fatalf("status table:\n%s", statusOut.String())
+	}
+	// One build's status shows the test counts and artifacts per step.
+	statusOut.Reset()
+	if code := run(ctx, []string{"status", ref[1], "--fs-root", filepath.Join(state, "store")}, &statusOut, &errb); code != 0 ||
+		!regexp.MustCompile(`test\s+unit\s+Failed\s+1\s+\S+\s+20 passed, 1 failed, 0 skipped`).MatchString(statusOut.String()) ||
+		!regexp.MustCompile(`build\s+compile\s+Completed\s+0\s+\S+\s+1 \(16 B\)`).MatchString(statusOut.String()) {
+		t.Fatalf("status %s:\n%s", ref[1], statusOut.String())
+	}
+	// wharfjobs artifacts lists, prints and downloads them.
+	var artOut bytes.Buffer
+	if code := run(ctx, []string{"artifacts", "--fs-root", filepath.Join(state, "store"), ref[1]}, &artOut, &errb); code != 0 ||
+		!regexp.MustCompile(`build/compile\s+bin/app\s+16 B\s+artifact`).MatchString(artOut.String()) ||
+		!regexp.MustCompile(`test/unit\s+report.xml.trx\s+\S+ (B|KiB)\s+test result`).MatchString(artOut.String()) {
+		t.Fatalf("artifacts %s:\n%s%s", ref[1], artOut.String(), errb.String())
+	}
+	artOut.Reset()
+	if code := run(ctx, []string{"artifacts", ref[1], "--get", "build/compile/bin/app", "--fs-root", filepath.Join(state, "store")}, &artOut, &errb); code != 0 || artOut.String() != "the demo binary\n" {
+		t.Fatalf("artifacts --get: exit %d, %q", code, artOut.String())
+	}
+	dl := t.TempDir()
+	if code := run(ctx, []string{"artifacts", ref[1], "-o", dl, "--fs-root", filepath.Join(state, "store")}, io.Discard, &errb); code != 0 {
+		t.Fatalf("artifacts -o: exit %d: %s", code, errb.String())
+	}
+	if b, err := os.ReadFile(filepath.Join(dl, "build", "compile", "bin", "app")); err != nil || string(b) != "the demo binary\n" {
+		t.Fatalf("downloaded artifact: %q %v", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dl, "test-results", "test", "unit", "report.xml.trx")); err != nil || !strings.Contains(string(b), "<TestRun") {
+		t.Fatalf("downloaded test result: %v", err)
+	}
+	if code := run(ctx, []string{"artifacts", ref[1], "--get", "nope", "--fs-root", filepath.Join(state, "store")}, io.Discard, &errb); code != 1 || !strings.Contains(errb.String(), `no artifact "nope"`) {
+		t.Fatalf("artifacts --get of a missing file: exit %d: %s", code, errb.String())
 	}
 }
 
