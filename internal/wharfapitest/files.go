@@ -21,8 +21,8 @@ const filesPipeline = `build:
   wait:
     container:
       image: IMAGE
-      cmds: ["echo starting", "sleep 2", "test ! -e shared.txt || exit 1", "mkdir -p out", "printf app-binary > out/app.bin", "echo wait > shared.txt"]
-      artifacts: [out/app.bin, shared.txt]
+      cmds: ["echo starting", "sleep 2", "test ! -e shared.txt || exit 1", "mkdir -p out", "printf app-binary > out/app.bin", "true > out/empty.log", "echo wait > shared.txt"]
+      artifacts: [out/app.bin, out/empty.log, shared.txt]
   lines:
     container:
       image: IMAGE
@@ -65,7 +65,7 @@ func FilesRepo(image string) (map[string]string, TestSummary, error) {
 }
 
 // CheckFiles checks what wharf-api shows of a build of the files
-// pipeline: three artifacts, each once and with its bytes, named with the
+// pipeline: four artifacts (one of 0 bytes), each once and with its bytes, named with the
 // path kept ('∕' for '/'), the two test results (wharf-api lists them
 // among the artifacts too: it stores every file it is sent as one), and
 // the summed test counts.
@@ -85,7 +85,7 @@ func (c *Client) CheckFiles(id string, want TestSummary) error {
 		}
 		delete(got, name)
 	}
-	wantArts := map[string]string{"build∕wait∕out∕app.bin": "app-binary", "build∕wait∕shared.txt": "wait\n", "build∕lines∕shared.txt": "lines\n"}
+	wantArts := map[string]string{"build∕wait∕out∕app.bin": "app-binary", "build∕wait∕out∕empty.log": "", "build∕wait∕shared.txt": "wait\n", "build∕lines∕shared.txt": "lines\n"}
 	if !maps.Equal(got, wantArts) {
 		errs = append(errs, fmt.Errorf("build %s: wharf-api's artifacts %q (%q), want %q", id, slices.Sorted(maps.Keys(got)), got, wantArts))
 	}
