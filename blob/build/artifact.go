@@ -72,3 +72,17 @@ func GetArtifact(ctx context.Context, s blob.Store, ref, name string) (io.ReadCl
 	}
 	return rc, Artifact{Name: name, Size: info.Size, ContentType: info.ContentType, ETag: info.ETag}, nil
 }
+
+// DeleteStaging removes the archives ref's steps uploaded: once a build
+// ended, what they held is kept one object per file (or was refused).
+// The worker does it when it finishes; the aggregator for a build whose
+// worker never did (lost, killed).
+func DeleteStaging(ctx context.Context, s blob.Store, ref string) error {
+	err := blob.ListAll(ctx, s, blob.ListOptions{Prefix: StagingPrefix(ref)}, func(info blob.Info) error {
+		return s.Delete(ctx, info.Key)
+	})
+	if err != nil {
+		return fmt.Errorf("delete the steps' archives of build %s: %w", ref, err)
+	}
+	return nil
+}

@@ -93,8 +93,11 @@ func StepFilesPath(stage, step string) string {
 // StagingKey is where a step uploads the archive of what it declared
 // (what: artifacts, test-results or cache) for the worker to take in.
 func StagingKey(ref, stage, step, what string) string {
-	return Dir(ref) + "steps/" + StepFilesPath(stage, step) + what + ".tar.zst"
+	return StagingPrefix(ref) + StepFilesPath(stage, step) + what + ".tar.zst"
 }
+
+// StagingPrefix is the prefix of the archives a build's steps uploaded.
+func StagingPrefix(ref string) string { return Dir(ref) + "steps/" }
 
 // CacheRoot is the prefix of every cache archive; a lifecycle rule on it
 // expires old ones.

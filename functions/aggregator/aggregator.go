@@ -789,6 +789,10 @@ type chunkWait struct {
 // log.ndjson holds every one of them; until CompactWait has passed it
 // leaves the compaction to the worker and tries again at a later pass.
 func (a *Aggregator) dropChunks(ctx context.Context, ref string, w chunkWait) {
+	// A worker that was lost never removed its steps' archives.
+	if err := build.DeleteStaging(ctx, a.store, ref); err != nil {
+		a.cfg.Logger.Warn("cannot delete the steps' archives of a relayed build", "build", ref, "error", err)
+	}
 	if a.cfg.KeepChunks {
 		return
 	}

@@ -448,6 +448,11 @@ func TestChunksDeletedAfterTheFinalRelay(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			writeBuild(t, s, "c", 300, build.Completed, nil)
+			// An archive a step uploaded, which a lost worker never removed.
+			staged := build.StagingKey("c", "b", "s", "artifacts")
+			if _, err := s.Put(ctx, staged, strings.NewReader("archive"), 7, blob.PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
 			if tc.compacted {
 				if _, err := build.Compact(ctx, s, "c"); err != nil {
 					t.Fatal(err)
@@ -478,6 +483,9 @@ func TestChunksDeletedAfterTheFinalRelay(t *testing.T) {
 				}
 				return nil
 			})
+			if _, err := s.Stat(ctx, staged); !tc.wantChunks && !errors.Is(err, blob.ErrNotFound) {
+				t.Errorf("the steps' archive is still there: %v", err)
+			}
 			switch {
 			case tc.wantChunks && err == nil:
 				t.Fatal("chunks deleted although KeepChunks is set")

@@ -287,10 +287,7 @@ func (r *run) readArchive(ctx context.Context, key string, lim stepfiles.Limits,
 // dropStaging removes the archives steps uploaded, once the build ended:
 // what they held is kept one object per file.
 func (r *run) dropStaging(ctx context.Context) {
-	err := blob.ListAll(ctx, r.store, blob.ListOptions{Prefix: build.Dir(r.ref) + "steps/"}, func(info blob.Info) error {
-		return r.store.Delete(ctx, info.Key)
-	})
-	if err != nil {
+	if err := build.DeleteStaging(ctx, r.store, r.ref); err != nil {
 		r.cfg.Logger.Warn("cannot remove the steps' archives", "build", r.ref, "error", err)
 	}
 }
