@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/wharfjobs/wharfjobs/blob"
-	"github.com/wharfjobs/wharfjobs/blob/backend"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/job/stepfiles"
 )
@@ -28,11 +27,7 @@ func runArtifacts(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	cfg, err := sf.config()
-	if err != nil {
-		return err
-	}
-	store, err := backend.Open(ctx, cfg)
+	store, cfg, err := sf.open(ctx)
 	if err != nil {
 		return err
 	}

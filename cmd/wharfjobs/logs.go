@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/wharfjobs/wharfjobs/blob"
-	"github.com/wharfjobs/wharfjobs/blob/backend"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 )
 
@@ -43,11 +42,7 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("--since %q: expected a duration such as 10m or an RFC 3339 time", *since)
 		}
 	}
-	cfg, err := sf.config()
-	if err != nil {
-		return err
-	}
-	store, err := backend.Open(ctx, cfg)
+	store, cfg, err := sf.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -105,11 +100,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	cfg, err := sf.config()
-	if err != nil {
-		return err
-	}
-	store, err := backend.Open(ctx, cfg)
+	store, cfg, err := sf.open(ctx)
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"path/filepath"
 
 	"github.com/kelseyhightower/envconfig"
 	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/backend"
 )
 
 // storeFlags are the store flags dev, logs and status share; they override
@@ -38,6 +40,16 @@ func (f storeFlags) config() (blob.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// open opens the store the environment and the flags name.
+func (f storeFlags) open(ctx context.Context) (blob.Store, blob.Config, error) {
+	cfg, err := f.config()
+	if err != nil {
+		return nil, cfg, err
+	}
+	store, err := backend.Open(ctx, cfg)
+	return store, cfg, err
 }
 
 // storeEnv renders cfg as the environment of a child worker, which reads

@@ -67,18 +67,5 @@ func installSelf(dir string) error {
 	if err != nil {
 		return err
 	}
-	in, err := os.Open(self)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(filepath.Join(dir, "wharfjobs"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return copyFile(self, filepath.Join(dir, "wharfjobs"), 0o755)
 }
