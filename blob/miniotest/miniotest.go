@@ -29,6 +29,10 @@ import (
 )
 
 // Server is one MinIO process with its own data directory.
+//
+// A Server from Lazy (and the one Main shares) starts on its first Store,
+// Config or Ensure, so tests that use no MinIO run without one; its
+// Endpoint, AccessKey and SecretKey are empty until then.
 type Server struct {
 	// Endpoint is host:port of the S3 API.
 	Endpoint  string
@@ -43,6 +47,10 @@ type Server struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
+
+	lazy     bool
+	once     sync.Once
+	startErr error // of the lazy start, returned to every later caller
 }
 
 // Binary returns the path of the MinIO server binary or an error that says
@@ -58,33 +66,64 @@ func Start() (*Server, error) { return StartOn("127.0.0.1") }
 // StartOn is Start listening on host instead of loopback, for clients that
 // are not on this machine's loopback (pods of the test node).
 func StartOn(host string) (*Server, error) {
-	bin, err := Binary()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp(os.Getenv("WHARFJOBS_MINIO_DATA_BASE"), "wharfjobs-minio-*")
-	if err != nil {
-		return nil, err
-	}
-	port, err := testenv.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{
-		Endpoint:  net.JoinHostPort(host, strconv.Itoa(port)),
-		AccessKey: "wharfjobs-test",
-		SecretKey: testenv.RandomHex(16),
-		bin:       bin,
-		dir:       dir,
-		port:      port,
-		logPath:   filepath.Join(dir, "minio.log"),
-		ownDir:    true,
-	}
-	if err := s.start(); err != nil {
-		_ = os.RemoveAll(dir)
+	s := &Server{}
+	if err := s.init(host); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// init fills in s for a new server on host and starts it.
+func (s *Server) init(host string) error {
+	bin, err := Binary()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(os.Getenv("WHARFJOBS_MINIO_DATA_BASE"), "wharfjobs-minio-*")
+	if err != nil {
+		return err
+	}
+	port, err := testenv.FreePort()
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return err
+	}
+	s.Endpoint = net.JoinHostPort(host, strconv.Itoa(port))
+	s.AccessKey = "wharfjobs-test"
+	s.SecretKey = testenv.RandomHex(16)
+	s.bin, s.dir, s.port = bin, dir, port
+	s.logPath = filepath.Join(dir, "minio.log")
+	s.ownDir = true
+	if err := s.start(); err != nil {
+		_ = os.RemoveAll(dir)
+		s.dir, s.ownDir = "", false
+		return err
+	}
+	return nil
+}
+
+// Lazy returns a loopback server that starts on its first Store, Config or
+// Ensure. Close it when done; if it never started, there is nothing to stop.
+func Lazy() *Server { return &Server{lazy: true} }
+
+// Ensure starts a Lazy server if it has not started yet (once: a failed
+// start fails every later call the same way) and returns it; it is a no-op
+// for a server from Start. Call it before reading Endpoint, AccessKey or
+// SecretKey of a lazy server.
+func (s *Server) Ensure(tb testing.TB) *Server {
+	tb.Helper()
+	if err := s.ensure(); err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func (s *Server) ensure() error {
+	if !s.lazy {
+		return nil
+	}
+	s.once.Do(func() { s.startErr = s.init("127.0.0.1") })
+	return s.startErr
 }
 
 func (s *Server) start() error {
@@ -175,11 +214,26 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
-// Restart starts the server again on the same port and data.
-func (s *Server) Restart() error { return s.start() }
+// Restart starts the server again on the same port and data (a Lazy server
+// that never started starts for the first time).
+func (s *Server) Restart() error {
+	if s.lazy {
+		started := false
+		s.once.Do(func() { s.startErr, started = s.init("127.0.0.1"), true })
+		if started || s.startErr != nil {
+			return s.startErr
+		}
+	}
+	return s.start()
+}
 
-// Close stops the server and removes its data.
+// Close stops the server and removes its data. A Lazy server that never
+// started has neither.
 func (s *Server) Close() {
+	if s.lazy {
+		// Nothing can start it after Close.
+		s.once.Do(func() { s.startErr = errors.New("miniotest: server closed") })
+	}
 	s.Stop()
 	if s.ownDir {
 		_ = os.RemoveAll(s.dir)
@@ -187,8 +241,12 @@ func (s *Server) Close() {
 }
 
 // Config is a blob.Config for this server with the given backend (minio or
-// s3) and bucket.
+// s3) and bucket. It starts a Lazy server; as it has no test to fail, it
+// panics when that start fails (Store and Ensure fail the test instead).
 func (s *Server) Config(backend, bucket string) blob.Config {
+	if err := s.ensure(); err != nil {
+		panic(err)
+	}
 	return blob.Config{
 		Backend:      backend,
 		Endpoint:     s.Endpoint,
@@ -208,23 +266,23 @@ func BucketName(prefix string) string {
 }
 
 // Main is a TestMain body for packages whose tests share one server: it
-// starts the server into *srv, runs the tests, stops the server and exits.
-func Main(m *testing.M, srv **Server) {
-	s, err := Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
+// sets *srv to a Lazy server, runs the tests, stops the server if a test
+// started it and exits. Tests that never call srv.Store, srv.Config or
+// srv.Ensure run without MinIO (and without its binary).
+func Main(m *testing.M, srv **Server) { os.Exit(run(m, srv)) }
+
+func run(m interface{ Run() int }, srv **Server) int {
+	s := Lazy()
 	*srv = s
-	code := m.Run()
-	s.Close()
-	os.Exit(code)
+	defer s.Close()
+	return m.Run()
 }
 
 // Store opens a fresh bucket (named from prefix) of this server with the
 // given backend, and fails the test when it cannot.
 func (s *Server) Store(tb testing.TB, backendName, prefix string) blob.Store {
 	tb.Helper()
+	s.Ensure(tb)
 	st, err := backend.Open(context.Background(), s.Config(backendName, BucketName(prefix)))
 	if err != nil {
 		tb.Fatal(err)
