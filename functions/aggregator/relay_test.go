@@ -4,10 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,46 +14,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/fs"
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
-	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
-
-var srv *miniotest.Server
-
-func TestMain(m *testing.M) { miniotest.Main(m, &srv) }
-
-func newMinIO(t testing.TB) blob.Store { return srv.Store(t, blob.BackendMinIO, "agg") }
-
-var quiet = slog.New(slog.DiscardHandler)
-
-// writeBuild writes a finished build the way a worker does: lines through
-// the chunk writer, then the final status.
-func writeBuild(t testing.TB, s blob.Store, ref string, lines int, final build.Phase, artifacts map[string]string) {
-	t.Helper()
-	ctx := context.Background()
-	if _, err := build.WriteStatus(ctx, s, ref, build.Status{Status: build.Running}, ""); err != nil {
-		t.Fatal(err)
-	}
-	w, err := build.NewLogWriter(ctx, s, ref, build.WriterConfig{ChunkSize: 2 << 10, MaxObjectSize: 2 << 10, FlushInterval: time.Hour, SpillDir: t.TempDir(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= lines; i++ {
-		_ = w.Write(build.Record{Stage: "s", Step: "x", Stream: build.StreamStdout, Line: uint64(i), Time: time.Now(), Text: fmt.Sprintf("line %d", i)})
-	}
-	if err := w.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for name, body := range artifacts {
-		if _, err := build.PutArtifact(ctx, s, ref, name, strings.NewReader(body), int64(len(body)), ""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if final != "" {
-		if _, err := build.UpdateStatus(ctx, s, ref, func(st *build.Status) error { st.Status = final; return nil }); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 func TestRelayLinesArtifactsThenStatus(t *testing.T) {
 	s, err := fs.Open(t.TempDir())
@@ -196,37 +153,6 @@ func TestTransientSinkErrorsAreRetried(t *testing.T) {
 	}
 }
 
-func TestLeaseRaceHasOneWinner(t *testing.T) {
-	s := newMinIO(t)
-	var wg sync.WaitGroup
-	wins := make([]bool, 10)
-	for i := range wins {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := acquire(context.Background(), s, "race", fmt.Sprint("r", i), time.Minute, time.Now())
-			wins[i] = err == nil
-		}()
-	}
-	wg.Wait()
-	n := 0
-	for _, w := range wins {
-		if w {
-			n++
-		}
-	}
-	if n != 1 {
-		t.Fatalf("%d replicas hold the lease", n)
-	}
-	// An expired lease can be taken over; a live one cannot.
-	if _, err := acquire(context.Background(), s, "race", "late", time.Minute, time.Now()); !errors.Is(err, errLeaseHeld) {
-		t.Fatalf("took a live lease: %v", err)
-	}
-	if _, err := acquire(context.Background(), s, "race", "late", time.Minute, time.Now().Add(2*time.Minute)); err != nil {
-		t.Fatalf("could not take an expired lease: %v", err)
-	}
-}
-
 // TestThreeReplicasTwoHundredBuilds runs three aggregators against a real
 // MinIO, kills one mid-way, and checks that every line of 200 builds was
 // delivered, no build was relayed by two holders at once, and a build got
@@ -301,62 +227,6 @@ func TestThreeReplicasTwoHundredBuilds(t *testing.T) {
 		aggs[0].LinesRelayed.Load(), aggs[1].LinesRelayed.Load(), aggs[2].LinesRelayed.Load(), total, resent)
 }
 
-func TestWriterSink(t *testing.T) {
-	var b strings.Builder
-	ws := &WriterSink{W: &b}
-	ctx := context.Background()
-	_ = ws.Lines(ctx, Build{Ref: "5"}, []build.Record{{Stage: "build", Step: "go", Text: "ok"}})
-	_ = ws.Status(ctx, Build{Ref: "5"}, build.Status{Status: build.Failed, Reason: "Cancelled"})
-	_ = ws.Artifact(ctx, Build{Ref: "5"}, "a.txt", io.NopCloser(strings.NewReader("abc")))
-	want := "[5] build/go             | ok\n[5] status Failed (Cancelled)\n[5] artifact a.txt (3 bytes)\n"
-	if b.String() != want {
-		t.Fatalf("got %q", b.String())
-	}
-}
-
-func TestMetrics(t *testing.T) {
-	s, _ := fs.Open(t.TempDir())
-	writeBuild(t, s, "m", 20, build.Completed, nil)
-	writeBuild(t, s, "r", 5, "", nil) // still running: its lease stays held
-	sink := NewMemorySink()
-	failed := false
-	sink.Fail = func(b Build, what string) error {
-		if b.Ref == "m" && what == "lines" && !failed {
-			failed = true
-			return errors.New("sink down")
-		}
-		return nil
-	}
-	a := New(s, sink, nil, Config{RetryMin: time.Millisecond, RetryMax: time.Millisecond, Logger: quiet})
-	if err := a.Once(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	rec := httptest.NewRecorder()
-	a.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	body := rec.Body.String()
-	for _, want := range []string{
-		"wharfjobs_relay_lines_total 25\n",
-		"wharfjobs_relay_batches_total 2\n",
-		"wharfjobs_relay_statuses_total 2\n", // m: Completed; r: Running
-		"# TYPE wharfjobs_relay_parked_builds gauge\n",
-		"wharfjobs_relay_builds_owned 1\n",
-		`wharfjobs_relay_errors_total{kind="sink"} 1` + "\n",
-		`wharfjobs_relay_errors_total{kind="relay"} 0` + "\n",
-		"# TYPE wharfjobs_relay_lag_seconds histogram\n",
-		`wharfjobs_relay_lag_seconds_bucket{le="+Inf"} 2` + "\n",
-		"wharfjobs_relay_lag_seconds_count 2\n",
-	} {
-		if !strings.Contains(body, want) {
-			t.Fatalf("metrics lack %q:\n%s", want, body)
-		}
-	}
-	// The lines were written just before: both batches are in the 5 s
-	// bucket or below, and the buckets are cumulative.
-	if !strings.Contains(body, `wharfjobs_relay_lag_seconds_bucket{le="5"} 2`+"\n") {
-		t.Fatalf("lag of lines written a moment ago not within 5 s:\n%s", body)
-	}
-}
-
 // TestStoreOutageMidRelay: MinIO goes away while builds are being relayed
 // and comes back; every line arrives, none more than one batch twice, and
 // the statuses follow.
@@ -427,91 +297,4 @@ func TestStoreOutageMidRelay(t *testing.T) {
 		}
 	}
 	t.Logf("errors counted during the outage: %d", a.Errors.Load())
-}
-
-// TestChunksDeletedAfterTheFinalRelay: once a build's relay is final its
-// chunks go, and the compacted log still holds every line: at once when
-// the worker already compacted, after CompactWait (the aggregator
-// compacting itself) when it did not, never with KeepChunks.
-func TestChunksDeletedAfterTheFinalRelay(t *testing.T) {
-	for _, tc := range []struct {
-		name            string
-		compacted, keep bool
-		wantChunks      bool
-	}{
-		{"worker compacted", true, false, false},
-		{"worker did not compact", false, false, false},
-		{"keep chunks", true, true, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s, _ := fs.Open(t.TempDir())
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			writeBuild(t, s, "c", 300, build.Completed, nil)
-			// An archive a step uploaded, which a lost worker never removed.
-			staged := build.StagingKey("c", "b", "s", "artifacts")
-			if _, err := s.Put(ctx, staged, strings.NewReader("archive"), 7, blob.PutOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			if tc.compacted {
-				if _, err := build.Compact(ctx, s, "c"); err != nil {
-					t.Fatal(err)
-				}
-			}
-			sink := NewMemorySink()
-			a := New(s, sink, nil, Config{PollInterval: 20 * time.Millisecond, CompactWait: 300 * time.Millisecond, KeepChunks: tc.keep, Logger: quiet})
-			done := make(chan error, 1)
-			go func() { done <- a.Run(ctx) }()
-			defer func() { cancel(); <-done }()
-			chunksLeft := func() int {
-				c, err := build.AllChunks(ctx, s, "c", 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return len(c)
-			}
-			if err := testenv.WaitFor(ctx, 10*time.Second, 10*time.Millisecond, statuses(sink, "c", 1)); err != nil { // Completed: written before Run started
-				t.Fatal(err)
-			}
-			relayedAt := time.Now()
-			if !tc.compacted && !tc.keep && chunksLeft() == 0 {
-				t.Fatal("chunks deleted before the worker had its CompactWait to compact")
-			}
-			err := testenv.WaitFor(ctx, 5*time.Second, 10*time.Millisecond, func() error {
-				if n := chunksLeft(); n != 0 {
-					return fmt.Errorf("%d chunks left", n)
-				}
-				return nil
-			})
-			if _, err := s.Stat(ctx, staged); !tc.wantChunks && !errors.Is(err, blob.ErrNotFound) {
-				t.Errorf("the steps' archive is still there: %v", err)
-			}
-			switch {
-			case tc.wantChunks && err == nil:
-				t.Fatal("chunks deleted although KeepChunks is set")
-			case !tc.wantChunks && err != nil:
-				t.Fatalf("chunks of a finished, relayed build: %v", err)
-			case !tc.wantChunks && !tc.compacted:
-				t.Logf("chunks deleted %v after the final relay (CompactWait 300ms)", time.Since(relayedAt).Round(time.Millisecond))
-			}
-			rc, err := build.OpenLog(ctx, s, "c")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rc.Close()
-			n := 0
-			if err := build.ScanRecords(rc, func(r build.Record) error {
-				n++
-				if r.Line != uint64(n) {
-					return fmt.Errorf("line %d where %d was expected", r.Line, n)
-				}
-				return nil
-			}); err != nil || n != 300 {
-				t.Fatalf("log after the chunks went: %d of 300 lines, %v", n, err)
-			}
-			if recs, _, _ := sink.Received("c"); len(recs) != 300 {
-				t.Fatalf("relayed %d of 300 lines", len(recs))
-			}
-		})
-	}
 }

@@ -25,23 +25,6 @@ func (f fakeJobs) Cancel(_ context.Context, id string) (job.Build, error) {
 	return job.Build{}, job.ErrNotFound
 }
 
-func TestCleanupJobsAfterTheFinalRelay(t *testing.T) {
-	s, _ := fs.Open(t.TempDir())
-	writeBuild(t, s, "done", 3, build.Completed, nil)
-	writeBuild(t, s, "running", 3, "", nil)
-	jobs := fakeJobs{"done": {Ref: "done", WorkerID: "wharf-build-done", Phase: "Completed"}, "running": {Ref: "running", WorkerID: "wharf-build-running", Phase: "Running"}}
-	a := New(s, NewMemorySink(), jobs, Config{CleanupJobs: true, Logger: quiet})
-	if err := a.Once(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := jobs["done"]; ok {
-		t.Fatal("the finished build's Job was not deleted")
-	}
-	if _, ok := jobs["running"]; !ok {
-		t.Fatal("a running build's Job was deleted")
-	}
-}
-
 func TestMissingBuildsAreFailedWithAReason(t *testing.T) {
 	s, _ := fs.Open(t.TempDir())
 	ctx := context.Background()
