@@ -16,7 +16,7 @@ import (
 // accepts it.
 type Phase string
 
-// The phases of DESIGN.md: Scheduling -> Running -> Completed | Failed.
+// The phases of docs/architecture.md: Scheduling -> Running -> Completed | Failed.
 const (
 	Scheduling Phase = "Scheduling"
 	Running    Phase = "Running"
@@ -32,7 +32,45 @@ func (p Phase) Valid() bool {
 	return p == Scheduling || p == Running || p == Completed || p == Failed
 }
 
+// Reason is why a build or a step ended as it did: the first word of a
+// status document's reason, which callers branch on. Status.Reason and
+// StepStatus.Reason stay strings (the JSON is unchanged); With adds the
+// detail after the word.
+//
+// The reasons below are the only ones wharfjobs writes; Kubernetes' own
+// waiting reasons of a stuck container (ImagePullBackOff, ...) pass through
+// as Kubernetes spells them.
+type Reason string
+
+// With is the reason with a detail, "Reason: detail", as status documents
+// carry it; an empty detail gives the reason alone.
+func (r Reason) With(detail string) string {
+	if detail == "" {
+		return string(r)
+	}
+	return string(r) + ": " + detail
+}
+
+// Withf is With of a formatted detail.
+func (r Reason) Withf(format string, args ...any) string {
+	return r.With(fmt.Sprintf(format, args...))
+}
+
+// String is the reason alone.
+func (r Reason) String() string { return string(r) }
+
+// Of reports whether the status reason s is r, with or without a detail.
+func (r Reason) Of(s string) bool {
+	return s == string(r) || len(s) > len(r)+1 && s[:len(r)+2] == string(r)+": "
+}
+
 // Reasons recorded in status documents that callers branch on.
+//
+// ReasonQueued, ReasonCancelled, ReasonDeadlineExceeded, ReasonWorkerLost,
+// ReasonLaunchFailed, ReasonTriggerLost and ReasonOutputsFailed are still
+// untyped string constants: functions/aggregator and tests of other
+// packages use them as strings; they become Reason like the rest once
+// those move to Reason's methods.
 const (
 	ReasonQueued           = "Queued"
 	ReasonCancelled        = "Cancelled"
@@ -44,24 +82,29 @@ const (
 	// ReasonTriggerLost: wharf-api has the build, wharfjobs never got its
 	// trigger.
 	ReasonTriggerLost = "TriggerLost"
-	// ReasonCloneFailed, ReasonInvalidPipeline: the build could not start.
-	ReasonCloneFailed     = "CloneFailed"
-	ReasonInvalidPipeline = "InvalidPipeline"
-	// ReasonStepFailed: a step failed ("StepFailed: build/compile exit 2").
-	ReasonStepFailed = "StepFailed"
-	// Step reasons a runner gives.
-	ReasonTimeout              = "Timeout"
-	ReasonOOMKilled            = "OOMKilled"
-	ReasonEvicted              = "Evicted"
-	ReasonUnschedulable        = "Unschedulable"
-	ReasonPodDeleted           = "PodDeleted"
-	ReasonWorkspaceFetchFailed = "WorkspaceFetchFailed"
-	// ReasonRestoreFailed: earlier stages' artifacts could not be put
-	// into the step's workspace; ReasonOutputsFailed: the files a step
-	// declared could not be collected or kept (a limit, a path outside
-	// the workspace, ifNoFilesFound: error).
-	ReasonRestoreFailed = "RestoreFailed"
+	// ReasonOutputsFailed: the files a step declared could not be
+	// collected or kept (a limit, a path outside the workspace,
+	// ifNoFilesFound: error).
 	ReasonOutputsFailed = "OutputsFailed"
+)
+
+// Typed reasons.
+const (
+	// ReasonCloneFailed, ReasonInvalidPipeline: the build could not start.
+	ReasonCloneFailed     Reason = "CloneFailed"
+	ReasonInvalidPipeline Reason = "InvalidPipeline"
+	// ReasonStepFailed: a step failed ("StepFailed: build/compile exit 2").
+	ReasonStepFailed Reason = "StepFailed"
+	// Step reasons a runner gives.
+	ReasonTimeout              Reason = "Timeout"
+	ReasonOOMKilled            Reason = "OOMKilled"
+	ReasonEvicted              Reason = "Evicted"
+	ReasonUnschedulable        Reason = "Unschedulable"
+	ReasonPodDeleted           Reason = "PodDeleted"
+	ReasonWorkspaceFetchFailed Reason = "WorkspaceFetchFailed"
+	// ReasonRestoreFailed: earlier stages' artifacts could not be put
+	// into the step's workspace.
+	ReasonRestoreFailed Reason = "RestoreFailed"
 )
 
 // Status is the document at builds/<ref>/status.json.

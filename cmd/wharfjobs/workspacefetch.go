@@ -49,7 +49,7 @@ func runWorkspaceFetch(ctx context.Context, args []string, stdout, stderr io.Wri
 		// counts go to this container's log.
 		t := stepexec.URLTransport{URLs: plan.URLs, Timeout: *timeout}
 		if err := stepexec.Before(ctx, plan, t, dir, stdout); err != nil {
-			writeTermination(build.ReasonRestoreFailed + ": " + err.Error())
+			writeTermination(build.ReasonRestoreFailed.With(err.Error()))
 			return err
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/wharfjobs/wharfjobs/backoff"
+	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/job"
 )
 
@@ -283,7 +284,7 @@ func (l *Launcher) States(ctx context.Context) (map[string]job.Build, error) {
 			for _, c := range p.Status.Conditions {
 				if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable &&
 					time.Since(c.LastTransitionTime.Time) > l.unschedulableLimit() {
-					b.Stuck = "Unschedulable: " + c.Message
+					b.Stuck = build.ReasonUnschedulable.With(c.Message)
 				}
 			}
 		}

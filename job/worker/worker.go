@@ -296,7 +296,7 @@ func (r *run) execute(ctx context.Context) (int, string) {
 		gitVars, err = clone(ctx, r.req, dir, r.sys, r.cfg.GitAllowHTTP)
 		if err != nil {
 			r.sysf("clone failed: %s", r.maskText(err.Error()))
-			return ExitInvalid, build.ReasonCloneFailed + ": " + r.maskText(err.Error())
+			return ExitInvalid, build.ReasonCloneFailed.With(r.maskText(err.Error()))
 		}
 		if _, err := build.UpdateStatus(context.WithoutCancel(ctx), r.store, r.ref, func(st *build.Status) error {
 			st.Commit, _ = gitVars["GIT_COMMIT"].(string)
@@ -316,7 +316,7 @@ func (r *run) execute(ctx context.Context) (int, string) {
 	src, err := os.ReadFile(filepath.Join(dir, pipeline.FileName))
 	if err != nil {
 		r.sysf("cannot read %s: %v", pipeline.FileName, err)
-		return ExitInvalid, build.ReasonInvalidPipeline + ": no " + pipeline.FileName
+		return ExitInvalid, build.ReasonInvalidPipeline.With("no " + pipeline.FileName)
 	}
 	// Passwords are masked before anything about the pipeline is printed:
 	// error messages quote values.
@@ -324,7 +324,7 @@ func (r *run) execute(ctx context.Context) (int, string) {
 	vars, err := r.variables(dir, gitVars)
 	if err != nil {
 		r.sysf("%v", err)
-		return ExitInvalid, build.ReasonInvalidPipeline + ": " + err.Error()
+		return ExitInvalid, build.ReasonInvalidPipeline.With(err.Error())
 	}
 	def, err := pipeline.Parse(src, pipeline.Options{File: pipeline.FileName, Environment: r.req.Environment, Inputs: r.req.Vars, Vars: vars, Images: r.cfg.Images})
 	// With errors, def is what the parser could make of the file (or nil):
@@ -339,7 +339,7 @@ func (r *run) execute(ctx context.Context) (int, string) {
 		if errors.As(err, &errs) {
 			n = len(errs)
 		}
-		return ExitInvalid, fmt.Sprintf("%s: %d problem(s) in %s", build.ReasonInvalidPipeline, n, pipeline.FileName)
+		return ExitInvalid, build.ReasonInvalidPipeline.Withf("%d problem(s) in %s", n, pipeline.FileName)
 	}
 	// wharf-cmd ignores fields it does not know: so do we, but say which,
 	// so a misspelt field does not pass unseen.
@@ -349,7 +349,7 @@ func (r *run) execute(ctx context.Context) (int, string) {
 	stages, err := selectStages(def, r.req.RunStages)
 	if err != nil {
 		r.sysf("%v", err)
-		return ExitInvalid, build.ReasonInvalidPipeline + ": " + err.Error()
+		return ExitInvalid, build.ReasonInvalidPipeline.With(err.Error())
 	}
 	r.sysf("running %d stage(s) with the %s runner", len(stages), r.runner.Name())
 	env := stepEnv(vars, r.req)
@@ -470,7 +470,7 @@ func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir
 			res.ExitCode = -1
 		}
 	case timedOut:
-		reason = fmt.Sprintf("%s: step ran longer than %s", build.ReasonTimeout, r.cfg.StepTimeout)
+		reason = build.ReasonTimeout.Withf("step ran longer than %s", r.cfg.StepTimeout)
 	case ctx.Err() != nil && res.ExitCode != 0:
 		reason = build.ReasonCancelled
 	case res.Reason != "":
@@ -494,7 +494,7 @@ func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir
 		r.sysf("step %s/%s: completed in %s", stage, step.Name, finished.Sub(started).Round(time.Millisecond))
 		return true, kept
 	}
-	failure := fmt.Sprintf("%s: %s/%s exit %d", build.ReasonStepFailed, stage, step.Name, res.ExitCode)
+	failure := build.ReasonStepFailed.Withf("%s/%s exit %d", stage, step.Name, res.ExitCode)
 	if reason != "" {
 		failure += " (" + reason + ")"
 	}

@@ -524,7 +524,7 @@ func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, 
 	for {
 		select {
 		case <-ctx.Done():
-			return worker.Result{ExitCode: -1, Reason: "Cancelled"}, nil
+			return worker.Result{ExitCode: -1, Reason: build.ReasonCancelled}, nil
 		default:
 		}
 		cctx, cancel := context.WithTimeout(ctx, r.timeout())
@@ -532,9 +532,9 @@ func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, 
 		cancel()
 		switch {
 		case apierrors.IsNotFound(err):
-			return worker.Result{ExitCode: -1, Reason: build.ReasonPodDeleted + ": the step pod disappeared"}, nil
+			return worker.Result{ExitCode: -1, Reason: build.ReasonPodDeleted.With("the step pod disappeared")}, nil
 		case err != nil && ctx.Err() != nil:
-			return worker.Result{ExitCode: -1, Reason: "Cancelled"}, nil
+			return worker.Result{ExitCode: -1, Reason: build.ReasonCancelled}, nil
 		case err != nil:
 			fmt.Fprintf(stderr, "[wharfjobs] reading step pod %s: %v (retrying)\n", name, err)
 		default:
@@ -572,8 +572,8 @@ func stepStarted(pod *corev1.Pod) bool {
 
 // inspect decides from a Pod's status whether the step ended.
 func (r *Runner) inspect(pod *corev1.Pod, pendingSince time.Time) (worker.Result, bool) {
-	if pod.Status.Reason == "Evicted" {
-		return worker.Result{ExitCode: -1, Reason: build.ReasonEvicted + ": " + pod.Status.Message}, true
+	if pod.Status.Reason == string(build.ReasonEvicted) {
+		return worker.Result{ExitCode: -1, Reason: build.ReasonEvicted.With(pod.Status.Message)}, true
 	}
 	for _, cs := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
 		if w := cs.State.Waiting; w != nil && kube.StuckReasons[w.Reason] {
@@ -583,15 +583,15 @@ func (r *Runner) inspect(pod *corev1.Pod, pendingSince time.Time) (worker.Result
 			if stepExecReason(t.Message) {
 				return worker.Result{ExitCode: -1, Reason: strings.TrimSpace(t.Message)}, true
 			}
-			return worker.Result{ExitCode: -1, Reason: fmt.Sprintf("%s: exit %d %s", build.ReasonWorkspaceFetchFailed, t.ExitCode, t.Message)}, true
+			return worker.Result{ExitCode: -1, Reason: build.ReasonWorkspaceFetchFailed.Withf("exit %d %s", t.ExitCode, t.Message)}, true
 		}
 		if t := cs.State.Terminated; t != nil && cs.Name == "step" {
 			res := worker.Result{ExitCode: int(t.ExitCode)}
 			if stepExecReason(t.Message) {
 				res.Reason = strings.TrimSpace(t.Message)
 			}
-			if t.Reason == build.ReasonOOMKilled {
-				res.Reason = build.ReasonOOMKilled
+			if t.Reason == string(build.ReasonOOMKilled) {
+				res.Reason = string(build.ReasonOOMKilled)
 				if res.ExitCode == 0 {
 					res.ExitCode = 137
 				}
@@ -605,7 +605,7 @@ func (r *Runner) inspect(pod *corev1.Pod, pendingSince time.Time) (worker.Result
 	if pod.Status.Phase == corev1.PodPending && r.Config.PendingTimeout > 0 && time.Since(pendingSince) > r.Config.PendingTimeout {
 		for _, c := range pod.Status.Conditions {
 			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
-				return worker.Result{ExitCode: -1, Reason: build.ReasonUnschedulable + ": " + c.Message}, true
+				return worker.Result{ExitCode: -1, Reason: build.ReasonUnschedulable.With(c.Message)}, true
 			}
 		}
 	}
@@ -616,7 +616,7 @@ func (r *Runner) inspect(pod *corev1.Pod, pendingSince time.Time) (worker.Result
 // workspace-fetch or step-exec wrote about the step's files; anything
 // else there was written by the step's own program.
 func stepExecReason(msg string) bool {
-	return strings.HasPrefix(msg, build.ReasonRestoreFailed+": ") || strings.HasPrefix(msg, build.ReasonOutputsFailed+": ")
+	return strings.HasPrefix(msg, string(build.ReasonRestoreFailed)+": ") || strings.HasPrefix(msg, build.ReasonOutputsFailed+": ")
 }
 
 // restoreLines copies the init container's "[wharfjobs] restored ..."

@@ -84,7 +84,7 @@ func (r Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Wri
 		return worker.Result{ExitCode: -1}, errors.New("step files: no transport to the store")
 	}
 	if err := stepexec.Before(ctx, step.Files, step.Transport, work, stderr); err != nil {
-		return worker.Result{ExitCode: -1, Reason: build.ReasonRestoreFailed + ": " + err.Error()}, nil
+		return worker.Result{ExitCode: -1, Reason: build.ReasonRestoreFailed.With(err.Error())}, nil
 	}
 	code, err := r.runScript(ctx, step, script, stdout, stderr)
 	if err != nil {
