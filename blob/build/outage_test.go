@@ -16,6 +16,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/minio"
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
 // flaky wraps a store: while down, every put fails; with lostAnswers set,
@@ -33,7 +34,7 @@ var errDown = fmt.Errorf("injected outage: %w", blob.ErrUnreachable)
 
 func (f *flaky) Put(ctx context.Context, key string, r io.Reader, size int64, opts blob.PutOptions) (blob.Info, error) {
 	f.puts.Add(1)
-	time.Sleep(f.delay)
+	time.Sleep(f.delay) // the slow store under test, not a wait for a condition
 	if f.down.Load() {
 		_, _ = io.Copy(io.Discard, r)
 		return blob.Info{}, errDown
@@ -81,9 +82,7 @@ func TestWriterSpillsDuringOutageAndLosesNothing(t *testing.T) {
 		t.Fatal("no spill files on disk during the outage")
 	}
 	// Let a few retries fail, then bring the store back.
-	for w.Stats().FailedUploads < 3 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitStats(t, ctx, w, "3 failed uploads", func(st build.WriterStats) bool { return st.FailedUploads >= 3 })
 	f.down.Store(false)
 	if err := w.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -91,6 +90,19 @@ func TestWriterSpillsDuringOutageAndLosesNothing(t *testing.T) {
 	checkSequence(t, readLog(t, f.Store, "20"), n)
 	if left := countFiles(t, cfg.SpillDir); left != 0 {
 		t.Fatalf("%d spill files left after a clean close", left)
+	}
+}
+
+// waitStats waits until w's stats satisfy ok, named want in the failure.
+func waitStats(t *testing.T, ctx context.Context, w *build.LogWriter, want string, ok func(build.WriterStats) bool) {
+	t.Helper()
+	if err := testenv.WaitFor(ctx, 30*time.Second, 5*time.Millisecond, func() error {
+		if st := w.Stats(); !ok(st) {
+			return fmt.Errorf("want %s, stats %+v", want, st)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -181,18 +193,16 @@ func TestMinIORestartMidBurst(t *testing.T) {
 		for i := 1; i <= n; i++ {
 			_ = w.Write(build.Record{Stream: build.StreamStdout, Line: uint64(i), Time: time.Now(), Text: fmt.Sprintf("line %d", i)})
 			if i%2000 == 0 {
-				time.Sleep(10 * time.Millisecond) // a burst spread over time
+				// A burst spread over time: the pause is the load's shape,
+				// not a wait for a condition.
+				time.Sleep(10 * time.Millisecond)
 			}
 		}
 	}()
 	// Stop once some chunks are in, keep it down while lines keep coming.
-	for w.Stats().Chunks < 5 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitStats(t, ctx, w, "5 chunks", func(st build.WriterStats) bool { return st.Chunks >= 5 })
 	own.Stop()
-	for w.Stats().FailedUploads < 2 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitStats(t, ctx, w, "2 failed uploads", func(st build.WriterStats) bool { return st.FailedUploads >= 2 })
 	wg.Wait()
 	if err := own.Restart(); err != nil {
 		t.Fatal(err)
