@@ -1,15 +1,16 @@
 package fs_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/blobtest"
@@ -35,10 +36,10 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
-		// Wait for the common start time so the processes really race.
-		var at int64
-		fmt.Sscan(os.Getenv("FS_TEST_RACE_AT"), &at)
-		time.Sleep(time.Until(time.Unix(0, at)))
+		// Say ready, then wait for the parent to close stdin, which it
+		// does once all helpers are ready: the processes really race.
+		fmt.Println("ready")
+		_, _ = io.Copy(io.Discard, os.Stdin)
 		body := fmt.Sprint(os.Getpid())
 		_, err = s.Put(context.Background(), "race/key", strings.NewReader(body), int64(len(body)), blob.PutOptions{IfNoneMatch: true})
 		switch {
@@ -56,15 +57,33 @@ func TestMain(m *testing.M) {
 func TestCreateOnlyAcrossProcesses(t *testing.T) {
 	root := t.TempDir()
 	const n = 10
-	at := time.Now().Add(500 * time.Millisecond).UnixNano()
 	cmds := make([]*exec.Cmd, n)
+	starts := make([]io.Closer, n)
+	readies := make([]io.Reader, n)
 	for i := range cmds {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "FS_TEST_RACE_ROOT="+root, fmt.Sprintf("FS_TEST_RACE_AT=%d", at))
+		cmd.Env = append(os.Environ(), "FS_TEST_RACE_ROOT="+root)
+		start, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ready, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		cmds[i] = cmd
+		defer cmd.Process.Kill() // a helper the test gave up on
+		cmds[i], starts[i], readies[i] = cmd, start, ready
+	}
+	for i, ready := range readies {
+		if line, err := bufio.NewReader(ready).ReadString('\n'); line != "ready\n" {
+			t.Fatalf("helper %d: %q, %v", cmds[i].Process.Pid, line, err)
+		}
+	}
+	for _, start := range starts {
+		start.Close()
 	}
 	winners := []int{}
 	for _, cmd := range cmds {
