@@ -13,42 +13,112 @@ import (
 )
 
 // ReasonTriggerLost is the reason of a build wharf-api started but
-// wharfjobs never received.
+// wharfjobs never received (rule 7 below).
 const ReasonTriggerLost = build.ReasonTriggerLost
 
-// lostReason says why a build whose status is not final will never finish,
-// or "" when it may still.
-func (a *Aggregator) lostReason(st build.Status, now time.Time) string {
+// Lost builds. A build is lost when its status is not final but nothing
+// will ever finish it: a worker that is gone cannot write Completed or
+// Failed, and wharf-api would show the build running for ever. The
+// aggregator is the one component that sees both the Jobs and the store,
+// so it fails such a build itself (failIfLost: status Failed, its
+// unfinished steps Failed too, and a last log line saying why), and the
+// relay then sends that status like any other.
+//
+// The rules, checked on every relay pass of a build in Scheduling or
+// Running, in this order (the first that holds gives the reason):
+//
+//  1. Job gone. The Jobs were listed successfully, this build has none,
+//     and its status has not changed for MissingGrace (the provisioner
+//     writes the status just before it creates the Job, so a young
+//     build may not have one yet).
+//     Reason: "WorkerLost: the build's Job is gone".
+//  2. Deadline. The Job failed with DeadlineExceeded (its
+//     activeDeadlineSeconds passed).
+//     Reason: "DeadlineExceeded".
+//  3. Worker failed. The Job failed for another reason (back-off limit,
+//     the pod was killed).
+//     Reason: "WorkerLost: the worker failed (<the Job's reason>)".
+//  4. Worker exited. The Job completed, yet the status is not final:
+//     the worker ended without writing its last status.
+//     Reason: "WorkerLost: the worker exited without recording a final
+//     status".
+//  5. Stuck. The Job's pod cannot start and will not by waiting (image
+//     pull error, an invalid spec; job.Build.Stuck, set by the launcher).
+//     Reason: the launcher's own, e.g. "ImagePullBackOff: <image>".
+//  6. Silent. The build is Running and its worker's heartbeat is older
+//     than HeartbeatTimeout. The only rule that needs no Jobs, so the one
+//     that catches a lost worker without a cluster (Jobs nil).
+//     Reason: "WorkerLost: no heartbeat since <time>".
+//
+// One more rule looks from wharf-api's side (Compare, every
+// CompareInterval, when the sink can list wharf-api's active builds):
+//
+//  7. Trigger lost. wharf-api has had the build in Scheduling or Running
+//     for TriggerGrace and the store has no status for it: its trigger
+//     never reached wharfjobs, so no worker will ever report on it.
+//     Reason: "TriggerLost: wharf-api has had this build in <status>
+//     since <time>, but its trigger never reached wharfjobs".
+//
+// lostReason and triggerLostReason are these rules, without I/O, so that
+// lost_rules_test.go can go through them one by one.
+
+// jobView is what the aggregator knows of a build's Job for rules 1-5.
+type jobView struct {
+	// listed is set when the Jobs came from a successful listing, so a
+	// build without one really has no Job (not merely an API outage).
+	listed bool
+	has    bool
+	job    job.Build
+}
+
+// jobOf returns what the last Job listing said of ref.
+func (a *Aggregator) jobOf(ref string) jobView {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b, has := a.states[ref]
+	return jobView{listed: a.statesOK && a.jobs != nil, has: has, job: b}
+}
+
+// lostReason applies rules 1-6: why a build whose status is not final will
+// never finish, or "" when it may still.
+func lostReason(st build.Status, j jobView, now time.Time, cfg Config) string {
 	if st.Status.Final() || st.Status == "" {
 		return ""
 	}
-	a.mu.Lock()
-	b, hasJob := a.states[st.Ref]
-	known := a.statesOK && a.jobs != nil
-	a.mu.Unlock()
+	b := j.job
 	switch {
-	case known && !hasJob && now.Sub(st.UpdatedAt) > a.cfg.MissingGrace:
+	case j.listed && !j.has && now.Sub(st.UpdatedAt) > cfg.MissingGrace: // 1
 		return build.ReasonWorkerLost + ": the build's Job is gone"
-	case hasJob && b.Phase == "Failed":
-		if b.Reason == "DeadlineExceeded" {
+	case j.has && b.Phase == "Failed":
+		if b.Reason == build.ReasonDeadlineExceeded { // 2
 			return build.ReasonDeadlineExceeded
 		}
-		return build.ReasonWorkerLost + ": the worker failed (" + b.Reason + ")"
-	case hasJob && b.Phase == "Completed":
+		return build.ReasonWorkerLost + ": the worker failed (" + b.Reason + ")" // 3
+	case j.has && b.Phase == "Completed": // 4
 		return build.ReasonWorkerLost + ": the worker exited without recording a final status"
-	case hasJob && b.Stuck != "":
+	case j.has && b.Stuck != "": // 5
 		return b.Stuck
-	case st.Status == build.Running && st.Heartbeat != nil && now.Sub(*st.Heartbeat) > a.cfg.HeartbeatTimeout:
+	case st.Status == build.Running && st.Heartbeat != nil && now.Sub(*st.Heartbeat) > cfg.HeartbeatTimeout: // 6
 		return fmt.Sprintf("%s: no heartbeat since %s", build.ReasonWorkerLost, st.Heartbeat.UTC().Format(time.RFC3339))
 	}
 	return ""
+}
+
+// triggerLostReason applies rule 7 to a build wharf-api lists as active
+// and the store has no status for: the reason to fail it with, or "" while
+// it is within TriggerGrace (its trigger may still be on the way).
+func triggerLostReason(rb RemoteBuild, now time.Time, grace time.Duration) string {
+	if now.Sub(rb.ScheduledOn) < grace {
+		return ""
+	}
+	return fmt.Sprintf("%s: wharf-api has had this build in %s since %s, but its trigger never reached wharfjobs", ReasonTriggerLost, rb.Status, rb.ScheduledOn.UTC().Format(time.RFC3339))
 }
 
 // failIfLost marks a lost build Failed, with a last log line saying why,
 // so the status reaches the sink like any other. It returns the status as
 // it is afterwards.
 func (a *Aggregator) failIfLost(ctx context.Context, ref string, st build.Status) (build.Status, error) {
-	reason := a.lostReason(st, time.Now())
+	reason := lostReason(st, a.jobOf(st.Ref), time.Now(), a.cfg)
 	if reason == "" {
 		return st, nil
 	}
@@ -87,7 +157,8 @@ func (a *Aggregator) Compare(ctx context.Context, remote Remote) error {
 		return err
 	}
 	for _, rb := range builds {
-		if time.Since(rb.ScheduledOn) < a.cfg.TriggerGrace {
+		reason := triggerLostReason(rb, time.Now(), a.cfg.TriggerGrace)
+		if reason == "" {
 			continue
 		}
 		req := job.Request{BuildRef: rb.ID, Instance: a.cfg.WharfInstance}
@@ -105,7 +176,6 @@ func (a *Aggregator) Compare(ctx context.Context, remote Remote) error {
 		if _, err := a.store.Put(ctx, build.RequestKey(ref), bytes.NewReader(body), int64(len(body)), blob.PutOptions{ContentType: "application/json", IfNoneMatch: true}); err != nil && !errors.Is(err, blob.ErrPreconditionFailed) {
 			return err
 		}
-		reason := fmt.Sprintf("%s: wharf-api has had this build in %s since %s, but its trigger never reached wharfjobs", ReasonTriggerLost, rb.Status, rb.ScheduledOn.UTC().Format(time.RFC3339))
 		if err := build.WriteSystemLine(ctx, a.store, ref, "build failed: "+reason, a.cfg.Logger); err != nil {
 			return err
 		}
