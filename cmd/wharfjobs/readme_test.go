@@ -2,8 +2,10 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,13 +34,10 @@ func envNames(t reflect.Type, into map[string]string) {
 }
 
 // TestEveryVariableIsInTheREADME: every WHARFJOBS_* variable a command
-// reads is documented, so code and README cannot drift apart.
+// reads is documented in README.md or docs/*.md (the configuration tables
+// live in docs/operating.md), so code and documentation cannot drift apart.
 func TestEveryVariableIsInTheREADME(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(b)
+	readme := documentation(t)
 	lines := strings.Split(readme, "\n")
 	vars := map[string]string{}
 	for _, v := range []any{provisionerEnv{}, aggregatorEnv{}, workerEnv{}, kuberun.Config{}, provisioner.HTTPConfig{}} {
@@ -65,16 +64,42 @@ func TestEveryVariableIsInTheREADME(t *testing.T) {
 	}
 	for name, def := range vars {
 		if !documented(name) {
-			t.Errorf("WHARFJOBS_%s (default %q) is not in the README", name, def)
+			t.Errorf("WHARFJOBS_%s (default %q) is in neither README.md nor docs/*.md", name, def)
 			continue
 		}
 		// Where a table row is the variable's own, it gives the default.
 		for _, l := range lines {
 			if strings.HasPrefix(l, "| `WHARFJOBS_"+name+"` |") && def != "" && !strings.Contains(l, def) {
-				t.Errorf("the README's row of WHARFJOBS_%s does not give its default %q: %s", name, def, l)
+				t.Errorf("the documented row of WHARFJOBS_%s does not give its default %q: %s", name, def, l)
 			}
 		}
 	}
+}
+
+// documentation returns README.md and every docs/*.md, concatenated. It
+// fails the test when docs/operating.md, which holds the configuration
+// tables, is missing.
+func documentation(t *testing.T) string {
+	t.Helper()
+	files := []string{"../../README.md"}
+	docs, err := filepath.Glob("../../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, docs...)
+	if !slices.Contains(docs, "../../docs/operating.md") {
+		t.Fatalf("docs/operating.md is missing (found %v)", docs)
+	}
+	var all strings.Builder
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all.Write(b)
+		all.WriteString("\n")
+	}
+	return all.String()
 }
 
 func nextUnderscore(s string, i int) int {
