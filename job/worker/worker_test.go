@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/fs"
 	"github.com/wharfjobs/wharfjobs/blob/minio"
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/worker"
 	"github.com/wharfjobs/wharfjobs/job/worker/localrun"
@@ -322,10 +324,11 @@ func helperCmd(t testing.TB, s blob.Store, bucket, ref, dir string, unsigned boo
 	if _, err := build.WriteStatus(context.Background(), s, ref, build.Status{Status: build.Scheduling}, ""); err != nil {
 		t.Fatal(err)
 	}
+	m := srv.Ensure(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	// GOMEMLIMIT as a build Job sets it for the worker container.
-	cmd.Env = append(os.Environ(), "GOMEMLIMIT=24MiB", "WORKER_TEST_HELPER=1", "WT_ENDPOINT="+srv.Endpoint, "WT_BUCKET="+bucket, "WT_ACCESS="+srv.AccessKey,
-		"WT_SECRET="+srv.SecretKey, "WT_DIR="+dir, "WT_REF="+ref, "WT_SPILL="+t.TempDir(),
+	cmd.Env = append(os.Environ(), "GOMEMLIMIT=24MiB", "WORKER_TEST_HELPER=1", "WT_ENDPOINT="+m.Endpoint, "WT_BUCKET="+bucket, "WT_ACCESS="+m.AccessKey,
+		"WT_SECRET="+m.SecretKey, "WT_DIR="+dir, "WT_REF="+ref, "WT_SPILL="+t.TempDir(),
 		// A killed helper cannot remove its step's temporary copy: the
 		// test's directory goes with the test.
 		"TMPDIR="+t.TempDir())
@@ -371,7 +374,30 @@ emit:
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(4 * time.Second)
+	// Kill once the step has printed for two flush intervals and some of
+	// its lines are stored: mid-stream, at no particular point of a flush.
+	ctx := context.Background()
+	if err := testenv.WaitFor(ctx, time.Minute, 50*time.Millisecond, func() error {
+		b, err := os.ReadFile(written)
+		if err != nil {
+			return err
+		}
+		var first int
+		var ns int64
+		if _, err := fmt.Sscan(string(b), &first, &ns); err != nil {
+			return fmt.Errorf("the step printed %q so far: %w", b, err)
+		}
+		if age := time.Since(time.Unix(0, ns)); age < 2*time.Second {
+			return fmt.Errorf("the step has printed for %v, want 2s", age)
+		}
+		chunks, err := build.AllChunks(ctx, s, "kill-1", 0)
+		if err == nil && len(chunks) == 0 {
+			err = errors.New("no chunk stored yet")
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 	killedAt := time.Now()
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -380,7 +406,6 @@ emit:
 
 	var nums []int
 	var last time.Time
-	ctx := context.Background()
 	chunks, err := build.AllChunks(ctx, s, "kill-1", 0)
 	if err != nil {
 		t.Fatal(err)

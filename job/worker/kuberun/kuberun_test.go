@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/pipeline"
 	"github.com/wharfjobs/wharfjobs/job/stepexec"
@@ -66,16 +67,23 @@ func testStep(name string) worker.Step {
 func drive(t *testing.T, cs *fake.Clientset, set func(*corev1.Pod)) {
 	t.Helper()
 	go func() {
-		for range 2000 {
-			pods, _ := cs.CoreV1().Pods("builds").List(context.Background(), metav1.ListOptions{})
-			if len(pods.Items) > 0 {
-				p := pods.Items[0]
-				set(&p)
-				_, _ = cs.CoreV1().Pods("builds").UpdateStatus(context.Background(), &p, metav1.UpdateOptions{})
-				return
+		ctx := context.Background()
+		var pod *corev1.Pod
+		// Without a pod in time, the Run under test fails by itself.
+		if testenv.WaitFor(ctx, 10*time.Second, 2*time.Millisecond, func() error {
+			pods, err := cs.CoreV1().Pods("builds").List(ctx, metav1.ListOptions{})
+			if err == nil && len(pods.Items) == 0 {
+				err = errors.New("no step pod yet")
 			}
-			time.Sleep(2 * time.Millisecond)
+			if err == nil {
+				pod = &pods.Items[0]
+			}
+			return err
+		}) != nil {
+			return
 		}
+		set(pod)
+		_, _ = cs.CoreV1().Pods("builds").UpdateStatus(ctx, pod, metav1.UpdateOptions{})
 	}()
 }
 

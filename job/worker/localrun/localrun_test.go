@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 	"github.com/wharfjobs/wharfjobs/job/pipeline"
 	"github.com/wharfjobs/wharfjobs/job/worker"
 	"github.com/wharfjobs/wharfjobs/job/worker/localrun"
@@ -80,13 +81,14 @@ func TestScriptNotInArgv(t *testing.T) {
 	}()
 	// The shell writes its pid and waits for goFile.
 	var pid int
-	for deadline := time.Now().Add(time.Minute); pid == 0; time.Sleep(10 * time.Millisecond) {
-		if b, err := os.ReadFile(pidFile); err == nil {
-			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	if err := testenv.WaitFor(context.Background(), time.Minute, 10*time.Millisecond, func() error {
+		b, err := os.ReadFile(pidFile)
+		if err == nil {
+			pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the step never started; stderr: %s", stderr.String())
-		}
+		return err
+	}); err != nil {
+		t.Fatalf("the step never started: %v", err)
 	}
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {
@@ -130,12 +132,13 @@ func TestCancelStopsTheScript(t *testing.T) {
 	sync := t.TempDir()
 	started := filepath.Join(sync, "started")
 	go func() {
-		for {
-			if _, err := os.Stat(started); err == nil {
-				cancel()
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
+		// Without the file, nothing cancels: the step's sleep 60 ends
+		// and the check below fails.
+		if testenv.WaitFor(ctx, time.Minute, 10*time.Millisecond, func() error {
+			_, err := os.Stat(started)
+			return err
+		}) == nil {
+			cancel()
 		}
 	}()
 	res, out := run(t, ctx, []string{"touch " + started, "sleep 60", "echo not reached"}, nil)
