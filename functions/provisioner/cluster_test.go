@@ -5,6 +5,7 @@ package provisioner_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/fs"
 	"github.com/wharfjobs/wharfjobs/functions/provisioner"
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/kube"
 )
@@ -152,22 +154,37 @@ func TestRealAPIServerConcurrentTriggersMakeOneJob(t *testing.T) {
 
 func TestRealAPIServerListCancelQueue(t *testing.T) {
 	e := newClusterEnv(t, kube.Config{MaxRunning: 1})
+	ctx := context.Background()
+	cs := realCluster(t).Client
+	jobs := cs.BatchV1().Jobs(e.ns)
 	var ids []string
-	for _, ref := range []string{"1", "2", "3"} {
+	for i, ref := range []string{"1", "2", "3"} {
+		if i > 0 {
+			// Creation timestamps have second precision: keep the order
+			// clear by creating the next Job in a later second.
+			j, err := jobs.Get(ctx, ids[i-1], metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := testenv.WaitFor(ctx, 5*time.Second, 10*time.Millisecond, func() error {
+				if now := time.Now(); now.Unix() <= j.CreationTimestamp.Unix() {
+					return fmt.Errorf("still the second of %s (%v): %v", j.Name, j.CreationTimestamp, now)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		resp, body := e.post(t, "/api/worker", wharfAPIQuery(ref))
 		if resp.StatusCode != http.StatusCreated {
 			t.Fatalf("trigger %s: %d %v", ref, resp.StatusCode, body)
 		}
 		ids = append(ids, body["workerId"].(string))
-		time.Sleep(1100 * time.Millisecond) // creation timestamps have second precision: keep the order clear
 	}
 	_, body := e.get(t, "/api/worker?WHARF_INSTANCE=prod")
 	if body["totalCount"] != float64(3) {
 		t.Fatalf("list: %v", body)
 	}
-	ctx := context.Background()
-	cs := realCluster(t).Client
-	jobs := cs.BatchV1().Jobs(e.ns)
 	suspended := func(id string) bool {
 		j, err := jobs.Get(ctx, id, metav1.GetOptions{})
 		if err != nil {
@@ -184,16 +201,13 @@ func TestRealAPIServerListCancelQueue(t *testing.T) {
 		t.Fatalf("cancel: %d %v", resp.StatusCode, body)
 	}
 	// Background propagation: the Job is gone or going.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		j, err := jobs.Get(ctx, ids[0], metav1.GetOptions{})
-		if err != nil || j.DeletionTimestamp != nil {
-			break
+	if err := testenv.WaitFor(ctx, 30*time.Second, 100*time.Millisecond, func() error {
+		if j, err := jobs.Get(ctx, ids[0], metav1.GetOptions{}); err == nil && j.DeletionTimestamp == nil {
+			return errors.New("cancelled job not deleted")
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("cancelled job not deleted")
-		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	released, err := e.launch.ReleaseQueued(ctx)
 	if err != nil || len(released) != 1 || released[0] != ids[1] {
@@ -360,12 +374,19 @@ func TestJobControllerAndGarbageCollector(t *testing.T) {
 	})
 }
 
+// waitFor waits until cond holds, until ctx's deadline (or a minute).
 func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
-	for !cond() {
-		if ctx.Err() != nil {
-			t.Fatalf("timed out waiting for %s", what)
+	timeout := time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	if err := testenv.WaitFor(ctx, timeout, 100*time.Millisecond, func() error {
+		if !cond() {
+			return errors.New("not yet")
 		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }

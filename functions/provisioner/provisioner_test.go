@@ -1,6 +1,7 @@
 package provisioner_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -387,7 +388,9 @@ func TestBuildLogAndStatusOverHTTP(t *testing.T) {
 	_ = w.Write(build.Record{Stage: "build", Step: "go", Stream: build.StreamStdout, Line: 1, Time: time.Now(), Text: "first"})
 	w.Flush()
 	// Follow while the build runs: the response streams until it ends.
+	// The second line is written once the follower has read the first.
 	followed := make(chan string, 1)
+	gotFirst := make(chan struct{})
 	go func() {
 		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/api/build/77/log?follow=true&token="+token, nil)
 		resp, err := http.DefaultClient.Do(req)
@@ -395,11 +398,24 @@ func TestBuildLogAndStatusOverHTTP(t *testing.T) {
 			followed <- err.Error()
 			return
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		followed <- string(b)
+		defer resp.Body.Close()
+		body := bufio.NewReader(resp.Body)
+		first, err := body.ReadString('\n')
+		if err != nil {
+			followed <- first + err.Error()
+			return
+		}
+		close(gotFirst)
+		rest, _ := io.ReadAll(body)
+		followed <- first + string(rest)
 	}()
-	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-gotFirst:
+	case got := <-followed:
+		t.Fatalf("follow ended before the build: %q", got)
+	case <-time.After(10 * time.Second):
+		t.Fatal("follow did not send the first line")
+	}
 	_ = w.Write(build.Record{Stage: "build", Step: "go", Stream: build.StreamStdout, Line: 2, Time: time.Now(), Text: "second"})
 	if err := w.Close(ctx); err != nil {
 		t.Fatal(err)
