@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
 // Pinned versions whose CRDs validate deploy/ (from the Go module proxy's
@@ -115,13 +116,16 @@ func TestManifestsAndDeployOnARealAPIServer(t *testing.T) {
 	}
 	for _, file := range files {
 		for _, obj := range readDocs(t, file) {
+			// A new CRD takes a moment to be served: retry only that.
 			var err error
-			for range 50 { // a new CRD takes a moment to be served
-				if err = a.Create(ctx, obj, true); err == nil || !strings.Contains(err.Error(), "no matches for kind") {
-					break
+			if werr := testenv.WaitFor(ctx, 10*time.Second, 200*time.Millisecond, func() error {
+				if err = a.Create(ctx, obj, true); err != nil && strings.Contains(err.Error(), "no matches for kind") {
+					a.Reset()
+					return err
 				}
-				time.Sleep(200 * time.Millisecond)
-				a.Reset()
+				return nil
+			}); werr != nil {
+				t.Fatalf("%s: %v", file, werr)
 			}
 			if err != nil {
 				t.Fatalf("%s: %v", file, err)
