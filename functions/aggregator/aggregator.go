@@ -85,6 +85,9 @@ type Aggregator struct {
 	sink  Sink
 	jobs  Jobs
 	cfg   Config
+	// cfgErr is what Validate said of the Config New got; Run and Once
+	// return it.
+	cfgErr error
 
 	mu     sync.Mutex
 	parked map[string]string // ref -> why (permanent sink rejection)

@@ -1,132 +1,186 @@
 package aggregator
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/wharfjobs/wharfjobs/blob"
 )
 
-// Config tunes the aggregator.
+// Config tunes the aggregator. Each setting's default is written twice, in
+// its envconfig default tag (what an operator gets) and in the constants
+// below (what a Config built in code gets, through withDefaults);
+// TestEnvironmentDefaultsAreTheCodeDefaults keeps the two equal. Zero means
+// the default unless a field says otherwise.
 type Config struct {
 	// Holder names this replica in leases (default: a random id).
-	Holder string `envconfig:"AGGREGATOR_ID"`
+	Holder string `envconfig:"AGGREGATOR_ID" desc:"Name of this replica in build leases (default: a random id)."`
 	// LeaseDuration is how long a lease lasts without renewal.
-	LeaseDuration time.Duration `envconfig:"LEASE_DURATION" default:"15s"`
+	LeaseDuration time.Duration `envconfig:"LEASE_DURATION" default:"15s" desc:"How long a replica's lease on a build lasts without renewal; another replica takes over after it."`
 	// PollInterval is how often the store is polled for new chunks.
-	PollInterval time.Duration `envconfig:"POLL_INTERVAL" default:"1s"`
+	PollInterval time.Duration `envconfig:"POLL_INTERVAL" default:"1s" desc:"How often the store is polled for new log chunks and statuses."`
 	// HotPollInterval is how often a build that delivered lines or a
 	// status in the last HotPollFor is polled: a build writing output gets
 	// each chunk within this long of landing (the writer flushes every
 	// second), while idle builds cost one poll per PollInterval. A negative
 	// value, or one not below PollInterval, turns it off.
-	HotPollInterval time.Duration `envconfig:"HOT_POLL_INTERVAL" default:"250ms"`
-	HotPollFor      time.Duration `envconfig:"HOT_POLL_FOR" default:"3s"`
+	HotPollInterval time.Duration `envconfig:"HOT_POLL_INTERVAL" default:"250ms" desc:"How often a build that is writing output is polled (negative: off)."`
+	// HotPollFor is how long a build stays hot after it last delivered
+	// something.
+	HotPollFor time.Duration `envconfig:"HOT_POLL_FOR" default:"3s" desc:"How long after its last output a build is still polled every HOT_POLL_INTERVAL."`
 	// DiscoverInterval is how often build Jobs are listed anew in full;
 	// between listings a watch reports changes.
-	DiscoverInterval time.Duration `envconfig:"DISCOVER_INTERVAL" default:"10s"`
-	// BatchLines and BatchBytes bound one delivery to the sink. A batch
+	DiscoverInterval time.Duration `envconfig:"DISCOVER_INTERVAL" default:"10s" desc:"How often the build Jobs are listed anew in full; a watch reports changes in between."`
+	// BatchLines bounds the lines of one delivery to the sink. A batch
 	// takes whole chunks (the cursor counts chunks), so it ends at the
-	// first chunk boundary past either bound.
-	BatchLines int `envconfig:"BATCH_LINES" default:"5000"`
-	BatchBytes int `envconfig:"BATCH_BYTES" default:"1048576"`
+	// first chunk boundary past BatchLines or BatchBytes.
+	BatchLines int `envconfig:"BATCH_LINES" default:"5000" desc:"Log lines per delivery to wharf-api (a batch ends at the first chunk boundary past it)."`
+	// BatchBytes bounds the bytes of one delivery, as BatchLines does.
+	BatchBytes int `envconfig:"BATCH_BYTES" default:"1048576" desc:"Bytes of log per delivery to wharf-api (a batch ends at the first chunk boundary past it)."`
 	// Workers is how many builds are relayed in parallel.
-	Workers int `envconfig:"RELAY_WORKERS" default:"8"`
-	// Retry is the backoff of failed deliveries.
-	RetryMin time.Duration `envconfig:"RETRY_MIN" default:"500ms"`
-	RetryMax time.Duration `envconfig:"RETRY_MAX" default:"30s"`
+	Workers int `envconfig:"RELAY_WORKERS" default:"8" desc:"How many builds are relayed in parallel."`
+	// RetryMin is the first delay of the backoff of failed deliveries.
+	RetryMin time.Duration `envconfig:"RETRY_MIN" default:"500ms" desc:"First delay before a failed delivery is retried; it doubles up to RETRY_MAX."`
+	// RetryMax caps that backoff (and the one of failed discoveries).
+	RetryMax time.Duration `envconfig:"RETRY_MAX" default:"30s" desc:"Longest delay between retries of a failed delivery."`
 	// IdleExit ends Run after this long with no build to relay (0: never),
 	// so KEDA can scale the aggregator back to zero.
-	IdleExit time.Duration `envconfig:"IDLE_EXIT" default:"0"`
+	IdleExit time.Duration `envconfig:"IDLE_EXIT" default:"0" desc:"Exit after this long with no build to relay, so KEDA can scale to zero (0: never)."`
 	// HeartbeatTimeout fails a Running build whose worker has not
 	// refreshed its heartbeat for this long.
-	HeartbeatTimeout time.Duration `envconfig:"HEARTBEAT_TIMEOUT" default:"2m"`
+	HeartbeatTimeout time.Duration `envconfig:"HEARTBEAT_TIMEOUT" default:"2m" desc:"Fail a Running build whose worker has not refreshed its heartbeat for this long."`
 	// CleanupJobs deletes a build's Job once its relay is final (the logs
 	// stay in the store). Off by default: the Job's TTL removes it anyway,
 	// and deleting needs the delete verb on jobs, which the aggregator's
 	// Role does not grant.
-	CleanupJobs bool `envconfig:"CLEANUP_JOBS" default:"false"`
+	CleanupJobs bool `envconfig:"CLEANUP_JOBS" default:"false" desc:"Delete a build's Job once its relay is final (needs the delete verb on jobs)."`
 	// KeepChunks keeps a finished build's log chunks. By default they are
 	// deleted once its relay is final and the compacted log (log.ndjson)
 	// holds them all, so the store keeps one copy of each log, not two.
-	KeepChunks bool `envconfig:"KEEP_CHUNKS" default:"false"`
+	KeepChunks bool `envconfig:"KEEP_CHUNKS" default:"false" desc:"Keep a finished build's log chunks beside its compacted log.ndjson."`
 	// CompactWait is how long after a build's final relay the aggregator
 	// waits for the worker's compaction (it runs right after the final
 	// status) before it compacts the log itself, then deletes the chunks.
-	CompactWait time.Duration `envconfig:"COMPACT_WAIT" default:"2m"`
+	CompactWait time.Duration `envconfig:"COMPACT_WAIT" default:"2m" desc:"How long after a build's final relay to wait for the worker's log compaction before compacting it here."`
 	// CompareInterval, when set and the sink can list wharf-api's active
 	// builds, is how often they are compared with ours: a build wharf-api
 	// has in Scheduling or Running that wharfjobs never received (its
-	// trigger failed) is failed after TriggerGrace.
-	CompareInterval time.Duration `envconfig:"COMPARE_INTERVAL" default:"0"`
-	TriggerGrace    time.Duration `envconfig:"TRIGGER_GRACE" default:"5m"`
+	// trigger failed) is failed after TriggerGrace. Zero turns it off.
+	CompareInterval time.Duration `envconfig:"COMPARE_INTERVAL" default:"0" desc:"How often wharf-api's active builds are compared with ours, to fail those whose trigger never arrived (0: never)."`
+	// TriggerGrace is how long wharf-api may have a build that wharfjobs
+	// never received before Compare fails it: its trigger may be on the
+	// way.
+	TriggerGrace time.Duration `envconfig:"TRIGGER_GRACE" default:"5m" desc:"How long a build wharf-api started but wharfjobs never received may wait for its trigger before it is failed."`
 	// WharfInstance is WHARF_INSTANCE of the wharf-api this aggregator
 	// relays to. It relays only that instance's builds (those without an
 	// instance when it is empty): another instance's build 42 is not this
 	// wharf-api's build 42.
-	WharfInstance string `envconfig:"WHARF_INSTANCE"`
+	WharfInstance string `envconfig:"WHARF_INSTANCE" desc:"The wharf-api instance whose builds this aggregator relays (empty: builds without an instance)."`
 	// MissingGrace is how long a build's status may be unchanged while its
 	// Job is missing before the build is failed: the provisioner writes the
 	// status just before it creates the Job.
-	MissingGrace time.Duration `envconfig:"MISSING_GRACE" default:"1m"`
+	MissingGrace time.Duration `envconfig:"MISSING_GRACE" default:"1m" desc:"How long a build without a Job may keep its status unchanged before it is failed."`
 	// SilentChangesAfter is how long a change stream (MinIO's bucket
 	// notifications) may deliver nothing while this aggregator writes
 	// before it warns, once, that the stream does not work.
-	SilentChangesAfter time.Duration `envconfig:"SILENT_CHANGES_AFTER" default:"30s"`
+	SilentChangesAfter time.Duration `envconfig:"SILENT_CHANGES_AFTER" default:"30s" desc:"Warn when the store's change notifications delivered nothing for this long while the aggregator was writing."`
 	// Logger for the aggregator's own diagnostics.
 	Logger *slog.Logger `ignored:"true"`
 }
 
-func (c *Config) defaults() {
+// The defaults of a Config built in code; the envconfig default tags say
+// the same.
+const (
+	defaultLeaseDuration      = 15 * time.Second
+	defaultPollInterval       = time.Second
+	defaultHotPollInterval    = 250 * time.Millisecond
+	defaultHotPollFor         = 3 * time.Second
+	defaultDiscoverInterval   = 10 * time.Second
+	defaultBatchLines         = 5000
+	defaultBatchBytes         = 1 << 20
+	defaultWorkers            = 8
+	defaultRetryMin           = 500 * time.Millisecond
+	defaultRetryMax           = 30 * time.Second
+	defaultHeartbeatTimeout   = 2 * time.Minute
+	defaultCompactWait        = 2 * time.Minute
+	defaultTriggerGrace       = 5 * time.Minute
+	defaultMissingGrace       = time.Minute
+	defaultSilentChangesAfter = 30 * time.Second
+)
+
+// withDefaults returns c with every zero setting replaced by its default.
+// IdleExit and CompareInterval have none: their zero means off.
+func (c Config) withDefaults() Config {
 	if c.Holder == "" {
 		c.Holder = fmt.Sprintf("aggregator-%d", time.Now().UnixNano())
 	}
-	if c.LeaseDuration <= 0 {
-		c.LeaseDuration = 15 * time.Second
+	orDefault(&c.LeaseDuration, defaultLeaseDuration)
+	orDefault(&c.PollInterval, defaultPollInterval)
+	if c.HotPollInterval == 0 { // negative turns it off
+		c.HotPollInterval = defaultHotPollInterval
 	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = time.Second
-	}
-	if c.HotPollInterval == 0 {
-		c.HotPollInterval = 250 * time.Millisecond
-	}
-	if c.HotPollFor <= 0 {
-		c.HotPollFor = 3 * time.Second
-	}
-	if c.DiscoverInterval <= 0 {
-		c.DiscoverInterval = 10 * time.Second
-	}
-	if c.BatchLines <= 0 {
-		c.BatchLines = 5000
-	}
-	if c.BatchBytes <= 0 {
-		c.BatchBytes = 1 << 20
-	}
-	if c.Workers <= 0 {
-		c.Workers = 8
-	}
-	if c.HeartbeatTimeout <= 0 {
-		c.HeartbeatTimeout = 2 * time.Minute
-	}
-	if c.MissingGrace <= 0 {
-		c.MissingGrace = time.Minute
-	}
-	if c.CompactWait <= 0 {
-		c.CompactWait = 2 * time.Minute
-	}
-	if c.SilentChangesAfter <= 0 {
-		c.SilentChangesAfter = 30 * time.Second
-	}
+	orDefault(&c.HotPollFor, defaultHotPollFor)
+	orDefault(&c.DiscoverInterval, defaultDiscoverInterval)
+	orDefault(&c.BatchLines, defaultBatchLines)
+	orDefault(&c.BatchBytes, defaultBatchBytes)
+	orDefault(&c.Workers, defaultWorkers)
+	orDefault(&c.RetryMin, defaultRetryMin)
+	orDefault(&c.RetryMax, defaultRetryMax)
+	orDefault(&c.HeartbeatTimeout, defaultHeartbeatTimeout)
+	orDefault(&c.MissingGrace, defaultMissingGrace)
+	orDefault(&c.CompactWait, defaultCompactWait)
+	orDefault(&c.TriggerGrace, defaultTriggerGrace)
+	orDefault(&c.SilentChangesAfter, defaultSilentChangesAfter)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	return c
 }
 
-// New returns an aggregator.
+// orDefault sets *v to def unless it is positive.
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Validate refuses settings that can only be mistakes: a negative count,
+// size, interval or duration (HotPollInterval excepted: negative turns it
+// off). Zero is always valid. Each error names the environment variable,
+// as the operator wrote it.
+func (c Config) Validate() error {
+	// By reflection, so that a setting added later is checked too.
+	var errs []error
+	v := reflect.ValueOf(c)
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		name := f.Tag.Get("envconfig")
+		if name == "" || f.Name == "HotPollInterval" {
+			continue
+		}
+		switch x := v.Field(i).Interface().(type) {
+		case time.Duration:
+			if x < 0 {
+				errs = append(errs, fmt.Errorf("WHARFJOBS_%s=%s: expected a duration of 0 or more (default %s)", name, x, f.Tag.Get("default")))
+			}
+		case int:
+			if x < 0 {
+				errs = append(errs, fmt.Errorf("WHARFJOBS_%s=%d: expected a number of 0 or more (default %s)", name, x, f.Tag.Get("default")))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// New returns an aggregator. A Config that Validate refuses makes Run and
+// Once return its error without doing anything: New itself cannot fail.
 func New(s blob.Store, sink Sink, jobs Jobs, cfg Config) *Aggregator {
-	cfg.defaults()
-	return &Aggregator{store: s, sink: sink, jobs: jobs, cfg: cfg, parked: map[string]string{}, busy: map[string]bool{}, dirty: map[string]bool{},
+	cfgErr := cfg.Validate()
+	cfg = cfg.withDefaults()
+	return &Aggregator{store: s, sink: sink, jobs: jobs, cfg: cfg, cfgErr: cfgErr, parked: map[string]string{}, busy: map[string]bool{}, dirty: map[string]bool{},
 		leases: map[string]heldBuild{}, finals: map[string]bool{}, ids: map[string]requestInfo{}, hot: map[string]time.Time{}, chunked: map[string]chunkWait{},
 		discoveryErr: errNoDiscovery}
 }

@@ -13,8 +13,12 @@ import (
 
 // Once relays everything pending and returns when no build has anything
 // left to relay now (the CronJob or PingSource mode). Builds still running
-// are relayed as far as they got.
+// are relayed as far as they got. It refuses to start, returning the
+// error, when New got a Config that Validate refuses.
 func (a *Aggregator) Once(ctx context.Context) error {
+	if a.cfgErr != nil {
+		return a.cfgErr
+	}
 	refs, err := a.Pending(ctx)
 	if err != nil {
 		return err
@@ -59,8 +63,11 @@ func (a *Aggregator) relayAll(ctx context.Context, refs []string) error {
 }
 
 // Run relays continuously until ctx ends, or until IdleExit passed with no
-// pending build.
+// pending build. Like Once, it refuses an invalid Config.
 func (a *Aggregator) Run(ctx context.Context) error {
+	if a.cfgErr != nil {
+		return a.cfgErr
+	}
 	// Run returns only once its helpers and the relays they started have
 	// stopped, so an exiting function leaves no write half done.
 	ctx, stop := context.WithCancel(ctx)

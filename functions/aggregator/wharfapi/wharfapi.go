@@ -45,14 +45,18 @@ const LogStreamMethod = "/wharf.api.v5.Builds/CreateLogStream"
 // Config configures the sink.
 type Config struct {
 	// URL is wharf-api's base URL; gRPC goes to the same host and port.
-	URL string `envconfig:"WHARF_API_URL"`
+	URL string `envconfig:"WHARF_API_URL" desc:"wharf-api's base URL, e.g. http://wharf-api:8080; empty: relay to stdout."`
 	// Auth is an Authorization header value (Basic or Bearer), optional.
 	// It goes with the HTTP calls and the log stream: wharf-api checks it
 	// on HTTP only, but a proxy in front of it may check both.
-	Auth string `envconfig:"WHARF_API_AUTH"`
+	Auth string `envconfig:"WHARF_API_AUTH" desc:"Authorization header sent to wharf-api (Basic or Bearer), optional."`
 	// Timeout bounds each call (a whole log stream included).
-	Timeout time.Duration `envconfig:"WHARF_API_TIMEOUT" default:"30s"`
+	Timeout time.Duration `envconfig:"WHARF_API_TIMEOUT" default:"30s" desc:"Time limit of each call to wharf-api, a whole log stream included."`
 }
+
+// defaultTimeout is Config.Timeout for a Config built in code; the
+// envconfig default tag says the same.
+const defaultTimeout = 30 * time.Second
 
 // Sink delivers to wharf-api.
 type Sink struct {
@@ -77,7 +81,7 @@ func New(cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("WHARFJOBS_WHARF_API_URL=%q: expected http(s)://host[:port]", cfg.URL)
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 30 * time.Second
+		cfg.Timeout = defaultTimeout
 	}
 	return &Sink{
 		base:    u,
