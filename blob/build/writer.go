@@ -22,54 +22,91 @@ import (
 type WriterConfig struct {
 	// FlushInterval is the longest a line waits in memory before its chunk
 	// is sealed for upload [1s]: a killed worker loses at most this much.
-	FlushInterval time.Duration `envconfig:"LOG_FLUSH_INTERVAL" default:"1s"`
+	FlushInterval time.Duration `envconfig:"LOG_FLUSH_INTERVAL" default:"1s" desc:"longest a log line waits before its chunk is uploaded"`
 	// ChunkSize seals a chunk once it holds this many bytes [256 KiB].
-	ChunkSize int `envconfig:"LOG_CHUNK_SIZE" default:"262144"`
+	ChunkSize int `envconfig:"LOG_CHUNK_SIZE" default:"262144" desc:"bytes at which a log chunk is sealed for upload"`
 	// MaxObjectSize caps one chunk object. Chunks that queued up behind a
 	// slow upload are sent together as one object up to this size, so a
 	// fast producer is not held to one store round trip per ChunkSize
 	// [4 MiB].
-	MaxObjectSize int `envconfig:"LOG_MAX_OBJECT_SIZE" default:"4194304"`
+	MaxObjectSize int `envconfig:"LOG_MAX_OBJECT_SIZE" default:"4194304" desc:"bytes of one log object (chunks queued behind a slow upload go together)"`
 	// MemoryLimit bounds the bytes of sealed chunks waiting in memory for
 	// upload [4 MiB]: beyond it Write waits while the store works, and
 	// chunks are spilled to SpillDir while it fails.
-	MemoryLimit int `envconfig:"LOG_MEMORY_LIMIT" default:"4194304"`
+	MemoryLimit int `envconfig:"LOG_MEMORY_LIMIT" default:"4194304" desc:"bytes of log chunks held in memory before spilling to disk"`
 	// SpillDir holds chunks while the store is slow or unavailable
 	// [the system temporary directory].
-	SpillDir string `envconfig:"LOG_SPILL_DIR"`
+	SpillDir string `envconfig:"LOG_SPILL_DIR" desc:"directory of spilled log chunks; empty: the system temporary directory"`
 	// Retry is the backoff between failed uploads [200ms to 10s].
-	RetryMin time.Duration `envconfig:"LOG_RETRY_MIN" default:"200ms"`
-	RetryMax time.Duration `envconfig:"LOG_RETRY_MAX" default:"10s"`
+	RetryMin time.Duration `envconfig:"LOG_RETRY_MIN" default:"200ms" desc:"first backoff after a failed log upload"`
+	RetryMax time.Duration `envconfig:"LOG_RETRY_MAX" default:"10s" desc:"longest backoff between failed log uploads"`
 	// UploadTimeout bounds one chunk upload [30s].
-	UploadTimeout time.Duration `envconfig:"LOG_UPLOAD_TIMEOUT" default:"30s"`
+	UploadTimeout time.Duration `envconfig:"LOG_UPLOAD_TIMEOUT" default:"30s" desc:"bound of one log chunk upload"`
 	// Logger receives upload failures (never log text) [slog.Default()].
 	Logger *slog.Logger `ignored:"true"`
 }
 
+// Defaults of WriterConfig, which its fields' tags repeat for the
+// environment (a test keeps the two equal).
+const (
+	DefaultFlushInterval = time.Second
+	DefaultChunkSize     = 256 << 10
+	DefaultMaxObjectSize = 4 << 20
+	DefaultMemoryLimit   = 4 << 20
+	DefaultRetryMin      = 200 * time.Millisecond
+	DefaultRetryMax      = 10 * time.Second
+	DefaultUploadTimeout = 30 * time.Second
+)
+
+// Validate refuses negative durations and sizes; the error names the
+// variable and what it expects. Zero takes the default.
+func (c WriterConfig) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"LOG_FLUSH_INTERVAL", c.FlushInterval}, {"LOG_RETRY_MIN", c.RetryMin}, {"LOG_RETRY_MAX", c.RetryMax}, {"LOG_UPLOAD_TIMEOUT", c.UploadTimeout}} {
+		if d.v < 0 {
+			return fmt.Errorf("WHARFJOBS_%s=%s: expected a duration of 0 or more (0: the default)", d.name, d.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"LOG_CHUNK_SIZE", c.ChunkSize}, {"LOG_MAX_OBJECT_SIZE", c.MaxObjectSize}, {"LOG_MEMORY_LIMIT", c.MemoryLimit}} {
+		if n.v < 0 {
+			return fmt.Errorf("WHARFJOBS_%s=%d: expected a number of bytes of 0 or more (0: the default)", n.name, n.v)
+		}
+	}
+	if c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMax < c.RetryMin {
+		return fmt.Errorf("WHARFJOBS_LOG_RETRY_MAX=%s: expected at least WHARFJOBS_LOG_RETRY_MIN (%s)", c.RetryMax, c.RetryMin)
+	}
+	return nil
+}
+
 func (c *WriterConfig) defaults() {
 	if c.FlushInterval <= 0 {
-		c.FlushInterval = time.Second
+		c.FlushInterval = DefaultFlushInterval
 	}
 	if c.ChunkSize <= 0 {
-		c.ChunkSize = 256 << 10
+		c.ChunkSize = DefaultChunkSize
 	}
 	if c.MaxObjectSize < c.ChunkSize {
-		c.MaxObjectSize = max(c.ChunkSize, 4<<20)
+		c.MaxObjectSize = max(c.ChunkSize, DefaultMaxObjectSize)
 	}
 	if c.MemoryLimit <= 0 {
-		c.MemoryLimit = 4 << 20
+		c.MemoryLimit = DefaultMemoryLimit
 	}
 	if c.SpillDir == "" {
 		c.SpillDir = os.TempDir()
 	}
 	if c.RetryMin <= 0 {
-		c.RetryMin = 200 * time.Millisecond
+		c.RetryMin = DefaultRetryMin
 	}
 	if c.RetryMax <= 0 {
-		c.RetryMax = 10 * time.Second
+		c.RetryMax = DefaultRetryMax
 	}
 	if c.UploadTimeout <= 0 {
-		c.UploadTimeout = 30 * time.Second
+		c.UploadTimeout = DefaultUploadTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -51,14 +51,52 @@ type Launcher interface {
 type Config struct {
 	// Token is the shared secret wharf-api sends as ?token=; empty refuses
 	// to start unless InsecureNoAuth.
-	Token          string `envconfig:"TOKEN"`
+	Token          string `envconfig:"TOKEN" desc:"shared secret wharf-api sends as ?token= (its ci.engine.token)"`
 	InsecureNoAuth bool   `ignored:"true"`
 	// MaxQueryBytes bounds a request's query string (VARS can be long).
-	MaxQueryBytes int `envconfig:"MAX_QUERY_BYTES" default:"65536"`
+	MaxQueryBytes int `envconfig:"MAX_QUERY_BYTES" default:"65536" desc:"bound of a request's query string (VARS can be long)"`
 	// MaxBodyBytes bounds a request body; the trigger's is empty.
-	MaxBodyBytes int64 `envconfig:"MAX_BODY_BYTES" default:"65536"`
+	MaxBodyBytes int64 `envconfig:"MAX_BODY_BYTES" default:"65536" desc:"bound of a request body"`
 	// StoreTimeout bounds the store writes of a trigger.
-	StoreTimeout time.Duration `envconfig:"TRIGGER_STORE_TIMEOUT" default:"10s"`
+	StoreTimeout time.Duration `envconfig:"TRIGGER_STORE_TIMEOUT" default:"10s" desc:"bound of the store writes of a trigger"`
+}
+
+// Defaults of Config, which its fields' tags repeat for the environment
+// (a test keeps the two equal).
+const (
+	DefaultMaxQueryBytes = 64 << 10
+	DefaultMaxBodyBytes  = 64 << 10
+	DefaultStoreTimeout  = 10 * time.Second
+)
+
+// withDefaults fills the fields a Config built in code leaves zero.
+func (c Config) withDefaults() Config {
+	if c.MaxQueryBytes <= 0 {
+		c.MaxQueryBytes = DefaultMaxQueryBytes
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = DefaultStoreTimeout
+	}
+	return c
+}
+
+// Validate refuses negative bounds; the error names the variable and what
+// it expects. A missing token is New's to refuse (--insecure-no-auth is a
+// flag, not a setting).
+func (c Config) Validate() error {
+	if c.MaxQueryBytes < 0 {
+		return fmt.Errorf("WHARFJOBS_MAX_QUERY_BYTES=%d: expected a number of bytes of 0 or more (0: the default)", c.MaxQueryBytes)
+	}
+	if c.MaxBodyBytes < 0 {
+		return fmt.Errorf("WHARFJOBS_MAX_BODY_BYTES=%d: expected a number of bytes of 0 or more (0: the default)", c.MaxBodyBytes)
+	}
+	if c.StoreTimeout < 0 {
+		return fmt.Errorf("WHARFJOBS_TRIGGER_STORE_TIMEOUT=%s: expected a duration of 0 or more (0: the default)", c.StoreTimeout)
+	}
+	return nil
 }
 
 // Server is the provisioner's HTTP API.
@@ -79,15 +117,7 @@ func New(l Launcher, s blob.Store, cfg Config, log *slog.Logger) (*Server, error
 	if cfg.Token == "" && !cfg.InsecureNoAuth {
 		return nil, ErrNoToken
 	}
-	if cfg.MaxQueryBytes <= 0 {
-		cfg.MaxQueryBytes = 64 << 10
-	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 64 << 10
-	}
-	if cfg.StoreTimeout <= 0 {
-		cfg.StoreTimeout = 10 * time.Second
-	}
+	cfg = cfg.withDefaults()
 	if log == nil {
 		log = slog.Default()
 	}

@@ -26,11 +26,7 @@ type Launcher struct {
 }
 
 func (l *Launcher) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
-	t := l.Config.RequestTimeout
-	if t <= 0 {
-		t = 10 * time.Second
-	}
-	return context.WithTimeout(ctx, t)
+	return context.WithTimeout(ctx, l.Config.withDefaults().RequestTimeout)
 }
 
 // Launch creates the build's Job and Secret. When the Job exists already
@@ -294,10 +290,7 @@ func (l *Launcher) States(ctx context.Context) (map[string]job.Build, error) {
 }
 
 func (l *Launcher) unschedulableLimit() time.Duration {
-	if l.Config.UnschedulableLimit > 0 {
-		return l.Config.UnschedulableLimit
-	}
-	return 10 * time.Minute
+	return l.Config.withDefaults().UnschedulableLimit
 }
 
 // WatchRefs streams the build ref of every build Job that is added,

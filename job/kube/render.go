@@ -21,37 +21,37 @@ import (
 // Config shapes build Jobs. Fields are read from WHARFJOBS_* variables.
 type Config struct {
 	// Namespace the build Jobs run in.
-	Namespace string `envconfig:"NAMESPACE" default:"wharfjobs"`
+	Namespace string `envconfig:"NAMESPACE" default:"wharfjobs" desc:"namespace of the build Jobs"`
 	// Image of the worker (the wharfjobs image) and its pull policy.
-	Image      string            `envconfig:"WORKER_IMAGE" default:"wharfjobs:latest"`
-	PullPolicy corev1.PullPolicy `envconfig:"WORKER_PULL_POLICY" default:"IfNotPresent"`
+	Image      string            `envconfig:"WORKER_IMAGE" default:"wharfjobs:latest" desc:"image of the worker (this image)"`
+	PullPolicy corev1.PullPolicy `envconfig:"WORKER_PULL_POLICY" default:"IfNotPresent" desc:"pull policy of the worker image: Always, IfNotPresent or Never"`
 	// ServiceAccount of the worker pod (it creates the step pods).
-	ServiceAccount string `envconfig:"WORKER_SERVICE_ACCOUNT" default:"wharfjobs-worker"`
+	ServiceAccount string `envconfig:"WORKER_SERVICE_ACCOUNT" default:"wharfjobs-worker" desc:"ServiceAccount of the worker pod (it creates the step pods)"`
 	// ConfigMap and Secret whose keys become the worker's environment
 	// (store endpoint, bucket, credentials). Both optional.
-	EnvConfigMap string `envconfig:"WORKER_ENV_CONFIGMAP" default:"wharfjobs-worker"`
-	EnvSecret    string `envconfig:"WORKER_ENV_SECRET" default:"wharfjobs-store"`
+	EnvConfigMap string `envconfig:"WORKER_ENV_CONFIGMAP" default:"wharfjobs-worker" desc:"ConfigMap whose keys become the worker's environment (optional)"`
+	EnvSecret    string `envconfig:"WORKER_ENV_SECRET" default:"wharfjobs-store" desc:"Secret whose keys become the worker's environment (optional)"`
 	// ActiveDeadline bounds a build (activeDeadlineSeconds).
-	ActiveDeadline time.Duration `envconfig:"BUILD_ACTIVE_DEADLINE" default:"2h"`
+	ActiveDeadline time.Duration `envconfig:"BUILD_ACTIVE_DEADLINE" default:"2h" desc:"bound of a build Job (activeDeadlineSeconds)"`
 	// TTLAfterFinished removes a finished Job (and its pods) after this
 	// long; the logs stay in the store.
-	TTLAfterFinished time.Duration `envconfig:"BUILD_TTL_AFTER_FINISHED" default:"1h"`
+	TTLAfterFinished time.Duration `envconfig:"BUILD_TTL_AFTER_FINISHED" default:"1h" desc:"a finished build Job is removed after this (the logs stay in the store)"`
 	// Worker container resources.
-	CPURequest    string `envconfig:"WORKER_CPU_REQUEST" default:"50m"`
-	CPULimit      string `envconfig:"WORKER_CPU_LIMIT" default:"1"`
-	MemoryRequest string `envconfig:"WORKER_MEMORY_REQUEST" default:"64Mi"`
-	MemoryLimit   string `envconfig:"WORKER_MEMORY_LIMIT" default:"256Mi"`
+	CPURequest    string `envconfig:"WORKER_CPU_REQUEST" default:"50m" desc:"CPU request of the worker container"`
+	CPULimit      string `envconfig:"WORKER_CPU_LIMIT" default:"1" desc:"CPU limit of the worker container"`
+	MemoryRequest string `envconfig:"WORKER_MEMORY_REQUEST" default:"64Mi" desc:"memory request of the worker container"`
+	MemoryLimit   string `envconfig:"WORKER_MEMORY_LIMIT" default:"256Mi" desc:"memory limit of the worker container"`
 	// MaxRunning caps the builds running at once; 0 is no cap. Builds over
 	// it are created suspended and released oldest first.
-	MaxRunning int `envconfig:"MAX_RUNNING_BUILDS" default:"0"`
+	MaxRunning int `envconfig:"MAX_RUNNING_BUILDS" default:"0" desc:"builds running at once, the rest queued; 0: no cap"`
 	// KueueQueue, when set, labels Jobs for Kueue's LocalQueue of that name
 	// and creates them suspended; Kueue admits them, not MaxRunning.
-	KueueQueue string `envconfig:"KUEUE_QUEUE_NAME"`
+	KueueQueue string `envconfig:"KUEUE_QUEUE_NAME" desc:"Kueue LocalQueue that admits build Jobs (instead of MAX_RUNNING_BUILDS)"`
 	// RequestTimeout bounds each Kubernetes API call.
-	RequestTimeout time.Duration `envconfig:"KUBE_API_TIMEOUT" default:"10s"`
+	RequestTimeout time.Duration `envconfig:"KUBE_API_TIMEOUT" default:"10s" desc:"bound of each Kubernetes API call of the build Jobs"`
 	// UnschedulableLimit is how long a worker pod may stay unschedulable
 	// before the aggregator fails the build.
-	UnschedulableLimit time.Duration `envconfig:"UNSCHEDULABLE_LIMIT" default:"10m"`
+	UnschedulableLimit time.Duration `envconfig:"UNSCHEDULABLE_LIMIT" default:"10m" desc:"a worker pod unschedulable this long fails its build"`
 }
 
 // withDefaults fills the fields a caller left zero with the documented
@@ -63,25 +63,76 @@ func (c Config) withDefaults() Config {
 			*s = v
 		}
 	}
-	def(&c.Namespace, "wharfjobs")
-	def(&c.Image, "wharfjobs:latest")
+	def(&c.Namespace, DefaultNamespace)
+	def(&c.Image, DefaultImage)
 	def((*string)(&c.PullPolicy), string(corev1.PullIfNotPresent))
-	def(&c.ServiceAccount, "wharfjobs-worker")
-	// Empty cannot switch these off from the environment either
-	// (envconfig applies the default to an empty variable).
-	def(&c.EnvConfigMap, "wharfjobs-worker")
-	def(&c.EnvSecret, "wharfjobs-store")
-	def(&c.CPURequest, "50m")
-	def(&c.CPULimit, "1")
-	def(&c.MemoryRequest, "64Mi")
-	def(&c.MemoryLimit, "256Mi")
+	def(&c.ServiceAccount, DefaultServiceAccount)
+	// An empty variable does not switch these off: it gives "", which
+	// takes the default here.
+	def(&c.EnvConfigMap, DefaultEnvConfigMap)
+	def(&c.EnvSecret, DefaultEnvSecret)
+	def(&c.CPURequest, DefaultCPURequest)
+	def(&c.CPULimit, DefaultCPULimit)
+	def(&c.MemoryRequest, DefaultMemoryRequest)
+	def(&c.MemoryLimit, DefaultMemoryLimit)
 	if c.ActiveDeadline <= 0 {
-		c.ActiveDeadline = 2 * time.Hour
+		c.ActiveDeadline = DefaultActiveDeadline
 	}
 	if c.TTLAfterFinished <= 0 {
-		c.TTLAfterFinished = time.Hour
+		c.TTLAfterFinished = DefaultTTLAfterFinished
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.UnschedulableLimit <= 0 {
+		c.UnschedulableLimit = DefaultUnschedulableLimit
 	}
 	return c
+}
+
+// Defaults of Config, which its fields' tags repeat for the environment
+// (a test keeps the two equal).
+const (
+	DefaultNamespace          = "wharfjobs"
+	DefaultImage              = "wharfjobs:latest"
+	DefaultServiceAccount     = "wharfjobs-worker"
+	DefaultEnvConfigMap       = "wharfjobs-worker"
+	DefaultEnvSecret          = "wharfjobs-store"
+	DefaultCPURequest         = "50m"
+	DefaultCPULimit           = "1"
+	DefaultMemoryRequest      = "64Mi"
+	DefaultMemoryLimit        = "256Mi"
+	DefaultActiveDeadline     = 2 * time.Hour
+	DefaultTTLAfterFinished   = time.Hour
+	DefaultRequestTimeout     = 10 * time.Second
+	DefaultUnschedulableLimit = 10 * time.Minute
+)
+
+// Validate refuses negative durations and limits, an unknown pull policy
+// and resources that are not quantities; the error names the variable and
+// what it expects.
+func (c Config) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"BUILD_ACTIVE_DEADLINE", c.ActiveDeadline}, {"BUILD_TTL_AFTER_FINISHED", c.TTLAfterFinished}, {"KUBE_API_TIMEOUT", c.RequestTimeout}, {"UNSCHEDULABLE_LIMIT", c.UnschedulableLimit}} {
+		if d.v < 0 {
+			return fmt.Errorf("WHARFJOBS_%s=%s: expected a duration of 0 or more (0: the default)", d.name, d.v)
+		}
+	}
+	if c.MaxRunning < 0 {
+		return fmt.Errorf("WHARFJOBS_MAX_RUNNING_BUILDS=%d: expected 0 (no cap) or more", c.MaxRunning)
+	}
+	switch c.PullPolicy {
+	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		return fmt.Errorf("WHARFJOBS_WORKER_PULL_POLICY=%q: expected Always, IfNotPresent or Never", c.PullPolicy)
+	}
+	d := c.withDefaults()
+	if _, err := Resources("WHARFJOBS_WORKER", d.CPURequest, d.CPULimit, d.MemoryRequest, d.MemoryLimit); err != nil {
+		return err
+	}
+	return nil
 }
 
 // Annotations and label values of build objects.

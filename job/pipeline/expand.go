@@ -13,20 +13,22 @@ import (
 // expand into. Every one can be changed (WHARFJOBS_IMAGE_*), for example to
 // a mirror in a cluster without internet access.
 type Images struct {
-	// Kaniko builds docker steps [gcr.io/kaniko-project/executor:v1.23.2-debug].
+	// Kaniko builds docker steps.
 	// The -debug variant is needed: it has the shell the commands run in.
-	Kaniko string `envconfig:"IMAGE_KANIKO"`
-	// Helm runs helm and helm-package steps [docker.io/wharfse/helm:v3.8.1],
+	Kaniko string `envconfig:"IMAGE_KANIKO" default:"gcr.io/kaniko-project/executor:v1.23.2-debug" desc:"image of docker steps (kaniko, a -debug variant: it has a shell)"`
+	// Helm runs helm and helm-package steps,
 	// the image wharf-cmd uses: a helm step's helmVersion replaces its tag,
 	// and helm-package's upload relies on its "helm push".
-	Helm string `envconfig:"IMAGE_HELM"`
-	// Kubectl runs kubectl steps [bitnami/kubectl:1.34].
-	Kubectl string `envconfig:"IMAGE_KUBECTL"`
-	// Dotnet runs nuget-package steps [mcr.microsoft.com/dotnet/sdk:8.0].
-	Dotnet string `envconfig:"IMAGE_DOTNET"`
+	Helm string `envconfig:"IMAGE_HELM" default:"docker.io/wharfse/helm:v3.8.1" desc:"image of helm and helm-package steps (helmVersion replaces its tag)"`
+	// Kubectl runs kubectl steps.
+	Kubectl string `envconfig:"IMAGE_KUBECTL" default:"bitnami/kubectl:1.34" desc:"image of kubectl steps"`
+	// Dotnet runs nuget-package steps.
+	Dotnet string `envconfig:"IMAGE_DOTNET" default:"mcr.microsoft.com/dotnet/sdk:8.0" desc:"image of nuget-package steps"`
 }
 
-// DefaultImages are the images used when Images leaves a field empty.
+// DefaultImages are the images used when Images leaves a field empty; the
+// fields' default tags repeat them for the environment (a test keeps the
+// two equal).
 var DefaultImages = Images{
 	Kaniko:  "gcr.io/kaniko-project/executor:v1.23.2-debug",
 	Helm:    "docker.io/wharfse/helm:v3.8.1",

@@ -49,13 +49,28 @@ const (
 // FilesConfig limits what steps keep.
 type FilesConfig struct {
 	// ArtifactMaxFileSize bounds one artifact or test result file.
-	ArtifactMaxFileSize Size `envconfig:"ARTIFACT_MAX_FILE_SIZE" default:"100Mi"`
+	ArtifactMaxFileSize Size `envconfig:"ARTIFACT_MAX_FILE_SIZE" default:"100Mi" desc:"bound of one artifact or test result file"`
 	// ArtifactMaxBuildSize bounds all artifacts of one build.
-	ArtifactMaxBuildSize Size `envconfig:"ARTIFACT_MAX_BUILD_SIZE" default:"1Gi"`
+	ArtifactMaxBuildSize Size `envconfig:"ARTIFACT_MAX_BUILD_SIZE" default:"1Gi" desc:"bound of all artifacts of one build"`
 	// CacheMaxSize bounds the files of one cache.
-	CacheMaxSize Size `envconfig:"CACHE_MAX_SIZE" default:"2Gi"`
+	CacheMaxSize Size `envconfig:"CACHE_MAX_SIZE" default:"2Gi" desc:"bound of the files of one cache"`
 }
 
+// Validate refuses negative sizes (a Size read from the environment never
+// is; one set in code may be).
+func (c FilesConfig) Validate() error {
+	for _, s := range []struct {
+		name string
+		v    Size
+	}{{"ARTIFACT_MAX_FILE_SIZE", c.ArtifactMaxFileSize}, {"ARTIFACT_MAX_BUILD_SIZE", c.ArtifactMaxBuildSize}, {"CACHE_MAX_SIZE", c.CacheMaxSize}} {
+		if s.v < 0 {
+			return fmt.Errorf("WHARFJOBS_%s=%d: expected a size of 0 or more (0: the default)", s.name, s.v)
+		}
+	}
+	return nil
+}
+
+// withDefaults fills the limits left zero with their defaults.
 func (c FilesConfig) withDefaults() FilesConfig {
 	if c.ArtifactMaxFileSize <= 0 {
 		c.ArtifactMaxFileSize = DefaultArtifactMaxFileSize

@@ -76,20 +76,20 @@ type StepRunner interface {
 // Config tunes a build run.
 type Config struct {
 	// StepTimeout bounds each step; 0 means no limit.
-	StepTimeout time.Duration `envconfig:"STEP_TIMEOUT" default:"1h"`
+	StepTimeout time.Duration `envconfig:"STEP_TIMEOUT" default:"1h" desc:"bound of each step; 0: no limit"`
 	// Deadline bounds the whole build; 0 means no limit. In a Job the
 	// activeDeadlineSeconds is the outer bound; this one lets the worker
 	// record DeadlineExceeded itself before it is killed.
-	Deadline time.Duration `envconfig:"BUILD_DEADLINE" default:"0"`
+	Deadline time.Duration `envconfig:"BUILD_DEADLINE" default:"0" desc:"bound of the whole build, recorded as DeadlineExceeded; 0: no limit"`
 	// Heartbeat is how often a running build refreshes its status
 	// document's heartbeat.
-	Heartbeat time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"10s"`
+	Heartbeat time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"10s" desc:"how often a running build refreshes its status heartbeat"`
 	// Workdir is where the repository is cloned.
-	Workdir string `envconfig:"WORKDIR" default:"/workspace"`
+	Workdir string `envconfig:"WORKDIR" default:"/workspace" desc:"directory the repository is cloned into"`
 	// GitAllowHTTP lets the git token go to a plain http:// GIT_FULLURL,
 	// where anyone on the path can read it; without it such a clone with a
 	// token fails before contacting the server.
-	GitAllowHTTP bool `envconfig:"GIT_ALLOW_HTTP" default:"false"`
+	GitAllowHTTP bool `envconfig:"GIT_ALLOW_HTTP" default:"false" desc:"let the git token go to a plain http:// clone URL"`
 	// Images for step type expansion.
 	Images pipeline.Images
 	// Log is the log chunk writer's configuration.
@@ -108,11 +108,41 @@ type Config struct {
 	SourceDir string `ignored:"true"`
 	// SystemVarsDir holds the machine-wide wharf-vars.yml, as
 	// /etc/iver-wharf/wharf-cmd does for wharf-cmd; empty reads none.
-	SystemVarsDir string `envconfig:"SYSTEM_VARS_DIR" default:"/etc/iver-wharf/wharf-cmd"`
+	SystemVarsDir string `envconfig:"SYSTEM_VARS_DIR" default:"/etc/iver-wharf/wharf-cmd" desc:"directory of the machine-wide wharf-vars.yml; empty: none"`
 	// Environ is the process environment the WHARF_VAR_* variables come
 	// from, and XDG_CONFIG_HOME or HOME for the user's
 	// iver-wharf/wharf-cmd/wharf-vars.yml; nil means os.Environ().
 	Environ []string `ignored:"true"`
+}
+
+// DefaultHeartbeat is Config.Heartbeat's default.
+const DefaultHeartbeat = 10 * time.Second
+
+// withDefaults fills the fields a Config built in code leaves zero with
+// the defaults their tags give one read from the environment.
+func (c Config) withDefaults() Config {
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	c.Files = c.Files.withDefaults()
+	return c
+}
+
+// Validate refuses negative durations, in the configuration and its Files
+// limits and Log writer; the error names the variable and what it expects.
+func (c Config) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"STEP_TIMEOUT", c.StepTimeout}, {"BUILD_DEADLINE", c.Deadline}, {"HEARTBEAT_INTERVAL", c.Heartbeat}} {
+		if d.v < 0 {
+			return fmt.Errorf("WHARFJOBS_%s=%s: expected a duration of 0 or more", d.name, d.v)
+		}
+	}
+	if err := c.Files.Validate(); err != nil {
+		return err
+	}
+	return c.Log.Validate()
 }
 
 // Exit codes of the worker process. A Job's podFailurePolicy treats
@@ -132,10 +162,7 @@ func Run(ctx context.Context, s blob.Store, req job.Request, runner StepRunner, 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 10 * time.Second
-	}
-	cfg.Files = cfg.Files.withDefaults()
+	cfg = cfg.withDefaults()
 	ref := req.Ref()
 	r := &run{store: s, req: req, ref: ref, runner: runner, cfg: cfg}
 	r.setSecrets(nil)

@@ -38,56 +38,56 @@ import (
 // Config configures step Pods. Fields are read from WHARFJOBS_* variables.
 type Config struct {
 	// Namespace of the step Pods; the worker's own (POD_NAMESPACE).
-	Namespace string `envconfig:"POD_NAMESPACE"`
+	Namespace string `envconfig:"POD_NAMESPACE" desc:"namespace of the step pods; also read as POD_NAMESPACE (downward API)"`
 	// OwnerName and OwnerUID identify the worker's Pod, the owner of
 	// every step Pod (downward API: POD_NAME, POD_UID).
-	OwnerName string `envconfig:"POD_NAME"`
-	OwnerUID  string `envconfig:"POD_UID"`
+	OwnerName string `envconfig:"POD_NAME" desc:"the worker pod, owner of the step pods; also read as POD_NAME"`
+	OwnerUID  string `envconfig:"POD_UID" desc:"UID of the worker pod; also read as POD_UID"`
 	// FetchImage runs the init container that fetches the workspace: the
 	// wharfjobs image itself.
-	FetchImage string `envconfig:"STEP_FETCH_IMAGE" default:"wharfjobs:latest"`
+	FetchImage string `envconfig:"STEP_FETCH_IMAGE" default:"wharfjobs:latest" desc:"image of a step pod's workspace-fetch init container (this image)"`
 	// PullPolicy of step images.
-	PullPolicy corev1.PullPolicy `envconfig:"STEP_PULL_POLICY" default:"IfNotPresent"`
+	PullPolicy corev1.PullPolicy `envconfig:"STEP_PULL_POLICY" default:"IfNotPresent" desc:"pull policy of step images: Always, IfNotPresent or Never"`
 	// CPU and memory requests and limits of the step container.
-	CPURequest    string `envconfig:"STEP_CPU_REQUEST" default:"100m"`
-	CPULimit      string `envconfig:"STEP_CPU_LIMIT" default:"2"`
-	MemoryRequest string `envconfig:"STEP_MEMORY_REQUEST" default:"128Mi"`
-	MemoryLimit   string `envconfig:"STEP_MEMORY_LIMIT" default:"2Gi"`
+	CPURequest    string `envconfig:"STEP_CPU_REQUEST" default:"100m" desc:"CPU request of a step container"`
+	CPULimit      string `envconfig:"STEP_CPU_LIMIT" default:"2" desc:"CPU limit of a step container"`
+	MemoryRequest string `envconfig:"STEP_MEMORY_REQUEST" default:"128Mi" desc:"memory request of a step container"`
+	MemoryLimit   string `envconfig:"STEP_MEMORY_LIMIT" default:"2Gi" desc:"memory limit of a step container"`
 	// KeepOnFailure leaves a failed step's Pod for inspection (the Job's
 	// deletion still removes it).
-	KeepOnFailure bool `envconfig:"STEP_KEEP_ON_FAILURE" default:"false"`
+	KeepOnFailure bool `envconfig:"STEP_KEEP_ON_FAILURE" default:"false" desc:"leave a failed step's pod for inspection"`
 	// PollInterval is how often the Pod's phase is checked.
-	PollInterval time.Duration `envconfig:"STEP_POLL_INTERVAL" default:"1s"`
+	PollInterval time.Duration `envconfig:"STEP_POLL_INTERVAL" default:"1s" desc:"how often a step pod's phase is checked"`
 	// PendingTimeout fails a step whose Pod cannot be scheduled for this
 	// long.
-	PendingTimeout time.Duration `envconfig:"STEP_PENDING_TIMEOUT" default:"10m"`
+	PendingTimeout time.Duration `envconfig:"STEP_PENDING_TIMEOUT" default:"10m" desc:"fail a step whose pod cannot be scheduled for this long; 0: never"`
 	// RequestTimeout bounds each Kubernetes API call.
-	RequestTimeout time.Duration `envconfig:"STEP_API_TIMEOUT" default:"30s"`
+	RequestTimeout time.Duration `envconfig:"STEP_API_TIMEOUT" default:"30s" desc:"bound of each Kubernetes API call of the step runner"`
 	// ServiceAccounts lists the ServiceAccounts a pipeline's
 	// serviceAccount may name (comma-separated). Empty by default: a
 	// pipeline is untrusted, and a token is what lets a pod talk to the
 	// Kubernetes API.
-	ServiceAccounts []string `envconfig:"STEP_SERVICE_ACCOUNTS"`
+	ServiceAccounts []string `envconfig:"STEP_SERVICE_ACCOUNTS" desc:"ServiceAccounts a pipeline's serviceAccount may name (comma-separated)"`
 	// RunAsUser is the uid step containers run as (non-root), so step
 	// pods pass the Pod Security "restricted" profile.
-	RunAsUser int64 `envconfig:"STEP_RUN_AS_USER" default:"65532"`
+	RunAsUser int64 `envconfig:"STEP_RUN_AS_USER" default:"65532" desc:"uid of step containers (non-root, Pod Security restricted)"`
 	// AllowRoot runs step containers as their image's user instead (root
 	// for most images, and for kaniko). Such pods do not pass "restricted":
 	// the namespace needs pod-security.kubernetes.io/enforce=baseline.
-	AllowRoot bool `envconfig:"STEP_ALLOW_ROOT" default:"false"`
+	AllowRoot bool `envconfig:"STEP_ALLOW_ROOT" default:"false" desc:"run step containers as their image's user (needs the baseline profile)"`
 	// RootStepTypes run as their image's user like AllowRoot, for these
 	// step types only (comma-separated, e.g. docker: kaniko needs root),
 	// so the others keep running as RunAsUser without capabilities.
-	RootStepTypes []string `envconfig:"STEP_ROOT_TYPES"`
+	RootStepTypes []string `envconfig:"STEP_ROOT_TYPES" desc:"step types that run as their image's user, e.g. docker (comma-separated)"`
 	// SharedSecrets are the Secrets outside any project that step types
 	// mount by name, as wharf-cmd does: registry credentials (docker's
 	// `secret`, REG_SECRET, helm's HELM_REG_SECRET) and the NuGet token.
 	// A step may mount these and its own project's Secrets, nothing else.
-	SharedSecrets []string `envconfig:"STEP_SHARED_SECRETS" default:"gitlab-registry,wharf-nuget-api-token"`
+	SharedSecrets []string `envconfig:"STEP_SHARED_SECRETS" default:"gitlab-registry,wharf-nuget-api-token" desc:"Secrets outside any project that step types mount by name"`
 	// SharedConfigMaps are the ConfigMaps step types mount by name: the
 	// kubeconfigs of helm's and kubectl's `cluster`, and the CA
 	// certificates of a container step's certificatesMountPath.
-	SharedConfigMaps []string `envconfig:"STEP_SHARED_CONFIGMAPS" default:"kubectl-config,ca-certificates-config"`
+	SharedConfigMaps []string `envconfig:"STEP_SHARED_CONFIGMAPS" default:"kubectl-config,ca-certificates-config" desc:"ConfigMaps that step types mount by name"`
 }
 
 // ErrServiceAccountNotAllowed is returned for a step naming a
@@ -98,9 +98,56 @@ var ErrServiceAccountNotAllowed = errors.New("serviceAccount not allowed")
 // ConfigMap that is neither its project's nor a shared one.
 var ErrMountNotAllowed = errors.New("mount not allowed")
 
-// defaultRunAsUser is the uid of steps when Config.RunAsUser is 0 (a
-// Config built in code): the wharfjobs image's user.
-const defaultRunAsUser = 65532
+// Defaults of the Config fields a Config built in code may leave zero;
+// the fields' tags repeat them for the environment (a test keeps the two
+// equal).
+const (
+	// DefaultRunAsUser is the uid of steps, and of the workspace-fetch
+	// init container: the wharfjobs image's user.
+	DefaultRunAsUser      = 65532
+	DefaultPollInterval   = time.Second
+	DefaultRequestTimeout = 30 * time.Second
+)
+
+// withDefaults fills the fields a Config built in code leaves zero with
+// their defaults.
+func (c Config) withDefaults() Config {
+	if c.RunAsUser <= 0 {
+		c.RunAsUser = DefaultRunAsUser
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	return c
+}
+
+// Validate refuses negative durations and uid, and an unknown pull
+// policy; the error names the variable and what it expects.
+func (c Config) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"STEP_POLL_INTERVAL", c.PollInterval}, {"STEP_PENDING_TIMEOUT", c.PendingTimeout}, {"STEP_API_TIMEOUT", c.RequestTimeout}} {
+		if d.v < 0 {
+			return fmt.Errorf("WHARFJOBS_%s=%s: expected a duration of 0 or more", d.name, d.v)
+		}
+	}
+	if c.RunAsUser < 0 {
+		return fmt.Errorf("WHARFJOBS_STEP_RUN_AS_USER=%d: expected a uid of 0 or more (0: %d)", c.RunAsUser, DefaultRunAsUser)
+	}
+	switch c.PullPolicy {
+	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		return fmt.Errorf("WHARFJOBS_STEP_PULL_POLICY=%q: expected Always, IfNotPresent or Never", c.PullPolicy)
+	}
+	if _, err := kube.Resources("WHARFJOBS_STEP", c.CPURequest, c.CPULimit, c.MemoryRequest, c.MemoryLimit); err != nil {
+		return err
+	}
+	return nil
+}
 
 // Workspaces publishes a workspace directory for step Pods and returns a
 // URL an unauthenticated GET can fetch it from (a tar.gz archive), and
@@ -201,10 +248,7 @@ func (r *Runner) workspaceSecret(ctx context.Context, ref, dir string) (string, 
 }
 
 func (r *Runner) timeout() time.Duration {
-	if r.Config.RequestTimeout > 0 {
-		return r.Config.RequestTimeout
-	}
-	return 30 * time.Second
+	return r.Config.withDefaults().RequestTimeout
 }
 
 func (r *Runner) labels(ref, stage, step string) map[string]string {
@@ -280,10 +324,7 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 		env = append(env, corev1.EnvVar{Name: k, Value: environ[k]})
 	}
 	no, yes := false, true
-	uid := r.Config.RunAsUser
-	if uid <= 0 {
-		uid = defaultRunAsUser
-	}
+	uid := r.Config.withDefaults().RunAsUser
 	mounts := []corev1.VolumeMount{
 		{Name: "workspace", MountPath: WorkspacePath},
 		{Name: "script", MountPath: ScriptPath, ReadOnly: true},
@@ -355,7 +396,7 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 		}
 	}
 	fetchSecurity := restricted()
-	fetchUser := int64(defaultRunAsUser)
+	fetchUser := int64(DefaultRunAsUser)
 	fetchSecurity.RunAsNonRoot, fetchSecurity.RunAsUser = &yes, &fetchUser
 	automount := c.ServiceAccount != ""
 	pod := &corev1.Pod{
@@ -507,10 +548,7 @@ func (r *Runner) deletePod(name string) {
 // watch polls the Pod until its step container ended and returns how.
 func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, stderr io.Writer) (worker.Result, error) {
 	pods := r.Client.CoreV1().Pods(r.Config.Namespace)
-	interval := r.Config.PollInterval
-	if interval <= 0 {
-		interval = time.Second
-	}
+	interval := r.Config.withDefaults().PollInterval
 	pendingSince := time.Now()
 	var logsDone chan struct{}
 	defer func() {
