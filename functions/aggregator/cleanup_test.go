@@ -1,4 +1,4 @@
-package aggregator
+package aggregator_test
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/fs"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator/aggregatortest"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
@@ -19,7 +21,7 @@ func TestCleanupJobsAfterTheFinalRelay(t *testing.T) {
 	writeBuild(t, s, "done", 3, build.Completed, nil)
 	writeBuild(t, s, "running", 3, "", nil)
 	jobs := fakeJobs{"done": {Ref: "done", WorkerID: "wharf-build-done", Phase: "Completed"}, "running": {Ref: "running", WorkerID: "wharf-build-running", Phase: "Running"}}
-	a := New(s, NewMemorySink(), jobs, Config{CleanupJobs: true, Logger: quiet})
+	a := aggregator.New(s, aggregatortest.NewMemorySink(), jobs, aggregator.Config{CleanupJobs: true, Logger: quiet})
 	if err := a.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -60,8 +62,8 @@ func TestChunksDeletedAfterTheFinalRelay(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			sink := NewMemorySink()
-			a := New(s, sink, nil, Config{PollInterval: 20 * time.Millisecond, CompactWait: 300 * time.Millisecond, KeepChunks: tc.keep, Logger: quiet})
+			sink := aggregatortest.NewMemorySink()
+			a := aggregator.New(s, sink, nil, aggregator.Config{PollInterval: 20 * time.Millisecond, CompactWait: 300 * time.Millisecond, KeepChunks: tc.keep, Logger: quiet})
 			done := make(chan error, 1)
 			go func() { done <- a.Run(ctx) }()
 			defer func() { cancel(); <-done }()

@@ -1,4 +1,4 @@
-package aggregator
+package aggregator_test
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator/aggregatortest"
 )
 
 // countingStore counts the requests an aggregator makes.
@@ -50,7 +52,7 @@ func BenchmarkIdleCost(b *testing.B) {
 		}
 	}
 	cs := &countingStore{Store: ms}
-	a := New(cs, NewMemorySink(), nil, Config{PollInterval: time.Second, HeartbeatTimeout: time.Hour, Logger: quiet})
+	a := aggregator.New(cs, aggregatortest.NewMemorySink(), nil, aggregator.Config{PollInterval: time.Second, HeartbeatTimeout: time.Hour, Logger: quiet})
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go a.Run(rctx)
@@ -60,7 +62,7 @@ func BenchmarkIdleCost(b *testing.B) {
 	for a.StatusRelayed.Load() < 1000 {
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(a.cfg.HotPollFor + 2*time.Second)
+	time.Sleep(a.Settings().HotPollFor + 2*time.Second)
 	for b.Loop() {
 		before := cs.n.Load()
 		var ru0, ru1 runtime.MemStats

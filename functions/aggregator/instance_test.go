@@ -1,4 +1,4 @@
-package aggregator
+package aggregator_test
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/fs"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator/aggregatortest"
 	"github.com/wharfjobs/wharfjobs/job"
 )
 
@@ -35,8 +37,8 @@ func TestRelaysOnlyItsOwnInstance(t *testing.T) {
 		writeBuild(t, s, ref, 3, build.Completed, nil)
 	}
 	for _, inst := range []string{"team-a", "", "Team_A"} {
-		sink := NewMemorySink()
-		a := New(s, sink, nil, Config{WharfInstance: inst, Logger: quiet})
+		sink := aggregatortest.NewMemorySink()
+		a := aggregator.New(s, sink, nil, aggregator.Config{WharfInstance: inst, Logger: quiet})
 		pending, err := a.Pending(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -58,7 +60,7 @@ func TestRelaysOnlyItsOwnInstance(t *testing.T) {
 			}
 			// A change notification for another instance's build is refused
 			// too, not only discovery.
-			if err := a.Relay(ctx, ref); owner != inst && !errors.Is(err, ErrOtherInstance) {
+			if err := a.Relay(ctx, ref); owner != inst && !errors.Is(err, aggregator.ErrOtherInstance) {
 				t.Errorf("Relay(%s) by the aggregator of %q: %v, want ErrOtherInstance", ref, inst, err)
 			}
 		}

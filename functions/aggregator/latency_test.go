@@ -1,4 +1,4 @@
-package aggregator
+package aggregator_test
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/minio"
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator/aggregatortest"
 )
 
 // ackSink records, per line, how long after the step wrote it the sink
@@ -19,13 +21,13 @@ import (
 // every 10 ms that is about the time from the chunk landing in the store to
 // the acknowledgment, the relay's own share of the latency.
 type ackSink struct {
-	*MemorySink
+	*aggregatortest.MemorySink
 	mu    sync.Mutex
 	lat   []time.Duration
 	batch []time.Duration
 }
 
-func (s *ackSink) Lines(ctx context.Context, b Build, recs []build.Record) error {
+func (s *ackSink) Lines(ctx context.Context, b aggregator.Build, recs []build.Record) error {
 	now := time.Now()
 	s.mu.Lock()
 	var newest time.Time
@@ -57,8 +59,8 @@ func BenchmarkLineLatency(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			sink := &ackSink{MemorySink: NewMemorySink()}
-			a := New(ms, sink, nil, Config{PollInterval: time.Second, Logger: quiet})
+			sink := &ackSink{MemorySink: aggregatortest.NewMemorySink()}
+			a := aggregator.New(ms, sink, nil, aggregator.Config{PollInterval: time.Second, Logger: quiet})
 			if notify {
 				a.WatchChanges(func(ctx context.Context) <-chan string { return ms.Watch(ctx, build.Root, nil) })
 			}

@@ -1,4 +1,4 @@
-package aggregator
+package aggregator_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
 )
 
 func TestLeaseRaceHasOneWinner(t *testing.T) {
@@ -17,7 +19,7 @@ func TestLeaseRaceHasOneWinner(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := acquire(context.Background(), s, "race", fmt.Sprint("r", i), time.Minute, time.Now())
+			_, err := aggregator.Acquire(context.Background(), s, "race", fmt.Sprint("r", i), time.Minute, time.Now())
 			wins[i] = err == nil
 		}()
 	}
@@ -32,10 +34,10 @@ func TestLeaseRaceHasOneWinner(t *testing.T) {
 		t.Fatalf("%d replicas hold the lease", n)
 	}
 	// An expired lease can be taken over; a live one cannot.
-	if _, err := acquire(context.Background(), s, "race", "late", time.Minute, time.Now()); !errors.Is(err, errLeaseHeld) {
+	if _, err := aggregator.Acquire(context.Background(), s, "race", "late", time.Minute, time.Now()); !errors.Is(err, aggregator.ErrLeaseHeld) {
 		t.Fatalf("took a live lease: %v", err)
 	}
-	if _, err := acquire(context.Background(), s, "race", "late", time.Minute, time.Now().Add(2*time.Minute)); err != nil {
+	if _, err := aggregator.Acquire(context.Background(), s, "race", "late", time.Minute, time.Now().Add(2*time.Minute)); err != nil {
 		t.Fatalf("could not take an expired lease: %v", err)
 	}
 }

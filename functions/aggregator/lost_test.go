@@ -1,4 +1,4 @@
-package aggregator
+package aggregator_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/fs"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator/aggregatortest"
 	"github.com/wharfjobs/wharfjobs/job"
 )
 
@@ -48,9 +50,9 @@ func TestMissingBuildsAreFailedWithAReason(t *testing.T) {
 		"healthy":  {Ref: "healthy", Phase: "Running"},
 		"silent":   {Ref: "silent", Phase: "Running"},
 	}
-	sink := NewMemorySink()
+	sink := aggregatortest.NewMemorySink()
 	time.Sleep(20 * time.Millisecond)
-	a := New(s, sink, jobs, Config{MissingGrace: 10 * time.Millisecond, HeartbeatTimeout: time.Minute, Logger: quiet})
+	a := aggregator.New(s, sink, jobs, aggregator.Config{MissingGrace: 10 * time.Millisecond, HeartbeatTimeout: time.Minute, Logger: quiet})
 	if err := a.Once(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -84,28 +86,30 @@ func TestMissingBuildsAreFailedWithAReason(t *testing.T) {
 
 // remoteSink is a memory sink that also lists wharf-api's active builds.
 type remoteSink struct {
-	*MemorySink
-	active []RemoteBuild
+	*aggregatortest.MemorySink
+	active []aggregator.RemoteBuild
 }
 
-func (r remoteSink) ActiveBuilds(context.Context) ([]RemoteBuild, error) { return r.active, nil }
+func (r remoteSink) ActiveBuilds(context.Context) ([]aggregator.RemoteBuild, error) {
+	return r.active, nil
+}
 
 func TestCompareFailsBuildsWharfAPIStartedButWeNeverGot(t *testing.T) {
 	s, _ := fs.Open(t.TempDir())
 	ctx := context.Background()
 	writeBuild(t, s, "prod-6", 2, "", nil)
 	old := time.Now().Add(-time.Hour)
-	sink := remoteSink{MemorySink: NewMemorySink(), active: []RemoteBuild{
+	sink := remoteSink{MemorySink: aggregatortest.NewMemorySink(), active: []aggregator.RemoteBuild{
 		{ID: "5", Status: "Scheduling", ScheduledOn: old},
 		{ID: "6", Status: "Running", ScheduledOn: old},
 		{ID: "7", Status: "Scheduling", ScheduledOn: time.Now()},
 	}}
-	a := New(s, sink, nil, Config{WharfInstance: "prod", TriggerGrace: time.Minute, Logger: quiet})
+	a := aggregator.New(s, sink, nil, aggregator.Config{WharfInstance: "prod", TriggerGrace: time.Minute, Logger: quiet})
 	if err := a.Compare(ctx, sink); err != nil {
 		t.Fatal(err)
 	}
 	st, _, err := build.ReadStatus(ctx, s, "prod-5")
-	if err != nil || st.Status != build.Failed || !strings.HasPrefix(st.Reason, ReasonTriggerLost) {
+	if err != nil || st.Status != build.Failed || !strings.HasPrefix(st.Reason, aggregator.ReasonTriggerLost) {
 		t.Fatalf("lost trigger: %+v %v", st, err)
 	}
 	if st, _, _ := build.ReadStatus(ctx, s, "prod-6"); st.Status != build.Running {
@@ -121,7 +125,7 @@ func TestCompareFailsBuildsWharfAPIStartedButWeNeverGot(t *testing.T) {
 	if len(statuses) != 1 || statuses[0].Status != build.Failed || len(lines) != 1 || !strings.Contains(lines[0].Text, "never reached wharfjobs") {
 		t.Fatalf("relayed %v %+v", lines, statuses)
 	}
-	if id := a.buildID(ctx, "prod-5"); id != "5" {
+	if id := a.BuildID(ctx, "prod-5"); id != "5" {
 		t.Fatalf("wharf-api id %q", id)
 	}
 }

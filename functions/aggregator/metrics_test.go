@@ -1,4 +1,4 @@
-package aggregator
+package aggregator_test
 
 import (
 	"context"
@@ -11,22 +11,24 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/fs"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator/aggregatortest"
 )
 
 func TestMetrics(t *testing.T) {
 	s, _ := fs.Open(t.TempDir())
 	writeBuild(t, s, "m", 20, build.Completed, nil)
 	writeBuild(t, s, "r", 5, "", nil) // still running: its lease stays held
-	sink := NewMemorySink()
+	sink := aggregatortest.NewMemorySink()
 	failed := false
-	sink.Fail = func(b Build, what string) error {
+	sink.Fail = func(b aggregator.Build, what string) error {
 		if b.Ref == "m" && what == "lines" && !failed {
 			failed = true
 			return errors.New("sink down")
 		}
 		return nil
 	}
-	a := New(s, sink, nil, Config{RetryMin: time.Millisecond, RetryMax: time.Millisecond, Logger: quiet})
+	a := aggregator.New(s, sink, nil, aggregator.Config{RetryMin: time.Millisecond, RetryMax: time.Millisecond, Logger: quiet})
 	if err := a.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package aggregator
+package aggregator_test
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/fs"
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator/aggregatortest"
 )
 
 func TestRelayLinesArtifactsThenStatus(t *testing.T) {
@@ -22,8 +24,8 @@ func TestRelayLinesArtifactsThenStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeBuild(t, s, "1", 1000, "", nil)
-	sink := NewMemorySink()
-	a := New(s, sink, nil, Config{BatchLines: 300, Logger: quiet})
+	sink := aggregatortest.NewMemorySink()
+	a := aggregator.New(s, sink, nil, aggregator.Config{BatchLines: 300, Logger: quiet})
 	ctx := context.Background()
 	if err := a.Once(ctx); err != nil {
 		t.Fatal(err)
@@ -75,17 +77,17 @@ func TestRefusedFileDoesNotHoldTheBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeBuild(t, s, "1", 10, build.Completed, map[string]string{"b/s/bad.bin": "x", "b/s/good.bin": "y"})
-	sink := NewMemorySink()
+	sink := aggregatortest.NewMemorySink()
 	tries := 0
-	sink.Fail = func(_ Build, what string) error {
+	sink.Fail = func(_ aggregator.Build, what string) error {
 		if what == "artifact" {
 			if tries++; tries == 1 {
-				return fmt.Errorf("wharf-api: 413 too large: %w", ErrRefused)
+				return fmt.Errorf("wharf-api: 413 too large: %w", aggregator.ErrRefused)
 			}
 		}
 		return nil
 	}
-	a := New(s, sink, nil, Config{Logger: quiet})
+	a := aggregator.New(s, sink, nil, aggregator.Config{Logger: quiet})
 	ctx := context.Background()
 	for range 2 {
 		if err := a.Once(ctx); err != nil {
@@ -108,16 +110,16 @@ func TestPermanentRejectionParksTheBuild(t *testing.T) {
 	s, _ := fs.Open(t.TempDir())
 	writeBuild(t, s, "404", 10, build.Completed, nil)
 	writeBuild(t, s, "ok", 10, build.Completed, nil)
-	sink := NewMemorySink()
+	sink := aggregatortest.NewMemorySink()
 	calls := 0
-	sink.Fail = func(b Build, _ string) error {
+	sink.Fail = func(b aggregator.Build, _ string) error {
 		if b.Ref == "404" {
 			calls++
-			return fmt.Errorf("wharf-api: build unknown: %w", ErrPermanent)
+			return fmt.Errorf("wharf-api: build unknown: %w", aggregator.ErrPermanent)
 		}
 		return nil
 	}
-	a := New(s, sink, nil, Config{Logger: quiet})
+	a := aggregator.New(s, sink, nil, aggregator.Config{Logger: quiet})
 	for range 3 {
 		if err := a.Once(context.Background()); err != nil {
 			t.Fatal(err)
@@ -134,16 +136,16 @@ func TestPermanentRejectionParksTheBuild(t *testing.T) {
 func TestTransientSinkErrorsAreRetried(t *testing.T) {
 	s, _ := fs.Open(t.TempDir())
 	writeBuild(t, s, "7", 50, build.Completed, nil)
-	sink := NewMemorySink()
+	sink := aggregatortest.NewMemorySink()
 	fails := 3
-	sink.Fail = func(Build, string) error {
+	sink.Fail = func(aggregator.Build, string) error {
 		if fails > 0 {
 			fails--
 			return errors.New("wharf-api: database is locked")
 		}
 		return nil
 	}
-	a := New(s, sink, nil, Config{RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond, Logger: quiet})
+	a := aggregator.New(s, sink, nil, aggregator.Config{RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond, Logger: quiet})
 	if err := a.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -163,14 +165,14 @@ func TestThreeReplicasTwoHundredBuilds(t *testing.T) {
 	for i := range builds {
 		writeBuild(t, s, fmt.Sprint("b", i), lines, build.Completed, nil)
 	}
-	sink := NewMemorySink()
+	sink := aggregatortest.NewMemorySink()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var aggs []*Aggregator
+	var aggs []*aggregator.Aggregator
 	var cancels []context.CancelFunc
 	var wg sync.WaitGroup
 	for i := range 3 {
-		a := New(s, sink, nil, Config{Holder: fmt.Sprint("replica-", i), LeaseDuration: time.Second, PollInterval: 50 * time.Millisecond,
+		a := aggregator.New(s, sink, nil, aggregator.Config{Holder: fmt.Sprint("replica-", i), LeaseDuration: time.Second, PollInterval: 50 * time.Millisecond,
 			BatchLines: batch, Workers: 4, RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Logger: quiet})
 		rctx, rcancel := context.WithCancel(ctx)
 		aggs, cancels = append(aggs, a), append(cancels, rcancel)
@@ -241,10 +243,10 @@ func TestStoreOutageMidRelay(t *testing.T) {
 	for i := range builds {
 		writeBuild(t, s, fmt.Sprint("o", i), lines, build.Completed, nil)
 	}
-	sink := NewMemorySink()
+	sink := aggregatortest.NewMemorySink()
 	var slow atomic.Bool
 	slow.Store(true)
-	sink.Fail = func(Build, string) error {
+	sink.Fail = func(aggregator.Build, string) error {
 		if slow.Load() {
 			time.Sleep(20 * time.Millisecond) // so the outage lands mid-relay
 		}
@@ -252,7 +254,7 @@ func TestStoreOutageMidRelay(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	a := New(s, sink, nil, Config{PollInterval: 100 * time.Millisecond, BatchLines: 50, RetryMin: 10 * time.Millisecond, RetryMax: 500 * time.Millisecond, Logger: quiet})
+	a := aggregator.New(s, sink, nil, aggregator.Config{PollInterval: 100 * time.Millisecond, BatchLines: 50, RetryMin: 10 * time.Millisecond, RetryMax: 500 * time.Millisecond, Logger: quiet})
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	for a.LinesRelayed.Load() < builds*lines/4 {

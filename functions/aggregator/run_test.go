@@ -1,4 +1,4 @@
-package aggregator
+package aggregator_test
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/fs"
 	"github.com/wharfjobs/wharfjobs/blob/minio"
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator/aggregatortest"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/kube"
@@ -38,8 +40,8 @@ func TestJobWatchReactsWithoutPolling(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeBuild(t, s, "3", 2, "", nil)
-	sink := NewMemorySink()
-	a := New(s, sink, l, Config{PollInterval: time.Hour, DiscoverInterval: time.Hour, Logger: quiet})
+	sink := aggregatortest.NewMemorySink()
+	a := aggregator.New(s, sink, l, aggregator.Config{PollInterval: time.Hour, DiscoverInterval: time.Hour, Logger: quiet})
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	defer func() { cancel(); <-done }() // no write into TempDir after the test
@@ -90,7 +92,7 @@ func TestHotBuildsArePolledOften(t *testing.T) {
 			}
 			w.Flush()
 		}
-		ms := NewMemorySink()
+		ms := aggregatortest.NewMemorySink()
 		waitLines := func(n int, within time.Duration) bool {
 			deadline := time.Now().Add(within)
 			for time.Now().Before(deadline) {
@@ -108,7 +110,7 @@ func TestHotBuildsArePolledOften(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		a := New(s, ms, nil, Config{PollInterval: time.Hour, HotPollInterval: hot, HotPollFor: 500 * time.Millisecond, Logger: quiet})
+		a := aggregator.New(s, ms, nil, aggregator.Config{PollInterval: time.Hour, HotPollInterval: hot, HotPollFor: 500 * time.Millisecond, Logger: quiet})
 		done := make(chan error, 1)
 		go func() { done <- a.Run(ctx) }()
 		stop := func() { cancel(); <-done }
@@ -130,9 +132,7 @@ func TestHotBuildsArePolledOften(t *testing.T) {
 		// Nothing new: the build cools after HotPollFor.
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			a.mu.Lock()
-			n := len(a.hot)
-			a.mu.Unlock()
+			n := a.HotBuilds()
 			if n == 0 {
 				break
 			}
@@ -156,8 +156,8 @@ func TestNotificationsRelayWithoutPolling(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink := NewMemorySink()
-	a := New(ms, sink, nil, Config{PollInterval: time.Hour, HotPollInterval: -1, Logger: quiet})
+	sink := aggregatortest.NewMemorySink()
+	a := aggregator.New(ms, sink, nil, aggregator.Config{PollInterval: time.Hour, HotPollInterval: -1, Logger: quiet})
 	a.WatchChanges(func(ctx context.Context) <-chan string { return ms.Watch(ctx, build.Root, nil) })
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -219,7 +219,7 @@ func TestNotificationsRelayWithoutPolling(t *testing.T) {
 }
 
 // statuses is a check that ref has had n statuses relayed to sink.
-func statuses(sink *MemorySink, ref string, n int) func() error {
+func statuses(sink *aggregatortest.MemorySink, ref string, n int) func() error {
 	return func() error {
 		if _, st, _ := sink.Received(ref); len(st) != n {
 			return fmt.Errorf("build %s: %d statuses relayed, want %d", ref, len(st), n)
@@ -238,7 +238,8 @@ func TestSilentChangeStreamIsReported(t *testing.T) {
 			writeBuild(t, s, fmt.Sprint("s", i), 3, build.Completed, nil) // a batch and a status each
 		}
 		var warnings atomic.Int32
-		a := New(s, NewMemorySink(), nil, Config{PollInterval: 20 * time.Millisecond, SilentChangesAfter: 100 * time.Millisecond,
+		sink := aggregatortest.NewMemorySink()
+		a := aggregator.New(s, sink, nil, aggregator.Config{PollInterval: 20 * time.Millisecond, SilentChangesAfter: 100 * time.Millisecond,
 			Logger: slog.New(countingHandler{Handler: slog.DiscardHandler, msg: "change notifications delivered nothing", n: &warnings})})
 		a.WatchChanges(func(ctx context.Context) <-chan string {
 			ch := make(chan string, 1)
@@ -251,7 +252,7 @@ func TestSilentChangeStreamIsReported(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		done := make(chan error, 1)
 		go func() { done <- a.Run(ctx) }()
-		_ = testenv.WaitFor(ctx, 5*time.Second, 20*time.Millisecond, statuses(a.sink.(*MemorySink), "s5", 1))
+		_ = testenv.WaitFor(ctx, 5*time.Second, 20*time.Millisecond, statuses(sink, "s5", 1))
 		time.Sleep(300 * time.Millisecond) // several passes past SilentChangesAfter
 		cancel()
 		<-done

@@ -21,6 +21,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/backend"
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator"
+	"github.com/wharfjobs/wharfjobs/functions/aggregator/aggregatortest"
 	"github.com/wharfjobs/wharfjobs/functions/provisioner"
 	"github.com/wharfjobs/wharfjobs/internal/image"
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
@@ -86,7 +87,7 @@ func startStore(ctx context.Context, t *testing.T, bucket string) (blob.Store, b
 // loopback HTTP server, and the aggregator relaying to an in-memory sink.
 type deployment struct {
 	api  *httptest.Server
-	sink *aggregator.MemorySink
+	sink *aggregatortest.MemorySink
 	pods *podWatch
 }
 
@@ -133,7 +134,7 @@ func deployTo(ctx context.Context, t *testing.T, c *testcluster.Cluster, store b
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &deployment{api: httptest.NewUnstartedServer(prov), sink: aggregator.NewMemorySink()}
+	d := &deployment{api: httptest.NewUnstartedServer(prov), sink: aggregatortest.NewMemorySink()}
 	if ln != nil {
 		d.api.Listener.Close()
 		d.api.Listener = ln
