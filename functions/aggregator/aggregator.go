@@ -44,6 +44,9 @@
 //     comparison with wharf-api's builds.
 //   - cleanup.go: deleting a relayed build's Job, chunks and step archives.
 //   - sink.go, metrics.go: the Sink interface and the /metrics handler.
+//
+// Tests name their files after these; a Sink that keeps what it gets, for
+// tests here and elsewhere, is aggregatortest.MemorySink.
 package aggregator
 
 import (
