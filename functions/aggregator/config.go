@@ -17,76 +17,76 @@ import (
 // the default unless a field says otherwise.
 type Config struct {
 	// Holder names this replica in leases (default: a random id).
-	Holder string `envconfig:"AGGREGATOR_ID" desc:"Name of this replica in build leases (default: a random id)."`
+	Holder string `envconfig:"AGGREGATOR_ID" desc:"name of this replica in build leases (default: a random id)"`
 	// LeaseDuration is how long a lease lasts without renewal.
-	LeaseDuration time.Duration `envconfig:"LEASE_DURATION" default:"15s" desc:"How long a replica's lease on a build lasts without renewal; another replica takes over after it."`
+	LeaseDuration time.Duration `envconfig:"LEASE_DURATION" default:"15s" desc:"how long a replica's lease on a build lasts without renewal; another replica takes over after it"`
 	// PollInterval is how often the store is polled for new chunks.
-	PollInterval time.Duration `envconfig:"POLL_INTERVAL" default:"1s" desc:"How often the store is polled for new log chunks and statuses."`
+	PollInterval time.Duration `envconfig:"POLL_INTERVAL" default:"1s" desc:"how often the store is polled for new log chunks and statuses"`
 	// HotPollInterval is how often a build that delivered lines or a
 	// status in the last HotPollFor is polled: a build writing output gets
 	// each chunk within this long of landing (the writer flushes every
 	// second), while idle builds cost one poll per PollInterval. A negative
 	// value, or one not below PollInterval, turns it off.
-	HotPollInterval time.Duration `envconfig:"HOT_POLL_INTERVAL" default:"250ms" desc:"How often a build that is writing output is polled (negative: off)."`
+	HotPollInterval time.Duration `envconfig:"HOT_POLL_INTERVAL" default:"250ms" desc:"how often a build that is writing output is polled (negative: off)"`
 	// HotPollFor is how long a build stays hot after it last delivered
 	// something.
-	HotPollFor time.Duration `envconfig:"HOT_POLL_FOR" default:"3s" desc:"How long after its last output a build is still polled every HOT_POLL_INTERVAL."`
+	HotPollFor time.Duration `envconfig:"HOT_POLL_FOR" default:"3s" desc:"how long after its last output a build is still polled every HOT_POLL_INTERVAL"`
 	// DiscoverInterval is how often build Jobs are listed anew in full;
 	// between listings a watch reports changes.
-	DiscoverInterval time.Duration `envconfig:"DISCOVER_INTERVAL" default:"10s" desc:"How often the build Jobs are listed anew in full; a watch reports changes in between."`
+	DiscoverInterval time.Duration `envconfig:"DISCOVER_INTERVAL" default:"10s" desc:"how often the build Jobs are listed anew in full; a watch reports changes in between"`
 	// BatchLines bounds the lines of one delivery to the sink. A batch
 	// takes whole chunks (the cursor counts chunks), so it ends at the
 	// first chunk boundary past BatchLines or BatchBytes.
-	BatchLines int `envconfig:"BATCH_LINES" default:"5000" desc:"Log lines per delivery to wharf-api (a batch ends at the first chunk boundary past it)."`
+	BatchLines int `envconfig:"BATCH_LINES" default:"5000" desc:"log lines per delivery to wharf-api (a batch ends at the first chunk boundary past it)"`
 	// BatchBytes bounds the bytes of one delivery, as BatchLines does.
-	BatchBytes int `envconfig:"BATCH_BYTES" default:"1048576" desc:"Bytes of log per delivery to wharf-api (a batch ends at the first chunk boundary past it)."`
+	BatchBytes int `envconfig:"BATCH_BYTES" default:"1048576" desc:"bytes of log per delivery to wharf-api (a batch ends at the first chunk boundary past it)"`
 	// Workers is how many builds are relayed in parallel.
-	Workers int `envconfig:"RELAY_WORKERS" default:"8" desc:"How many builds are relayed in parallel."`
+	Workers int `envconfig:"RELAY_WORKERS" default:"8" desc:"how many builds are relayed in parallel"`
 	// RetryMin is the first delay of the backoff of failed deliveries.
-	RetryMin time.Duration `envconfig:"RETRY_MIN" default:"500ms" desc:"First delay before a failed delivery is retried; it doubles up to RETRY_MAX."`
+	RetryMin time.Duration `envconfig:"RETRY_MIN" default:"500ms" desc:"first delay before a failed delivery is retried; it doubles up to RETRY_MAX"`
 	// RetryMax caps that backoff (and the one of failed discoveries).
-	RetryMax time.Duration `envconfig:"RETRY_MAX" default:"30s" desc:"Longest delay between retries of a failed delivery."`
+	RetryMax time.Duration `envconfig:"RETRY_MAX" default:"30s" desc:"longest delay between retries of a failed delivery"`
 	// IdleExit ends Run after this long with no build to relay (0: never),
 	// so KEDA can scale the aggregator back to zero.
-	IdleExit time.Duration `envconfig:"IDLE_EXIT" default:"0" desc:"Exit after this long with no build to relay, so KEDA can scale to zero (0: never)."`
+	IdleExit time.Duration `envconfig:"IDLE_EXIT" default:"0" desc:"exit after this long with no build to relay, so KEDA can scale to zero (0: never)"`
 	// HeartbeatTimeout fails a Running build whose worker has not
 	// refreshed its heartbeat for this long.
-	HeartbeatTimeout time.Duration `envconfig:"HEARTBEAT_TIMEOUT" default:"2m" desc:"Fail a Running build whose worker has not refreshed its heartbeat for this long."`
+	HeartbeatTimeout time.Duration `envconfig:"HEARTBEAT_TIMEOUT" default:"2m" desc:"fail a Running build whose worker has not refreshed its heartbeat for this long"`
 	// CleanupJobs deletes a build's Job once its relay is final (the logs
 	// stay in the store). Off by default: the Job's TTL removes it anyway,
 	// and deleting needs the delete verb on jobs, which the aggregator's
 	// Role does not grant.
-	CleanupJobs bool `envconfig:"CLEANUP_JOBS" default:"false" desc:"Delete a build's Job once its relay is final (needs the delete verb on jobs)."`
+	CleanupJobs bool `envconfig:"CLEANUP_JOBS" default:"false" desc:"delete a build's Job once its relay is final (needs the delete verb on jobs)"`
 	// KeepChunks keeps a finished build's log chunks. By default they are
 	// deleted once its relay is final and the compacted log (log.ndjson)
 	// holds them all, so the store keeps one copy of each log, not two.
-	KeepChunks bool `envconfig:"KEEP_CHUNKS" default:"false" desc:"Keep a finished build's log chunks beside its compacted log.ndjson."`
+	KeepChunks bool `envconfig:"KEEP_CHUNKS" default:"false" desc:"keep a finished build's log chunks beside its compacted log.ndjson"`
 	// CompactWait is how long after a build's final relay the aggregator
 	// waits for the worker's compaction (it runs right after the final
 	// status) before it compacts the log itself, then deletes the chunks.
-	CompactWait time.Duration `envconfig:"COMPACT_WAIT" default:"2m" desc:"How long after a build's final relay to wait for the worker's log compaction before compacting it here."`
+	CompactWait time.Duration `envconfig:"COMPACT_WAIT" default:"2m" desc:"how long after a build's final relay to wait for the worker's log compaction before compacting it here"`
 	// CompareInterval, when set and the sink can list wharf-api's active
 	// builds, is how often they are compared with ours: a build wharf-api
 	// has in Scheduling or Running that wharfjobs never received (its
 	// trigger failed) is failed after TriggerGrace. Zero turns it off.
-	CompareInterval time.Duration `envconfig:"COMPARE_INTERVAL" default:"0" desc:"How often wharf-api's active builds are compared with ours, to fail those whose trigger never arrived (0: never)."`
+	CompareInterval time.Duration `envconfig:"COMPARE_INTERVAL" default:"0" desc:"how often wharf-api's active builds are compared with ours, to fail those whose trigger never arrived (0: never)"`
 	// TriggerGrace is how long wharf-api may have a build that wharfjobs
 	// never received before Compare fails it: its trigger may be on the
 	// way.
-	TriggerGrace time.Duration `envconfig:"TRIGGER_GRACE" default:"5m" desc:"How long a build wharf-api started but wharfjobs never received may wait for its trigger before it is failed."`
+	TriggerGrace time.Duration `envconfig:"TRIGGER_GRACE" default:"5m" desc:"how long a build wharf-api started but wharfjobs never received may wait for its trigger before it is failed"`
 	// WharfInstance is WHARF_INSTANCE of the wharf-api this aggregator
 	// relays to. It relays only that instance's builds (those without an
 	// instance when it is empty): another instance's build 42 is not this
 	// wharf-api's build 42.
-	WharfInstance string `envconfig:"WHARF_INSTANCE" desc:"The wharf-api instance whose builds this aggregator relays (empty: builds without an instance)."`
+	WharfInstance string `envconfig:"WHARF_INSTANCE" desc:"the wharf-api instance whose builds this aggregator relays (empty: builds without an instance)"`
 	// MissingGrace is how long a build's status may be unchanged while its
 	// Job is missing before the build is failed: the provisioner writes the
 	// status just before it creates the Job.
-	MissingGrace time.Duration `envconfig:"MISSING_GRACE" default:"1m" desc:"How long a build without a Job may keep its status unchanged before it is failed."`
+	MissingGrace time.Duration `envconfig:"MISSING_GRACE" default:"1m" desc:"how long a build without a Job may keep its status unchanged before it is failed"`
 	// SilentChangesAfter is how long a change stream (MinIO's bucket
 	// notifications) may deliver nothing while this aggregator writes
 	// before it warns, once, that the stream does not work.
-	SilentChangesAfter time.Duration `envconfig:"SILENT_CHANGES_AFTER" default:"30s" desc:"Warn when the store's change notifications delivered nothing for this long while the aggregator was writing."`
+	SilentChangesAfter time.Duration `envconfig:"SILENT_CHANGES_AFTER" default:"30s" desc:"warn when the store's change notifications delivered nothing for this long while the aggregator was writing"`
 	// Logger for the aggregator's own diagnostics.
 	Logger *slog.Logger `ignored:"true"`
 }

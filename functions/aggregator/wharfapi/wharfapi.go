@@ -45,13 +45,13 @@ const LogStreamMethod = "/wharf.api.v5.Builds/CreateLogStream"
 // Config configures the sink.
 type Config struct {
 	// URL is wharf-api's base URL; gRPC goes to the same host and port.
-	URL string `envconfig:"WHARF_API_URL" desc:"wharf-api's base URL, e.g. http://wharf-api:8080; empty: relay to stdout."`
+	URL string `envconfig:"WHARF_API_URL" desc:"wharf-api's base URL, e.g. http://wharf-api:8080; empty: relay to stdout"`
 	// Auth is an Authorization header value (Basic or Bearer), optional.
 	// It goes with the HTTP calls and the log stream: wharf-api checks it
 	// on HTTP only, but a proxy in front of it may check both.
-	Auth string `envconfig:"WHARF_API_AUTH" desc:"Authorization header sent to wharf-api (Basic or Bearer), optional."`
+	Auth string `envconfig:"WHARF_API_AUTH" desc:"value of the Authorization header sent to wharf-api (Basic or Bearer); optional"`
 	// Timeout bounds each call (a whole log stream included).
-	Timeout time.Duration `envconfig:"WHARF_API_TIMEOUT" default:"30s" desc:"Time limit of each call to wharf-api, a whole log stream included."`
+	Timeout time.Duration `envconfig:"WHARF_API_TIMEOUT" default:"30s" desc:"time limit of each call to wharf-api, a whole log stream included"`
 }
 
 // defaultTimeout is Config.Timeout for a Config built in code; the
