@@ -7,14 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/kelseyhightower/envconfig"
-
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/backend"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/minio"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator/wharfapi"
+	"github.com/wharfjobs/wharfjobs/functions/provisioner"
 	"github.com/wharfjobs/wharfjobs/job/kube"
 )
 
@@ -24,22 +23,26 @@ type aggregatorEnv struct {
 	Kube      kube.Config
 	Relay     aggregator.Config
 	WharfAPI  wharfapi.Config
-	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
+	HTTP      provisioner.HTTPConfig
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"format of the process's own log on stderr: json or text"`
 }
+
+// Validate refuses an unknown log format.
+func (e *aggregatorEnv) Validate() error { return validLogFormat(e.LogFormat) }
 
 func runAggregator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cl := newFlags("aggregator", "[--once] [--no-kube]", "Relays new log lines, statuses and artifacts of the builds in the store to wharf-api\n(WHARFJOBS_WHARF_API_URL) or stdout; serves /healthz, /readyz and /metrics on $PORT.", stdout, stderr)
 	fl := cl.fl
 	once := fl.Bool("once", false, "relay everything pending, then exit (for a CronJob or a PingSource)")
 	noKube := fl.Bool("no-kube", false, "find builds in the store only (no Kubernetes API)")
+	cl.env(&aggregatorEnv{})
+	cl.envVar("PORT", defaultPort, "port of /healthz, /readyz and /metrics")
 	if _, err := cl.parse(args, 0, 0); err != nil {
 		return err
 	}
 	var env aggregatorEnv
-	for _, part := range []any{&env, &env.Store, &env.Kube, &env.Relay, &env.WharfAPI} {
-		if err := envconfig.Process("WHARFJOBS", part); err != nil {
-			return fmt.Errorf("configuration: %w", err)
-		}
+	if err := loadEnv(&env); err != nil {
+		return err
 	}
 	logger := newLogger(env.LogFormat, stderr)
 	env.Relay.Logger = logger
@@ -87,7 +90,7 @@ func runAggregator(ctx context.Context, args []string, stdout, stderr io.Writer)
 	defer stop(nil)
 	srvErr := make(chan error, 1)
 	go func() {
-		err := serve(runCtx, listenAddr(), mux, logger)
+		err := serve(runCtx, listenAddr(), env.HTTP.Server(mux), logger)
 		if err != nil {
 			err = fmt.Errorf("serve /healthz, /readyz and /metrics: %w", err)
 			stop(err)

@@ -22,7 +22,7 @@ func runArtifacts(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fl := cl.fl
 	get := fl.String("get", "", "print the file STAGE/STEP/PATH (as listed) to stdout")
 	out := fl.String("o", "", "write into this directory instead")
-	sf := addStoreFlags(fl, ".wharfjobs/store")
+	sf := addStoreFlags(cl, ".wharfjobs/store")
 	positional, err := cl.parse(args, 1, 1)
 	if err != nil {
 		return err

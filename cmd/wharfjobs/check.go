@@ -13,8 +13,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kelseyhightower/envconfig"
-
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/pipeline"
 	"github.com/wharfjobs/wharfjobs/job/worker"
@@ -120,6 +118,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var inputs, vars stringList
 	fl.Var(&inputs, "input", "input value NAME=VALUE, as wharf-api's VARS gives it (repeatable)")
 	fl.Var(&vars, "var", "variable NAME=VALUE over the built-in and file variables, e.g. WHARF_PROJECT_ID=17 (repeatable)")
+	cl.env(&worker.Config{}, &kuberun.Config{})
 	positional, err := cl.parse(args, 0, 1)
 	if err != nil {
 		return err
@@ -149,8 +148,8 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	var kubeCfg kuberun.Config
-	if err := envconfig.Process("WHARFJOBS", &kubeCfg); err != nil {
-		return fmt.Errorf("configuration: %w", err)
+	if err := loadEnv(&kubeCfg); err != nil {
+		return err
 	}
 	plan, err := worker.Plan(ctx, worker.PlanOptions{Dir: dir, File: file, Request: req, Vars: over, Config: env.Worker})
 	out := checkOutput{SchemaVersion: CheckSchemaVersion, File: displayPath(file, dir), Environment: *envName}

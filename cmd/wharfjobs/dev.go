@@ -21,8 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
-
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/backend"
 	"github.com/wharfjobs/wharfjobs/blob/build"
@@ -73,12 +71,14 @@ func (r *relaySummary) TestResult(ctx context.Context, b aggregator.Build, name 
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cl := newFlags("dev", "[--demo] [--state DIR] [store flags] [--insecure-no-auth]", "Runs the provisioner, the aggregator and local worker processes in one process on\n127.0.0.1:$PORT; --demo triggers one example build, follows it and exits.", stdout, stderr)
+	cl := newFlags("dev", "[--demo] [--state DIR] [store flags] [--insecure-no-auth]", "Runs the provisioner, the aggregator and local worker processes in one process on\n127.0.0.1:$PORT; --demo triggers one example build, follows it and exits. The local\nworkers inherit the environment: the settings 'wharfjobs worker --help' lists reach them.", stdout, stderr)
 	fl := cl.fl
 	demo := fl.Bool("demo", false, "trigger one build of the example repository, follow it, then exit")
 	insecure := fl.Bool("insecure-no-auth", false, "accept API requests without a token (any local user could then run commands as you)")
 	state := fl.String("state", ".wharfjobs", "state directory (the fs store, workspaces, worker logs)")
-	sf := addStoreFlags(fl, "STATE/store")
+	sf := addStoreFlags(cl, "STATE/store")
+	cl.env(&aggregator.Config{}, &wharfapi.Config{}, &provisioner.Config{}, &provisioner.HTTPConfig{})
+	cl.envVar("PORT", defaultPort, "port of the API on 127.0.0.1")
 	if _, err := cl.parse(args, 0, 0); err != nil {
 		return err
 	}
@@ -98,9 +98,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var relayCfg aggregator.Config
 	var apiCfg wharfapi.Config
 	var provCfg provisioner.Config
-	for _, part := range []any{&relayCfg, &apiCfg, &provCfg} {
-		if err := envconfig.Process("WHARFJOBS", part); err != nil {
-			return fmt.Errorf("configuration: %w", err)
+	var httpCfg provisioner.HTTPConfig
+	for _, part := range []any{&relayCfg, &apiCfg, &provCfg, &httpCfg} {
+		if err := loadEnv(part); err != nil {
+			return err
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -161,11 +162,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("listen on 127.0.0.1:%s (set PORT to use another port): %w", port, err)
 	}
 	base := "http://" + ln.Addr().String()
-	srv, err := apiServer(api)
-	if err != nil {
-		ln.Close()
-		return err
-	}
+	srv := httpCfg.Server(api)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))

@@ -9,29 +9,59 @@ import (
 	"strings"
 )
 
-// command line of one subcommand: the flags, where the help goes, and how
-// many arguments it takes.
+// command line of one subcommand: the flags, where the help goes, and the
+// settings its --help lists.
 type cmdLine struct {
 	fl             *flag.FlagSet
 	stdout, stderr io.Writer
+	vars           *[]envVar
 }
 
 // newFlags starts a subcommand's flag set; summary and usage become its
-// --help: what the command does, then its flags.
+// --help: what the command does, its flags, then the WHARFJOBS_* settings
+// it reads (see env).
 func newFlags(name, usage, summary string, stdout, stderr io.Writer) cmdLine {
 	fl := flag.NewFlagSet(name, flag.ContinueOnError)
+	vars := new([]envVar)
 	fl.Usage = func() {
 		fmt.Fprintf(fl.Output(), "Usage: wharfjobs %s %s\n\n%s\n\nFlags (before or after the arguments):\n", name, usage, summary)
 		fl.PrintDefaults()
+		printEnv(fl.Output(), *vars)
 	}
-	return cmdLine{fl: fl, stdout: stdout, stderr: stderr}
+	return cmdLine{fl: fl, stdout: stdout, stderr: stderr, vars: vars}
 }
+
+// env adds the settings of the configuration structs roots (pointers,
+// as loadEnv takes them) to the command's --help.
+func (c cmdLine) env(roots ...any) {
+	for _, r := range roots {
+		*c.vars = append(*c.vars, envVars(r)...)
+	}
+}
+
+// envVar adds a setting that is read without a struct (PORT, say).
+func (c cmdLine) envVar(name, def, desc string) {
+	*c.vars = append(*c.vars, envVar{Name: name, Default: def, Desc: desc})
+}
+
+// flagCollector is the stdout of a command run for its flags alone
+// (completion): parse hands it the flag set and the settings, and stops.
+type flagCollector struct {
+	fl   *flag.FlagSet
+	vars []envVar
+}
+
+func (*flagCollector) Write(p []byte) (int, error) { return len(p), nil }
 
 // parse parses args, flags anywhere among them, and checks that between
 // min and max arguments remain (max < 0: no limit). --help goes to stdout
 // (errHelp); a bad flag or argument count prints the usage to stderr
 // (errUsage).
 func (c cmdLine) parse(args []string, min, max int) ([]string, error) {
+	if fc, ok := c.stdout.(*flagCollector); ok {
+		fc.fl, fc.vars = c.fl, *c.vars
+		return nil, errHelp
+	}
 	var out bytes.Buffer
 	c.fl.SetOutput(&out)
 	positional, err := parseInterspersed(c.fl, args)

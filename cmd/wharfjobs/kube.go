@@ -6,7 +6,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -37,8 +36,8 @@ func kubeClient() (kubernetes.Interface, error) {
 
 func newKubeRunner(store blob.Store) (worker.StepRunner, error) {
 	var cfg kuberun.Config
-	if err := envconfig.Process("WHARFJOBS", &cfg); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+	if err := loadEnv(&cfg); err != nil {
+		return nil, err
 	}
 	// The downward API sets these without the prefix.
 	for env, field := range map[string]*string{"POD_NAMESPACE": &cfg.Namespace, "POD_NAME": &cfg.OwnerName, "POD_UID": &cfg.OwnerUID} {

@@ -26,7 +26,7 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	raw := fl.Bool("raw", false, "print the lines' text only")
 	asJSON := fl.Bool("json", false, "print the JSON records")
 	interval := fl.Duration("interval", time.Second, "how often --follow polls the store")
-	sf := addStoreFlags(fl, ".wharfjobs/store")
+	sf := addStoreFlags(cl, ".wharfjobs/store")
 	positional, err := cl.parse(args, 1, 1)
 	if err != nil {
 		return err
@@ -95,7 +95,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cl := newFlags("status", "[--limit N] [store flags] [REF]", "Prints one build's status and steps, or a table of the recent builds.", stdout, stderr)
 	fl := cl.fl
 	limit := fl.Int("limit", 20, "how many recent builds the table shows")
-	sf := addStoreFlags(fl, ".wharfjobs/store")
+	sf := addStoreFlags(cl, ".wharfjobs/store")
 	positional, err := cl.parse(args, 0, 1)
 	if err != nil {
 		return err

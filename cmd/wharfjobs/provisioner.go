@@ -11,8 +11,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
-
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/backend"
 	"github.com/wharfjobs/wharfjobs/functions/provisioner"
@@ -24,11 +22,23 @@ type provisionerEnv struct {
 	Store blob.Config
 	Kube  kube.Config
 	API   provisioner.Config
+	HTTP  provisioner.HTTPConfig
 	// ReleaseInterval is how often queued builds are checked for release
 	// (with WHARFJOBS_MAX_RUNNING_BUILDS).
-	ReleaseInterval time.Duration `envconfig:"QUEUE_RELEASE_INTERVAL" default:"10s"`
-	LogFormat       string        `envconfig:"LOG_FORMAT" default:"json"`
+	ReleaseInterval time.Duration `envconfig:"QUEUE_RELEASE_INTERVAL" default:"10s" desc:"how often builds queued by WHARFJOBS_MAX_RUNNING_BUILDS are checked for release"`
+	LogFormat       string        `envconfig:"LOG_FORMAT" default:"json" desc:"format of the process's own log on stderr: json or text"`
 }
+
+// Validate refuses a negative release interval or an unknown log format.
+func (e *provisionerEnv) Validate() error {
+	if e.ReleaseInterval < 0 {
+		return fmt.Errorf("WHARFJOBS_QUEUE_RELEASE_INTERVAL=%s: expected a duration of 0 or more", e.ReleaseInterval)
+	}
+	return validLogFormat(e.LogFormat)
+}
+
+// defaultPort is the port without $PORT.
+const defaultPort = "8080"
 
 // listenPort is $PORT (the Knative contract), default 8080: the one place
 // it is read, for the provisioner, the aggregator and dev.
@@ -36,7 +46,7 @@ func listenPort() string {
 	if port := os.Getenv("PORT"); port != "" {
 		return port
 	}
-	return "8080"
+	return defaultPort
 }
 
 // listenAddr is every interface on listenPort.
@@ -46,14 +56,14 @@ func runProvisioner(ctx context.Context, args []string, stdout, stderr io.Writer
 	cl := newFlags("provisioner", "[--insecure-no-auth]", "Serves the trigger API wharf-api calls (POST /api/worker) on $PORT and creates one\nKubernetes Job per build.", stdout, stderr)
 	fl := cl.fl
 	insecure := fl.Bool("insecure-no-auth", false, "accept requests without a token (never in production)")
+	cl.env(&provisionerEnv{})
+	cl.envVar("PORT", defaultPort, "port the API listens on (the Knative contract)")
 	if _, err := cl.parse(args, 0, 0); err != nil {
 		return err
 	}
 	var env provisionerEnv
-	for _, part := range []any{&env, &env.Store, &env.Kube, &env.API} {
-		if err := envconfig.Process("WHARFJOBS", part); err != nil {
-			return fmt.Errorf("configuration: %w", err)
-		}
+	if err := loadEnv(&env); err != nil {
+		return err
 	}
 	env.API.InsecureNoAuth = *insecure
 	if env.API.Token == "" && !*insecure {
@@ -77,7 +87,7 @@ func runProvisioner(ctx context.Context, args []string, stdout, stderr io.Writer
 		logger.Warn("authentication is off (--insecure-no-auth)")
 	}
 	go releaseLoop(ctx, launcher, env.ReleaseInterval, logger)
-	return serve(ctx, listenAddr(), api, logger)
+	return serve(ctx, listenAddr(), env.HTTP.Server(api), logger)
 }
 
 // releaseLoop releases queued builds while the provisioner runs.
@@ -103,22 +113,9 @@ func releaseLoop(ctx context.Context, l *kube.Launcher, interval time.Duration, 
 	}
 }
 
-// apiServer is the HTTP server of the API's handler h, with the bounds of
-// WHARFJOBS_HTTP_* (the provisioner's, the aggregator's and dev's alike).
-func apiServer(h http.Handler) (*http.Server, error) {
-	var cfg provisioner.HTTPConfig
-	if err := envconfig.Process("WHARFJOBS", &cfg); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
-	}
-	return cfg.Server(h), nil
-}
-
-// serve runs an HTTP server until ctx ends, then shuts it down gracefully.
-func serve(ctx context.Context, addr string, h http.Handler, logger *slog.Logger) error {
-	srv, err := apiServer(h)
-	if err != nil {
-		return err
-	}
+// serve runs srv (its bounds from WHARFJOBS_HTTP_*, provisioner.HTTPConfig)
+// on addr until ctx ends, then shuts it down gracefully.
+func serve(ctx context.Context, addr string, srv *http.Server, logger *slog.Logger) error {
 	srv.Addr = addr
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()

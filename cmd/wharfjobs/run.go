@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/backend"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/job"
@@ -26,6 +27,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	stages := fl.String("stages", "ALL", "comma-separated stages to run")
 	var inputs stringList
 	fl.Var(&inputs, "input", "input value NAME=VALUE (repeatable)")
+	cl.env(&blob.Config{}, &worker.Config{})
 	positional, err := cl.parse(args, 0, 1)
 	if err != nil {
 		return err

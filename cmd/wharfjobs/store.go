@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"path/filepath"
 
 	"github.com/kelseyhightower/envconfig"
+
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/backend"
 )
@@ -18,7 +18,11 @@ type storeFlags struct {
 	backend, endpoint, bucket, fsRoot *string
 }
 
-func addStoreFlags(fl *flag.FlagSet, defaultRoot string) storeFlags {
+// addStoreFlags adds the store flags to cl, and blob.Config's settings to
+// its --help.
+func addStoreFlags(cl cmdLine, defaultRoot string) storeFlags {
+	fl := cl.fl
+	cl.env(&blob.Config{})
 	return storeFlags{
 		backend:  fl.String("store", "", "store backend: fs, minio or s3 (default $WHARFJOBS_STORE or fs)"),
 		endpoint: fl.String("endpoint", "", "S3 endpoint host:port for minio and s3 (default $WHARFJOBS_STORE_ENDPOINT)"),
@@ -27,17 +31,20 @@ func addStoreFlags(fl *flag.FlagSet, defaultRoot string) storeFlags {
 	}
 }
 
-// config reads the store configuration from the environment and applies
-// the flags over it.
+// config reads the store configuration from the environment, applies
+// the flags over it and validates the result.
 func (f storeFlags) config() (blob.Config, error) {
 	var cfg blob.Config
-	if err := envconfig.Process("WHARFJOBS", &cfg); err != nil {
+	if err := envconfig.Process(envPrefix, &cfg); err != nil {
 		return cfg, fmt.Errorf("configuration: %w", err)
 	}
 	for dst, v := range map[*string]string{&cfg.Backend: *f.backend, &cfg.Endpoint: *f.endpoint, &cfg.Bucket: *f.bucket, &cfg.FSRoot: *f.fsRoot} {
 		if v != "" {
 			*dst = v
 		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("configuration: %w", err)
 	}
 	return cfg, nil
 }
@@ -52,14 +59,12 @@ func (f storeFlags) open(ctx context.Context) (blob.Store, blob.Config, error) {
 	return store, cfg, err
 }
 
-// storeEnv renders cfg as the environment of a child worker, which reads
-// the same store (credentials included: the worker is ours, not a step).
+// storeEnv renders the store configuration dev resolved (the environment
+// with the store flags over it) as WHARFJOBS_STORE* variables for its
+// local workers: every field of blob.Config, credentials included (a
+// worker is ours, not a step), the fs root made absolute. They come after
+// dev's own environment in a worker's, so they win over it.
 func storeEnv(cfg blob.Config) []string {
-	root, _ := filepath.Abs(cfg.FSRoot)
-	return []string{
-		"WHARFJOBS_STORE=" + cfg.Backend, "WHARFJOBS_STORE_ENDPOINT=" + cfg.Endpoint, "WHARFJOBS_STORE_BUCKET=" + cfg.Bucket,
-		"WHARFJOBS_STORE_REGION=" + cfg.Region, "WHARFJOBS_STORE_ACCESS_KEY=" + cfg.AccessKey, "WHARFJOBS_STORE_SECRET_KEY=" + cfg.SecretKey,
-		fmt.Sprintf("WHARFJOBS_STORE_TLS=%v", cfg.TLS), fmt.Sprintf("WHARFJOBS_STORE_PATH_STYLE=%v", cfg.PathStyle),
-		fmt.Sprintf("WHARFJOBS_STORE_UNSIGNED_PAYLOAD=%v", cfg.UnsignedPayload), "WHARFJOBS_STORE_FS_ROOT=" + root,
-	}
+	cfg.FSRoot, _ = filepath.Abs(cfg.FSRoot)
+	return envAssignments(&cfg)
 }

@@ -23,7 +23,7 @@ func runStoreSetup(ctx context.Context, args []string, stdout, stderr io.Writer)
 	cl := newFlags("store-setup", "[--cache-expire-days N] [store flags]", "Prepares the store once per installation (the bucket Job of manifests/ runs it):\ncreates the bucket, and sets the lifecycle rule that deletes cache archives\n(cache/...) N days after they were saved.", stdout, stderr)
 	fl := cl.fl
 	days := fl.Int("cache-expire-days", 30, "days a cache archive is kept after it was saved; 0 leaves the rule alone")
-	sf := addStoreFlags(fl, ".wharfjobs/store")
+	sf := addStoreFlags(cl, ".wharfjobs/store")
 	if _, err := cl.parse(args, 0, 0); err != nil {
 		return err
 	}

@@ -12,14 +12,13 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/kelseyhightower/envconfig"
-
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/backend"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/kube"
 	"github.com/wharfjobs/wharfjobs/job/worker"
+	"github.com/wharfjobs/wharfjobs/job/worker/kuberun"
 	"github.com/wharfjobs/wharfjobs/job/worker/localrun"
 )
 
@@ -28,24 +27,39 @@ type workerEnv struct {
 	Store  blob.Config
 	Worker worker.Config
 	// BuildRef is the build to run (the Job sets it).
-	BuildRef string `envconfig:"BUILD_REF"`
+	BuildRef string `envconfig:"BUILD_REF" desc:"build to run (the build Job sets it; --ref overrides)"`
 	// SecretsDir holds the build's Secret as files: git-token and
 	// vars.json (the build inputs).
-	SecretsDir string `envconfig:"SECRETS_DIR" default:"/var/run/wharfjobs/secrets"`
+	SecretsDir string `envconfig:"SECRETS_DIR" default:"/var/run/wharfjobs/secrets" desc:"directory of the build's Secret as files: git-token, vars.json"`
 	// StepRunner is local or kube.
-	StepRunner string `envconfig:"STEP_RUNNER" default:"kube"`
+	StepRunner string `envconfig:"STEP_RUNNER" default:"kube" desc:"where steps run: kube (a pod per step) or local (processes)"`
 	// LogFormat is json or text.
-	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"format of the process's own log on stderr: json or text"`
 }
 
+// loadWorkerEnv reads and validates the worker's configuration (the
+// store, worker.Config with its Images, Log and Files, and workerEnv's
+// own fields).
 func loadWorkerEnv() (workerEnv, error) {
 	var env workerEnv
-	for _, part := range []any{&env, &env.Store, &env.Worker, &env.Worker.Images, &env.Worker.Log, &env.Worker.Files} {
-		if err := envconfig.Process("WHARFJOBS", part); err != nil {
-			return env, fmt.Errorf("configuration: %w", err)
-		}
+	err := loadEnv(&env)
+	return env, err
+}
+
+// Validate refuses a step runner or log format that does not exist.
+func (e *workerEnv) Validate() error {
+	if e.StepRunner != "local" && e.StepRunner != "kube" {
+		return fmt.Errorf("WHARFJOBS_STEP_RUNNER=%q: expected local or kube", e.StepRunner)
 	}
-	return env, nil
+	return validLogFormat(e.LogFormat)
+}
+
+// validLogFormat refuses a WHARFJOBS_LOG_FORMAT other than json or text.
+func validLogFormat(f string) error {
+	if f != "json" && f != "text" {
+		return fmt.Errorf("WHARFJOBS_LOG_FORMAT=%q: expected json or text", f)
+	}
+	return nil
 }
 
 func newLogger(format string, w io.Writer) *slog.Logger {
@@ -84,6 +98,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cl := newFlags("worker", "[--ref REF]", "The body of a build Job's pod: runs the build whose request the provisioner stored\n(builds/REF/request.json), with the secrets from WHARFJOBS_SECRETS_DIR.", stdout, stderr)
 	fl := cl.fl
 	ref := fl.String("ref", "", "build ref to run (default $WHARFJOBS_BUILD_REF)")
+	cl.env(&workerEnv{}, &kuberun.Config{})
 	if _, err := cl.parse(args, 0, 0); err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ func runWorkspaceFetch(ctx context.Context, args []string, stdout, stderr io.Wri
 	timeout := fl.Duration("timeout", 10*time.Minute, "bound of the download")
 	planFile := fl.String("files", "", "the step's file plan (JSON, with pre-signed URLs)")
 	install := fl.String("install", "", "directory to copy this binary into, for step-exec")
+	cl.envVar("WHARFJOBS_WORKSPACE_URL", "", "URL of the workspace archive (the step runner sets it)")
 	positional, err := cl.parse(args, 1, 1)
 	if err != nil {
 		return err
