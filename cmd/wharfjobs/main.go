@@ -1,6 +1,23 @@
 // Command wharfjobs is the one binary of every wharfjobs role: the
 // provisioner and aggregator functions, the build worker, and the tools a
 // developer or operator runs by hand.
+//
+// The command line is the standard library's flag package and about 300
+// lines around it (flags.go, env.go, completion.go), not a framework such
+// as cobra, on purpose. What a framework would bring is here already:
+// flags before or after the arguments (parseInterspersed), --help on
+// stdout with exit 0, usage errors on stderr with exit 64 (ExitUsage),
+// each command's WHARFJOBS_* settings in its --help, generated from the
+// envconfig structs the command reads (their desc tags), and bash and zsh
+// completion generated from commands() and each command's flag.FlagSet.
+// What it would cost is a dependency tree in a binary that does not only
+// serve: it is also copied into every step pod and runs there as
+// step-exec and workspace-fetch, where its size is pulled, and its
+// dependencies trusted, once per step.
+//
+// Exit codes: 0 success (a build completed), 1 error, 2 a build failed
+// or was cancelled, 3 a build could not start, 4 the store failed, 64 a
+// usage error (see usage).
 package main
 
 import (
@@ -40,6 +57,7 @@ func commands() map[string]command {
 		"artifacts":       {"list or download a build's artifacts and test results", runArtifacts},
 		"store-setup":     {"create the bucket and the cache expiry rule (once per installation)", runStoreSetup},
 		"step-exec":       {"run a step's command, then upload its declared files (step container entrypoint)", runStepExec},
+		"completion":      {"print a bash or zsh completion script", runCompletion},
 	}
 }
 
@@ -107,9 +125,9 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-16s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'wharfjobs <command> --help' for a command's flags; flags may come before")
-	fmt.Fprintln(w, "or after the arguments. Configuration comes from WHARFJOBS_* environment")
-	fmt.Fprintln(w, "variables; the README lists them all.")
+	fmt.Fprintln(w, "Run 'wharfjobs <command> --help' for a command's flags and the WHARFJOBS_*")
+	fmt.Fprintln(w, "environment variables it reads, with their defaults; flags may come before or")
+	fmt.Fprintln(w, "after the arguments. Shell completion: source <(wharfjobs completion bash), or zsh.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Exit codes: 0 success (a build completed), 1 error, 2 a build failed or was")
 	fmt.Fprintln(w, "cancelled, 3 a build could not start (clone or pipeline error; check: problems")
