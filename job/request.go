@@ -1,8 +1,13 @@
 // Package job holds what a build is: the request wharf-api sends, how a
 // build is named (its ref, its worker id, its project's Secrets), the
-// build as a launcher shows it, and the labels every build's Kubernetes
-// objects share. The Launcher interface sits with its consumer, the
-// provisioner; its implementations are job/kube and job/local.
+// build as a launcher reports it (Build), and the labels every build's
+// Kubernetes objects share.
+//
+// It declares no launcher interface: each consumer declares the methods
+// it uses, functions/provisioner.Launcher (launch, list, get, cancel) and
+// functions/aggregator.Jobs (the builds' Job states, and cancel), and
+// job/kube.Launcher (build Jobs) and job/local.Launcher (worker processes,
+// wharfjobs dev) implement them.
 package job
 
 import (
