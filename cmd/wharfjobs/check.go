@@ -143,15 +143,15 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// too, so the plan resolves secrets as the build would.
 	req.ProjectID, _ = over["WHARF_PROJECT_ID"].(string)
 	req.Instance, _ = over["WHARF_INSTANCE"].(string)
-	env, err := loadWorkerEnv()
-	if err != nil {
+	var workerCfg worker.Config
+	if err := loadEnv(&workerCfg); err != nil {
 		return err
 	}
 	var kubeCfg kuberun.Config
 	if err := loadEnv(&kubeCfg); err != nil {
 		return err
 	}
-	plan, err := worker.Plan(ctx, worker.PlanOptions{Dir: dir, File: file, Request: req, Vars: over, Config: env.Worker})
+	plan, err := worker.Plan(ctx, worker.PlanOptions{Dir: dir, File: file, Request: req, Vars: over, Config: workerCfg})
 	out := checkOutput{SchemaVersion: CheckSchemaVersion, File: displayPath(file, dir), Environment: *envName}
 	var perrs pipeline.Errors
 	switch {

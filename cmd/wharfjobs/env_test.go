@@ -24,7 +24,7 @@ func commandEnv() map[string][]any {
 		"provisioner":     {&provisionerEnv{}},
 		"aggregator":      {&aggregatorEnv{}},
 		"dev":             {&blob.Config{}, &aggregator.Config{}, &wharfapi.Config{}, &provisioner.Config{}, &provisioner.HTTPConfig{}},
-		"run":             {&blob.Config{}, &worker.Config{}},
+		"run":             {&runEnv{}},
 		"check":           {&worker.Config{}, &kuberun.Config{}},
 		"logs":            store,
 		"status":          store,

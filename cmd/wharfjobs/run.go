@@ -18,6 +18,14 @@ import (
 	"github.com/wharfjobs/wharfjobs/job/worker/localrun"
 )
 
+// runEnv is what run reads from the environment: the store the build's
+// log and status go to, and the worker's settings (its step runner is
+// always the local one).
+type runEnv struct {
+	Store  blob.Config
+	Worker worker.Config
+}
+
 // runRun runs a local directory's .wharf-ci.yml with the local runner and
 // shows the log live.
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -27,7 +35,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	stages := fl.String("stages", "ALL", "comma-separated stages to run")
 	var inputs stringList
 	fl.Var(&inputs, "input", "input value NAME=VALUE (repeatable)")
-	cl.env(&blob.Config{}, &worker.Config{})
+	cl.env(&runEnv{})
 	positional, err := cl.parse(args, 0, 1)
 	if err != nil {
 		return err
@@ -36,8 +44,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(positional) == 1 {
 		dir = positional[0]
 	}
-	env, err := loadWorkerEnv()
-	if err != nil {
+	var env runEnv
+	if err := loadEnv(&env); err != nil {
 		return err
 	}
 	vars, err := inputs.assignments("input")
