@@ -16,7 +16,7 @@ const (
 )
 
 // Config selects and configures a store. It is read from the environment
-// with envconfig under the WHARFJOBS_ prefix (see the README's table); the
+// with envconfig under the WHARFJOBS_ prefix (see docs/operating.md); the
 // remote backends (minio, s3) share every field but FSRoot.
 type Config struct {
 	// Backend is fs, minio or s3.

@@ -1,4 +1,4 @@
-// Package build is the build data layout of DESIGN.md as code: where a
+// Package build is the build data layout of docs/architecture.md as code: where a
 // build's request, status, log chunks, compacted log, artifacts and relay
 // state live in the blob store, and typed access to each.
 //

@@ -65,31 +65,21 @@ func (r Reason) Of(s string) bool {
 }
 
 // Reasons recorded in status documents that callers branch on.
-//
-// ReasonQueued, ReasonCancelled, ReasonDeadlineExceeded, ReasonWorkerLost,
-// ReasonLaunchFailed, ReasonTriggerLost and ReasonOutputsFailed are still
-// untyped string constants: functions/aggregator and tests of other
-// packages use them as strings; they become Reason like the rest once
-// those move to Reason's methods.
 const (
-	ReasonQueued           = "Queued"
-	ReasonCancelled        = "Cancelled"
-	ReasonDeadlineExceeded = "DeadlineExceeded"
-	ReasonWorkerLost       = "WorkerLost"
+	ReasonQueued           Reason = "Queued"
+	ReasonCancelled        Reason = "Cancelled"
+	ReasonDeadlineExceeded Reason = "DeadlineExceeded"
+	ReasonWorkerLost       Reason = "WorkerLost"
 	// ReasonLaunchFailed: the provisioner stored the build but could not
 	// create its Job (or worker process).
-	ReasonLaunchFailed = "LaunchFailed"
+	ReasonLaunchFailed Reason = "LaunchFailed"
 	// ReasonTriggerLost: wharf-api has the build, wharfjobs never got its
 	// trigger.
-	ReasonTriggerLost = "TriggerLost"
+	ReasonTriggerLost Reason = "TriggerLost"
 	// ReasonOutputsFailed: the files a step declared could not be
 	// collected or kept (a limit, a path outside the workspace,
 	// ifNoFilesFound: error).
-	ReasonOutputsFailed = "OutputsFailed"
-)
-
-// Typed reasons.
-const (
+	ReasonOutputsFailed Reason = "OutputsFailed"
 	// ReasonCloneFailed, ReasonInvalidPipeline: the build could not start.
 	ReasonCloneFailed     Reason = "CloneFailed"
 	ReasonInvalidPipeline Reason = "InvalidPipeline"

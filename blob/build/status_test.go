@@ -18,7 +18,7 @@ func TestStatusConditionalWrites(t *testing.T) {
 		if _, _, err := build.ReadStatus(ctx, s, "30"); !errors.Is(err, blob.ErrNotFound) {
 			t.Fatalf("read missing status: %v", err)
 		}
-		etag, err := build.WriteStatus(ctx, s, "30", build.Status{Status: build.Scheduling, Reason: build.ReasonQueued}, "")
+		etag, err := build.WriteStatus(ctx, s, "30", build.Status{Status: build.Scheduling, Reason: build.ReasonQueued.String()}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -26,7 +26,7 @@ func TestStatusConditionalWrites(t *testing.T) {
 			t.Fatalf("second create: %v", err)
 		}
 		st, got, err := build.ReadStatus(ctx, s, "30")
-		if err != nil || got != etag || st.Status != build.Scheduling || st.Reason != build.ReasonQueued || st.Ref != "30" || st.CreatedAt.IsZero() {
+		if err != nil || got != etag || st.Status != build.Scheduling || st.Reason != string(build.ReasonQueued) || st.Ref != "30" || st.CreatedAt.IsZero() {
 			t.Fatalf("read = %+v %q %v", st, got, err)
 		}
 		st.Status = build.Running

@@ -25,7 +25,7 @@ import (
 const CheckSchemaVersion = 1
 
 // checkOutput is `wharfjobs check --json`: either the plan (Stages) or
-// the problems (Errors). The README documents every field.
+// the problems (Errors). docs/using.md documents every field.
 type checkOutput struct {
 	SchemaVersion int               `json:"schemaVersion"`
 	File          string            `json:"file"`
@@ -114,7 +114,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cl := newFlags("check", "[--env E] [--input N=V]... [--var N=V]... [--json] [DIR|FILE]", "Parses and resolves a .wharf-ci.yml (default ./.wharf-ci.yml) without running anything.\nPrints each problem with file:line:col (exit 1), or the plan: stages, whether they run,\neach step's image, script and the Secrets and ServiceAccount it reaches (exit 0).", stdout, stderr)
 	fl := cl.fl
 	envName := fl.String("env", "", "environment to resolve the pipeline for")
-	asJSON := fl.Bool("json", false, "print the plan (or the errors) as JSON, in the schema the README documents")
+	asJSON := fl.Bool("json", false, "print the plan (or the errors) as JSON, in the schema docs/using.md documents")
 	var inputs, vars stringList
 	fl.Var(&inputs, "input", "input value NAME=VALUE, as wharf-api's VARS gives it (repeatable)")
 	fl.Var(&vars, "var", "variable NAME=VALUE over the built-in and file variables, e.g. WHARF_PROJECT_ID=17 (repeatable)")

@@ -241,7 +241,7 @@ func TestDevCtrlCCancelsRunningBuilds(t *testing.T) {
 		t.Fatal("dev did not stop")
 	}
 	st, _, _ := build.ReadStatus(context.Background(), store, "5")
-	if st.Status != build.Failed || st.Reason != build.ReasonCancelled {
+	if st.Status != build.Failed || st.Reason != string(build.ReasonCancelled) {
 		t.Fatalf("status after Ctrl-C: %s %q", st.Status, st.Reason)
 	}
 	rc, _ := build.OpenLog(context.Background(), store, "5")

@@ -206,7 +206,7 @@ func TestDevKilledWorkerFailsTheBuild(t *testing.T) {
 		st, _, _ := build.ReadStatus(ctx, store, "9")
 		if st.Status == build.Failed {
 			t.Logf("build Failed %v after SIGKILL: %s", time.Since(killed).Round(time.Millisecond), st.Reason)
-			if !strings.HasPrefix(st.Reason, build.ReasonWorkerLost) || len(st.Steps) != 1 || st.Steps[0].Status != build.Failed {
+			if !strings.HasPrefix(st.Reason, build.ReasonWorkerLost.String()) || len(st.Steps) != 1 || st.Steps[0].Status != build.Failed {
 				t.Fatalf("status after the worker was killed: %+v", st)
 			}
 			return

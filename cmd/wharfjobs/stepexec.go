@@ -63,7 +63,7 @@ func runStepExec(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	t := stepexec.URLTransport{URLs: plan.URLs, Timeout: *timeout}
 	if err := stepexec.After(context.WithoutCancel(ctx), plan, t, dir, code == 0, *tmp, stderr); err != nil {
-		writeTermination(build.ReasonOutputsFailed + ": " + err.Error())
+		writeTermination(build.ReasonOutputsFailed.With(err.Error()))
 		if code == 0 {
 			code = 1
 		}

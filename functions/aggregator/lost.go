@@ -88,14 +88,14 @@ func lostReason(st build.Status, j jobView, now time.Time, cfg Config) string {
 	b := j.job
 	switch {
 	case j.listed && !j.has && now.Sub(st.UpdatedAt) > cfg.MissingGrace: // 1
-		return build.ReasonWorkerLost + ": the build's Job is gone"
+		return build.ReasonWorkerLost.With("the build's Job is gone")
 	case j.has && b.Phase == "Failed":
-		if b.Reason == build.ReasonDeadlineExceeded { // 2
-			return build.ReasonDeadlineExceeded
+		if b.Reason == string(build.ReasonDeadlineExceeded) { // 2
+			return build.ReasonDeadlineExceeded.String()
 		}
-		return build.ReasonWorkerLost + ": the worker failed (" + b.Reason + ")" // 3
+		return build.ReasonWorkerLost.With("the worker failed (" + b.Reason + ")") // 3
 	case j.has && b.Phase == "Completed": // 4
-		return build.ReasonWorkerLost + ": the worker exited without recording a final status"
+		return build.ReasonWorkerLost.With("the worker exited without recording a final status")
 	case j.has && b.Stuck != "": // 5
 		return b.Stuck
 	case st.Status == build.Running && st.Heartbeat != nil && now.Sub(*st.Heartbeat) > cfg.HeartbeatTimeout: // 6

@@ -109,7 +109,7 @@ func TestCompareFailsBuildsWharfAPIStartedButWeNeverGot(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _, err := build.ReadStatus(ctx, s, "prod-5")
-	if err != nil || st.Status != build.Failed || !strings.HasPrefix(st.Reason, aggregator.ReasonTriggerLost) {
+	if err != nil || st.Status != build.Failed || !aggregator.ReasonTriggerLost.Of(st.Reason) {
 		t.Fatalf("lost trigger: %+v %v", st, err)
 	}
 	if st, _, _ := build.ReadStatus(ctx, s, "prod-6"); st.Status != build.Running {

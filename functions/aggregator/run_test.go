@@ -61,7 +61,7 @@ func TestJobWatchReactsWithoutPolling(t *testing.T) {
 	}
 	for {
 		_, statuses, _ := sink.Received("3")
-		if n := len(statuses); n == 2 && statuses[1].Status == build.Failed && statuses[1].Reason == build.ReasonDeadlineExceeded {
+		if n := len(statuses); n == 2 && statuses[1].Status == build.Failed && statuses[1].Reason == string(build.ReasonDeadlineExceeded) {
 			return
 		}
 		if ctx.Err() != nil {

@@ -232,7 +232,7 @@ func TestRealAPIServerListCancelQueue(t *testing.T) {
 		t.Fatalf("second release: %v %v", released, err)
 	}
 	st, _, _ := build.ReadStatus(ctx, e.store, "prod-1")
-	if st.Status != build.Failed || st.Reason != build.ReasonCancelled {
+	if st.Status != build.Failed || st.Reason != build.ReasonCancelled.String() {
 		t.Fatalf("cancelled build status %+v", st)
 	}
 }

@@ -520,10 +520,10 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 	}
 	if b.Queued {
 		_, _ = build.UpdateStatus(ctx, s.store, ref, func(st *build.Status) error {
-			if st.Status != build.Scheduling || st.Reason == build.ReasonQueued {
+			if st.Status != build.Scheduling || build.ReasonQueued.Of(st.Reason) {
 				return build.ErrNoChange
 			}
-			st.Reason = build.ReasonQueued
+			st.Reason = build.ReasonQueued.String()
 			return nil
 		})
 	}
@@ -600,7 +600,7 @@ func (s *Server) launchFailed(ctx context.Context, ref string, launchErr error) 
 	ctx = context.WithoutCancel(ctx)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StoreTimeout)
 	defer cancel()
-	reason := build.ReasonLaunchFailed + ": " + launchErr.Error()
+	reason := build.ReasonLaunchFailed.With(launchErr.Error())
 	if err := build.WriteSystemLine(ctx, s.store, ref, "build failed: "+reason, s.log); err != nil {
 		s.log.Warn("cannot write the log line of a failed launch", "build", ref, "error", err)
 	}
@@ -701,7 +701,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 			if st.Status.Final() {
 				return build.ErrNoChange
 			}
-			st.Status, st.Reason, st.FinishedAt = build.Failed, build.ReasonCancelled, &now
+			st.Status, st.Reason, st.FinishedAt = build.Failed, build.ReasonCancelled.String(), &now
 			return nil
 		})
 		if err != nil {

@@ -297,7 +297,7 @@ func TestListGetCancel(t *testing.T) {
 		t.Fatal("cancelled job still there")
 	}
 	st, _, _ := build.ReadStatus(context.Background(), e.store, "prod-1")
-	if st.Status != build.Failed || st.Reason != build.ReasonCancelled {
+	if st.Status != build.Failed || st.Reason != string(build.ReasonCancelled) {
 		t.Fatalf("status after cancel %+v", st)
 	}
 	_, body = e.get(t, "/api/worker?status=Scheduling")

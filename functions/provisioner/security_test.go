@@ -131,7 +131,7 @@ func TestFailedLaunchEndsTheBuild(t *testing.T) {
 	}
 	ctx := context.Background()
 	st, _, err := build.ReadStatus(ctx, e.store, "prod-9")
-	if err != nil || st.Status != build.Failed || !strings.HasPrefix(st.Reason, build.ReasonLaunchFailed+": ") || st.FinishedAt == nil {
+	if err != nil || st.Status != build.Failed || !build.ReasonLaunchFailed.Of(st.Reason) || st.FinishedAt == nil {
 		t.Fatalf("status after a failed launch: %+v %v", st, err)
 	}
 	rc, err := build.OpenLog(ctx, e.store, "prod-9")

@@ -47,7 +47,7 @@ test:
 `
 
 // TestBuildRunsOnARealNode runs one build through the whole system on a
-// kubelet with containerd and reports the timings the README quotes.
+// kubelet with containerd and reports the timings docs/developing.md quotes.
 func TestBuildRunsOnARealNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()

@@ -118,7 +118,7 @@ func TestStepTypesRunOnARealNode(t *testing.T) {
 	// Kaniko runs as root (WHARFJOBS_STEP_ROOT_TYPES=docker; the other
 	// steps stay non-root without capabilities): the namespace
 	// enforces Pod Security "baseline" instead of "restricted", as the
-	// README's security model tells an operator to.
+	// docs/operating.md's security model tells an operator to.
 	ns, err := c.Client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,7 @@ package pipeline
 
 // The budgets tested here are wharfjobs' own: wharf-cmd (iver-wharf/wharf-cmd
 // at 421514f, pkg/wharfyml) expands aliases and substitutes variables
-// without a limit. The README lists them among the deliberate differences.
+// without a limit. docs/using.md lists them among the deliberate differences.
 
 import (
 	"errors"

@@ -222,7 +222,7 @@ func TestDeclaredFilesBadInput(t *testing.T) {
 				t.Fatalf("exit %d, status %+v, want ok=%v\n%s", code, st, tc.ok, log)
 			}
 			x := stepOf(st, "s", "x")
-			if !tc.ok && (!strings.HasPrefix(x.Reason, build.ReasonOutputsFailed+": ") || !strings.Contains(x.Reason, tc.want)) {
+			if !tc.ok && (!build.ReasonOutputsFailed.Of(x.Reason) || !strings.Contains(x.Reason, tc.want)) {
 				t.Errorf("step reason %q, want OutputsFailed naming %q", x.Reason, tc.want)
 			}
 			if !strings.Contains(log, tc.want) {

@@ -232,9 +232,9 @@ func (r *run) run(parent context.Context) (int, build.Status) {
 	if cause := context.Cause(ctx); cause != nil && code != ExitCompleted {
 		switch {
 		case errors.Is(cause, errDeadline):
-			reason = build.ReasonDeadlineExceeded
+			reason = build.ReasonDeadlineExceeded.String()
 		case parent.Err() != nil:
-			reason = build.ReasonCancelled
+			reason = build.ReasonCancelled.String()
 		}
 		r.sysf("build stopped: %s", reason)
 	}
@@ -401,7 +401,7 @@ func (r *run) execute(ctx context.Context) (int, string) {
 		}
 	}
 	if ctx.Err() != nil {
-		return ExitFailed, build.ReasonCancelled
+		return ExitFailed, build.ReasonCancelled.String()
 	}
 	if failed {
 		return ExitFailed, r.failure
@@ -499,11 +499,11 @@ func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir
 	case timedOut:
 		reason = build.ReasonTimeout.Withf("step ran longer than %s", r.cfg.StepTimeout)
 	case ctx.Err() != nil && res.ExitCode != 0:
-		reason = build.ReasonCancelled
+		reason = build.ReasonCancelled.String()
 	case res.Reason != "":
 		reason = r.maskText(res.Reason)
 	case filesErr != nil:
-		reason = build.ReasonOutputsFailed + ": " + r.maskText(filesErr.Error())
+		reason = build.ReasonOutputsFailed.With(r.maskText(filesErr.Error()))
 	}
 	okStep := err == nil && res.ExitCode == 0 && reason == ""
 	code := res.ExitCode

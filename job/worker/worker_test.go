@@ -266,7 +266,7 @@ func TestStepTimeoutAndCancel(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	time.AfterFunc(300*time.Millisecond, cancel)
 	code, st = worker.Run(cctx, s, job.Request{BuildRef: "10"}, localrun.Runner{KillGrace: time.Second}, cfg)
-	if code != worker.ExitFailed || st.Status != build.Failed || st.Reason != build.ReasonCancelled {
+	if code != worker.ExitFailed || st.Status != build.Failed || st.Reason != string(build.ReasonCancelled) {
 		t.Fatalf("cancel: exit %d status %s reason %q", code, st.Status, st.Reason)
 	}
 	rc, _ := build.OpenLog(ctx, s, "10")
@@ -280,7 +280,7 @@ func TestStepTimeoutAndCancel(t *testing.T) {
 	cfg.Deadline = 300 * time.Millisecond
 	build.WriteStatus(ctx, s, "11", build.Status{Status: build.Scheduling}, "")
 	code, st = worker.Run(ctx, s, job.Request{BuildRef: "11"}, localrun.Runner{KillGrace: time.Second}, cfg)
-	if code != worker.ExitFailed || st.Reason != build.ReasonDeadlineExceeded {
+	if code != worker.ExitFailed || st.Reason != string(build.ReasonDeadlineExceeded) {
 		t.Fatalf("deadline: exit %d reason %q", code, st.Reason)
 	}
 }

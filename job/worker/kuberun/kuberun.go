@@ -562,7 +562,7 @@ func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, 
 	for {
 		select {
 		case <-ctx.Done():
-			return worker.Result{ExitCode: -1, Reason: build.ReasonCancelled}, nil
+			return worker.Result{ExitCode: -1, Reason: build.ReasonCancelled.String()}, nil
 		default:
 		}
 		cctx, cancel := context.WithTimeout(ctx, r.timeout())
@@ -572,7 +572,7 @@ func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, 
 		case apierrors.IsNotFound(err):
 			return worker.Result{ExitCode: -1, Reason: build.ReasonPodDeleted.With("the step pod disappeared")}, nil
 		case err != nil && ctx.Err() != nil:
-			return worker.Result{ExitCode: -1, Reason: build.ReasonCancelled}, nil
+			return worker.Result{ExitCode: -1, Reason: build.ReasonCancelled.String()}, nil
 		case err != nil:
 			fmt.Fprintf(stderr, "[wharfjobs] reading step pod %s: %v (retrying)\n", name, err)
 		default:
@@ -654,7 +654,7 @@ func (r *Runner) inspect(pod *corev1.Pod, pendingSince time.Time) (worker.Result
 // workspace-fetch or step-exec wrote about the step's files; anything
 // else there was written by the step's own program.
 func stepExecReason(msg string) bool {
-	return strings.HasPrefix(msg, string(build.ReasonRestoreFailed)+": ") || strings.HasPrefix(msg, build.ReasonOutputsFailed+": ")
+	return build.ReasonRestoreFailed.Of(msg) || build.ReasonOutputsFailed.Of(msg)
 }
 
 // restoreLines copies the init container's "[wharfjobs] restored ..."

@@ -92,11 +92,11 @@ func (r Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Wri
 	}
 	res := worker.Result{ExitCode: code}
 	if code != 0 && ctx.Err() != nil {
-		res.Reason = build.ReasonCancelled
+		res.Reason = build.ReasonCancelled.String()
 		return res, nil
 	}
 	if err := stepexec.After(ctx, step.Files, step.Transport, work, code == 0, dir, stderr); err != nil {
-		res.Reason = build.ReasonOutputsFailed + ": " + err.Error()
+		res.Reason = build.ReasonOutputsFailed.With(err.Error())
 	}
 	return res, nil
 }
