@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -73,14 +74,20 @@ func GetArtifact(ctx context.Context, s blob.Store, ref, name string) (io.ReadCl
 	return rc, Artifact{Name: name, Size: info.Size, ContentType: info.ContentType, ETag: info.ETag}, nil
 }
 
-// DeleteStaging removes the archives ref's steps uploaded: once a build
-// ended, what they held is kept one object per file (or was refused).
-// The worker does it when it finishes; the aggregator for a build whose
-// worker never did (lost, killed).
+// DeleteStaging removes the archives ref's steps uploaded and the
+// published workspace: once a build ended, what they held is kept one
+// object per file (or was refused), and no step will fetch the workspace
+// again. The worker does it when it finishes; the aggregator for a build
+// whose worker never did (lost, killed).
 func DeleteStaging(ctx context.Context, s blob.Store, ref string) error {
 	err := blob.ListAll(ctx, s, blob.ListOptions{Prefix: StagingPrefix(ref)}, func(info blob.Info) error {
 		return s.Delete(ctx, info.Key)
 	})
+	if err == nil {
+		if err = s.Delete(ctx, WorkspaceKey(ref)); errors.Is(err, blob.ErrNotFound) {
+			err = nil
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("delete the steps' archives of build %s: %w", ref, err)
 	}

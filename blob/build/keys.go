@@ -96,6 +96,10 @@ func StagingKey(ref, stage, step, what string) string {
 	return StagingPrefix(ref) + StepFilesPath(stage, step) + what + ".tar.zst"
 }
 
+// WorkspaceKey is where the kube runner publishes a build's checkout for
+// its step pods (a tar.gz behind a pre-signed URL).
+func WorkspaceKey(ref string) string { return Dir(ref) + "workspace.tar.gz" }
+
 // StagingPrefix is the prefix of the archives a build's steps uploaded.
 func StagingPrefix(ref string) string { return Dir(ref) + "steps/" }
 

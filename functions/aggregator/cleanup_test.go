@@ -57,6 +57,9 @@ func TestChunksDeletedAfterTheFinalRelay(t *testing.T) {
 			if _, err := s.Put(ctx, staged, strings.NewReader("archive"), 7, blob.PutOptions{}); err != nil {
 				t.Fatal(err)
 			}
+			if _, err := s.Put(ctx, build.WorkspaceKey("c"), strings.NewReader("checkout"), 8, blob.PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
 			if tc.compacted {
 				if _, err := build.Compact(ctx, s, "c"); err != nil {
 					t.Fatal(err)
@@ -89,6 +92,9 @@ func TestChunksDeletedAfterTheFinalRelay(t *testing.T) {
 			})
 			if _, err := s.Stat(ctx, staged); !tc.wantChunks && !errors.Is(err, blob.ErrNotFound) {
 				t.Errorf("the steps' archive is still there: %v", err)
+			}
+			if _, err := s.Stat(ctx, build.WorkspaceKey("c")); !tc.wantChunks && !errors.Is(err, blob.ErrNotFound) {
+				t.Errorf("the published workspace is still there: %v", err)
 			}
 			switch {
 			case tc.wantChunks && err == nil:

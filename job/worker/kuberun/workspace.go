@@ -34,9 +34,6 @@ type StoreWorkspaces struct {
 	TTL time.Duration
 }
 
-// WorkspaceKey is where a build's workspace archive is stored.
-func WorkspaceKey(ref string) string { return build.Dir(ref) + "workspace.tar.gz" }
-
 // Publish implements Workspaces.
 func (w StoreWorkspaces) Publish(ctx context.Context, ref, dir string) (string, error) {
 	ps, ok := w.Store.(Presigner)
@@ -59,7 +56,7 @@ func (w StoreWorkspaces) Publish(ctx context.Context, ref, dir string) (string, 
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return "", err
 	}
-	key := WorkspaceKey(ref)
+	key := build.WorkspaceKey(ref)
 	if _, err := w.Store.Put(ctx, key, tmp, size, blob.PutOptions{ContentType: "application/gzip"}); err != nil {
 		return "", err
 	}
