@@ -44,6 +44,9 @@ const (
 	DefaultArtifactMaxFileSize  Size = 100 << 20
 	DefaultArtifactMaxBuildSize Size = 1 << 30
 	DefaultCacheMaxSize         Size = 2 << 30
+	// DefaultArtifactMaxFiles: wharf-api stores and lists every file one
+	// by one, and wharf-web shows them in one list.
+	DefaultArtifactMaxFiles = 1000
 )
 
 // FilesConfig limits what steps keep.
@@ -54,6 +57,9 @@ type FilesConfig struct {
 	ArtifactMaxBuildSize Size `envconfig:"ARTIFACT_MAX_BUILD_SIZE" default:"1Gi" desc:"bound of all artifacts of one build"`
 	// CacheMaxSize bounds the files of one cache.
 	CacheMaxSize Size `envconfig:"CACHE_MAX_SIZE" default:"2Gi" desc:"bound of the files of one cache"`
+	// ArtifactMaxFiles bounds the artifacts, and the test results, one
+	// step keeps.
+	ArtifactMaxFiles int `envconfig:"ARTIFACT_MAX_FILES" default:"1000" desc:"bound of the number of artifacts, and of test results, one step keeps"`
 }
 
 // Validate refuses negative sizes (a Size read from the environment never
@@ -67,6 +73,9 @@ func (c FilesConfig) Validate() error {
 			return fmt.Errorf("WHARFJOBS_%s=%d: expected a size of 0 or more (0: the default)", s.name, s.v)
 		}
 	}
+	if c.ArtifactMaxFiles < 0 {
+		return fmt.Errorf("WHARFJOBS_ARTIFACT_MAX_FILES=%d: expected a number of 0 or more (0: the default)", c.ArtifactMaxFiles)
+	}
 	return nil
 }
 
@@ -77,6 +86,9 @@ func (c FilesConfig) withDefaults() FilesConfig {
 	}
 	if c.ArtifactMaxBuildSize <= 0 {
 		c.ArtifactMaxBuildSize = DefaultArtifactMaxBuildSize
+	}
+	if c.ArtifactMaxFiles <= 0 {
+		c.ArtifactMaxFiles = DefaultArtifactMaxFiles
 	}
 	if c.CacheMaxSize <= 0 {
 		c.CacheMaxSize = DefaultCacheMaxSize
@@ -141,16 +153,16 @@ func (r *run) plan(stage string, step pipeline.Step, dir string) stepFiles {
 	if a := out.Artifacts; a != nil {
 		p.Collect = append(p.Collect, stepexec.Collect{What: "artifacts", Key: build.StagingKey(r.ref, stage, step.Name, filesArtifacts),
 			Paths: a.Paths, When: a.When, IfNoFilesFound: a.IfNoFilesFound,
-			Limits: stepfiles.Limits{MaxFileSize: int64(lim.ArtifactMaxFileSize), MaxTotalSize: max(left, 0)},
-			LimitsFrom: fmt.Sprintf("WHARFJOBS_ARTIFACT_MAX_FILE_SIZE=%s per file, WHARFJOBS_ARTIFACT_MAX_BUILD_SIZE=%s per build, of which %s were left",
-				stepfiles.FormatSize(int64(lim.ArtifactMaxFileSize)), stepfiles.FormatSize(int64(lim.ArtifactMaxBuildSize)), stepfiles.FormatSize(max(left, 0)))})
+			Limits: stepfiles.Limits{MaxFileSize: int64(lim.ArtifactMaxFileSize), MaxTotalSize: max(left, 0), MaxFiles: lim.ArtifactMaxFiles},
+			LimitsFrom: fmt.Sprintf("WHARFJOBS_ARTIFACT_MAX_FILE_SIZE=%s per file, WHARFJOBS_ARTIFACT_MAX_FILES=%d per step, WHARFJOBS_ARTIFACT_MAX_BUILD_SIZE=%s per build, of which %s were left",
+				stepfiles.FormatSize(int64(lim.ArtifactMaxFileSize)), lim.ArtifactMaxFiles, stepfiles.FormatSize(int64(lim.ArtifactMaxBuildSize)), stepfiles.FormatSize(max(left, 0)))})
 	}
 	if t := out.TestResults; t != nil {
 		sf.format = t.Format
 		p.Collect = append(p.Collect, stepexec.Collect{What: "test results", Key: build.StagingKey(r.ref, stage, step.Name, filesTestResults),
 			Paths: t.Paths, When: t.When, IfNoFilesFound: t.IfNoFilesFound,
-			Limits:     stepfiles.Limits{MaxFileSize: int64(lim.ArtifactMaxFileSize)},
-			LimitsFrom: "WHARFJOBS_ARTIFACT_MAX_FILE_SIZE=" + stepfiles.FormatSize(int64(lim.ArtifactMaxFileSize)) + " per file"})
+			Limits:     stepfiles.Limits{MaxFileSize: int64(lim.ArtifactMaxFileSize), MaxFiles: lim.ArtifactMaxFiles},
+			LimitsFrom: fmt.Sprintf("WHARFJOBS_ARTIFACT_MAX_FILE_SIZE=%s per file, WHARFJOBS_ARTIFACT_MAX_FILES=%d per step", stepfiles.FormatSize(int64(lim.ArtifactMaxFileSize)), lim.ArtifactMaxFiles)})
 	}
 	sf.plan = p
 	return sf
@@ -202,7 +214,7 @@ func (r *run) takeArtifacts(ctx context.Context, stage, step string, c stepexec.
 	r.filesMu.Lock()
 	left := int64(r.cfg.Files.ArtifactMaxBuildSize) - r.artifactBytes
 	r.filesMu.Unlock()
-	lim := stepfiles.Limits{MaxFileSize: c.Limits.MaxFileSize, MaxTotalSize: max(left, 0)}
+	lim := stepfiles.Limits{MaxFileSize: c.Limits.MaxFileSize, MaxTotalSize: max(left, 0), MaxFiles: c.Limits.MaxFiles}
 	// A first pass checks the whole archive, so a refused one leaves no
 	// artifact behind; a second keeps the files.
 	var n int

@@ -210,13 +210,14 @@ func TestDeclaredFilesBadInput(t *testing.T) {
 		{"no match is an error when asked", `true`, `artifacts: {paths: [dist/*], ifNoFilesFound: error}`, false, `no file matches "dist/*"`},
 		{"non-XML test result", `echo 'not xml' > r.xml`, `testResults: [r.xml]`, true, "test result r.xml not kept"},
 		{"JUnit with no test cases", `echo '<testsuites><testsuite name="empty" tests="0"/></testsuites>' > r.xml`, `testResults: [r.xml]`, true, "test result r.xml not kept"},
+		{"too many files", `mkdir d; for i in 1 2 3 4; do echo $i > d/$i; done`, `artifacts: [d]`, false, "WHARFJOBS_ARTIFACT_MAX_FILES=3"},
 		{"0-byte file", `true > empty.bin`, `artifacts: [empty.bin]`, true, "kept 1 artifact(s), 0 B"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ref := "bad-" + strings.ReplaceAll(tc.name, " ", "-")
 			pipe := "s:\n  x:\n    container:\n      image: alpine\n      cmds: [" + quoteYAML(tc.cmds) + "]\n      " + tc.decl + "\n"
 			code, st, log := runFiles(t, s, ref, map[string]string{".wharf-ci.yml": pipe}, func(c *worker.Config) {
-				c.Files.ArtifactMaxFileSize = 1024
+				c.Files.ArtifactMaxFileSize, c.Files.ArtifactMaxFiles = 1024, 3
 			})
 			if tc.ok != (code == worker.ExitCompleted) {
 				t.Fatalf("exit %d, status %+v, want ok=%v\n%s", code, st, tc.ok, log)
