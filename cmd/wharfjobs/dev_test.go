@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -202,35 +203,43 @@ func TestDevCtrlCCancelsRunningBuilds(t *testing.T) {
 	gitCommit(t, repo)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var out, errb bytes.Buffer
-	go func() { done <- run(ctx, []string{"dev", "--state", state}, &out, &errb) }()
+	// Locked: the test reads them while dev writes them.
+	out, errb := &lockedBuffer{}, &lockedBuffer{}
+	go func() { done <- run(ctx, []string{"dev", "--state", state}, out, errb) }()
 	base := "http://127.0.0.1:" + port
 	q := url.Values{"BUILD_REF": {"5"}, "GIT_FULLURL": {"file://" + repo}, "GIT_BRANCH": {"main"}, "token": {"dev-token"}}
 	var resp *http.Response
-	var err error
-	for range 100 {
-		if resp, err = http.Post(base+"/api/worker?"+q.Encode(), "", nil); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	err := testenv.WaitFor(ctx, 10*time.Second, 50*time.Millisecond, func() error {
+		var err error
+		resp, err = http.Post(base+"/api/worker?"+q.Encode(), "", nil)
+		return err
+	})
 	if err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("trigger: %v %v", resp, err)
 	}
 	resp.Body.Close()
 	store, _ := fs.Open(filepath.Join(state, "store"))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	err = testenv.WaitFor(ctx, 30*time.Second, 50*time.Millisecond, func() error {
 		st, _, _ := build.ReadStatus(context.Background(), store, "5")
 		if len(st.Steps) > 0 && st.Steps[0].Status == build.Running {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("build never ran\n%s\n%s", out.String(), errb.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return fmt.Errorf("build 5 is %s", st.Status)
+	})
+	if err != nil {
+		t.Fatalf("build never ran: %v\n%s\n%s", err, out.String(), errb.String())
 	}
-	time.Sleep(500 * time.Millisecond) // let "waiting" be printed
+	// Cancel once the step's line is out: dev's sink printed it, so it is
+	// in the store, whose log must keep it.
+	err = testenv.WaitFor(ctx, 30*time.Second, 50*time.Millisecond, func() error {
+		if !strings.Contains(out.String(), "| waiting\n") {
+			return errors.New(`dev printed no "waiting" line yet`)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s\n%s", err, out.String(), errb.String())
+	}
 	cancel()
 	select {
 	case code := <-done:

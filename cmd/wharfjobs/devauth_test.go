@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/fs"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
 // lockedBuffer is a bytes.Buffer a test reads while run writes it.
@@ -60,17 +63,21 @@ func startDev(t *testing.T, args ...string) (string, *lockedBuffer) {
 		}
 	})
 	base := "http://127.0.0.1:" + port
-	for range 200 {
-		if strings.Contains(out.String(), "engine URL") {
-			if resp, err := http.Get(base + "/healthz"); err == nil {
-				resp.Body.Close()
-				return base, out
-			}
+	err := testenv.WaitFor(ctx, 10*time.Second, 25*time.Millisecond, func() error {
+		if !strings.Contains(out.String(), "engine URL") {
+			return errors.New("no engine URL printed yet")
 		}
-		time.Sleep(25 * time.Millisecond)
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("dev did not start: %v\n%s\n%s", err, out.String(), errb.String())
 	}
-	t.Fatalf("dev did not start:\n%s\n%s", out.String(), errb.String())
-	return "", nil
+	return base, out
 }
 
 func statusOf(t *testing.T, url string) int {
@@ -189,32 +196,36 @@ func TestDevKilledWorkerFailsTheBuild(t *testing.T) {
 	}
 	ctx := context.Background()
 	pid := 0
-	for deadline := time.Now().Add(30 * time.Second); pid == 0; {
+	err = testenv.WaitFor(ctx, 30*time.Second, 20*time.Millisecond, func() error {
 		if st, _, _ := build.ReadStatus(ctx, store, "9"); len(st.Steps) > 0 && st.Steps[0].Status == build.Running {
 			pid = workerPID(t, "9")
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the build never ran")
+		if pid == 0 {
+			return errors.New("no running step with its worker process")
 		}
-		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the build never ran: %v", err)
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	for {
-		st, _, _ := build.ReadStatus(ctx, store, "9")
-		if st.Status == build.Failed {
-			t.Logf("build Failed %v after SIGKILL: %s", time.Since(killed).Round(time.Millisecond), st.Reason)
-			if !strings.HasPrefix(st.Reason, build.ReasonWorkerLost.String()) || len(st.Steps) != 1 || st.Steps[0].Status != build.Failed {
-				t.Fatalf("status after the worker was killed: %+v", st)
-			}
-			return
+	var st build.Status
+	err = testenv.WaitFor(ctx, 30*time.Second, 20*time.Millisecond, func() error {
+		st, _, _ = build.ReadStatus(ctx, store, "9")
+		if st.Status != build.Failed {
+			return fmt.Errorf("build is %s", st.Status)
 		}
-		if time.Since(killed) > 30*time.Second {
-			t.Fatalf("build still %s 30s after its worker was killed", st.Status)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("build still %s 30s after its worker was killed: %v", st.Status, err)
+	}
+	t.Logf("build Failed %v after SIGKILL: %s", time.Since(killed).Round(time.Millisecond), st.Reason)
+	if !strings.HasPrefix(st.Reason, build.ReasonWorkerLost.String()) || len(st.Steps) != 1 || st.Steps[0].Status != build.Failed {
+		t.Fatalf("status after the worker was killed: %+v", st)
 	}
 }
 

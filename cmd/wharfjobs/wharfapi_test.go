@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 	"github.com/wharfjobs/wharfjobs/internal/wharfapitest"
 )
 
@@ -68,12 +69,13 @@ func TestDevRelaysToARealWharfAPI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	devCtx, stopDev := context.WithCancel(ctx)
-	var out, errb bytes.Buffer
+	// Locked: the test reads them while dev writes them.
+	out, errb := &lockedBuffer{}, &lockedBuffer{}
 	bucket := miniotest.BucketName("wharfapi")
 	storeArgs := []string{"--store", "minio", "--endpoint", srv.Endpoint, "--bucket", bucket}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(devCtx, append([]string{"dev", "--state", t.TempDir()}, storeArgs...), &out, &errb)
+		done <- run(devCtx, append([]string{"dev", "--state", t.TempDir()}, storeArgs...), out, errb)
 	}()
 	defer func() {
 		stopDev()
@@ -105,16 +107,8 @@ func TestDevRelaysToARealWharfAPI(t *testing.T) {
 		"name": "demo", "groupName": "wharfjobs", "gitUrl": "file://" + repo, "buildDefinition": files[".wharf-ci.yml"],
 	}, &project)
 	// The provisioner must be up before wharf-api triggers it.
-	for i := 0; ; i++ {
-		resp, err := http.Get("http://127.0.0.1:" + devPort + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 200 {
-			t.Fatalf("dev did not start: %v\n%s", err, errb.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testenv.WaitHTTP(ctx, &http.Client{Timeout: time.Second}, "http://127.0.0.1:"+devPort+"/healthz", "", 10*time.Second); err != nil {
+		t.Fatalf("dev did not start: %v\n%s", err, errb.String())
 	}
 	// Several builds at once: wharf-api on SQLite fails some of the
 	// parallel log streams ("database is locked") after inserting part of
@@ -137,15 +131,15 @@ func TestDevRelaysToARealWharfAPI(t *testing.T) {
 			Status   string `json:"status"`
 			WorkerID string `json:"workerId"`
 		}
-		for {
+		err := testenv.WaitFor(ctx, 3*time.Minute, 200*time.Millisecond, func() error {
 			apiJSON(t, http.MethodGet, fmt.Sprintf("%s/api/build/%s", api.URL, ref), nil, &b)
-			if b.Status == "Completed" || b.Status == "Failed" {
-				break
+			if b.Status != "Completed" && b.Status != "Failed" {
+				return fmt.Errorf("build %s is %q", ref, b.Status)
 			}
-			if ctx.Err() != nil {
-				t.Fatalf("build %s is %q in wharf-api\ndev: %s\n%s\nwharf-api: %s", ref, b.Status, out.String(), errb.String(), api.Log())
-			}
-			time.Sleep(200 * time.Millisecond)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("build %s is %q in wharf-api: %v\ndev: %s\n%s\nwharf-api: %s", ref, b.Status, err, out.String(), errb.String(), api.Log())
 		}
 		if b.Status != "Completed" || !strings.HasPrefix(b.WorkerID, "wharf-build-") {
 			t.Fatalf("wharf-api has build %s as %+v\n%s", ref, b, out.String())

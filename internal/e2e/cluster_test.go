@@ -66,18 +66,19 @@ func TestBuildRunsOnARealNode(t *testing.T) {
 	var firstLine, final time.Time
 	var recs []build.Record
 	var statuses []build.Status
-	for final.IsZero() {
-		if ctx.Err() != nil {
-			t.Fatalf("no final status relayed: %v; pods: %v; %s", ctx.Err(), pods.seen(), debugState(c))
-		}
+	err := testenv.WaitFor(ctx, 5*time.Minute, 50*time.Millisecond, func() error {
 		recs, statuses, _ = sink.Received(ref)
 		if firstLine.IsZero() && len(recs) > 0 {
 			firstLine = time.Now()
 		}
 		if n := len(statuses); n > 0 && statuses[n-1].Status.Final() {
 			final = time.Now()
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		return fmt.Errorf("%d lines and %d statuses relayed, none final", len(recs), len(statuses))
+	})
+	if err != nil {
+		t.Fatalf("no final status relayed: %v; pods: %v; %s", err, pods.seen(), debugState(c))
 	}
 	running := pods.workerRunning()
 	t.Logf("trigger to worker pod running: %v; to first log line at the sink: %v; to final status at the sink: %v",
@@ -243,7 +244,10 @@ func watchPods(ctx context.Context, t *testing.T, c *testcluster.Cluster) *podWa
 				}
 				p.mu.Unlock()
 			}
-			time.Sleep(100 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 	}()
 	return p

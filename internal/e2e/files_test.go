@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator/wharfapi"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 	"github.com/wharfjobs/wharfjobs/internal/wharfapitest"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/kube"
@@ -64,14 +66,18 @@ func TestFilesOnARealNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b wharfapitest.Build
-	for b.Status != "Completed" && b.Status != "Failed" {
-		if ctx.Err() != nil {
-			t.Fatalf("build %s is %q in wharf-api; pods: %v; %s", id, b.Status, d.pods.seen(), debugState(c))
-		}
-		time.Sleep(200 * time.Millisecond)
+	err = testenv.WaitFor(ctx, 5*time.Minute, 200*time.Millisecond, func() error {
+		var err error
 		if b, err = client.Build(id); err != nil {
 			t.Fatal(err)
 		}
+		if b.Status != "Completed" && b.Status != "Failed" {
+			return fmt.Errorf("build %s is %q", id, b.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("build %s is %q in wharf-api: %v; pods: %v; %s", id, b.Status, err, d.pods.seen(), debugState(c))
 	}
 	ref := job.Request{BuildRef: id}.Ref()
 	st, _, err := build.ReadStatus(ctx, store, ref)

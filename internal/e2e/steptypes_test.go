@@ -18,6 +18,7 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
 // appsNamespace is where the helm and kubectl steps install.
@@ -183,15 +184,15 @@ func TestStepTypesRunOnARealNode(t *testing.T) {
 
 	var recs []build.Record
 	var statuses []build.Status
-	for {
-		if ctx.Err() != nil {
-			t.Fatalf("no final status relayed: %v; pods: %v; %s", ctx.Err(), pods.seen(), debugState(c))
-		}
+	err = testenv.WaitFor(ctx, 8*time.Minute, 100*time.Millisecond, func() error {
 		recs, statuses, _ = sink.Received(ref)
 		if n := len(statuses); n > 0 && statuses[n-1].Status.Final() {
-			break
+			return nil
 		}
-		time.Sleep(100 * time.Millisecond)
+		return fmt.Errorf("%d lines and %d statuses relayed, none final", len(recs), len(statuses))
+	})
+	if err != nil {
+		t.Fatalf("no final status relayed: %v; pods: %v; %s", err, pods.seen(), debugState(c))
 	}
 	t.Logf("trigger to final status at the sink: %v", time.Since(trigger).Round(time.Millisecond))
 
