@@ -24,3 +24,18 @@ func (a *Aggregator) HotBuilds() int {
 
 // Settings is the Config the aggregator runs with, defaults applied.
 func (a *Aggregator) Settings() Config { return a.cfg }
+
+// Notified is wharfjobs_relay_notifications_total: the keys the change
+// stream delivered, so a test can tell that the stream is up.
+func (a *Aggregator) Notified() uint64 { return a.notified.Load() }
+
+// ErrorsOf is wharfjobs_relay_errors_total of one kind ("sink", "relay",
+// "discovery", "compare", "cleanup"); it panics on another name.
+func (a *Aggregator) ErrorsOf(kind string) uint64 {
+	for k, name := range errKindNames {
+		if name == kind {
+			return a.errs[k].Load()
+		}
+	}
+	panic("aggregator: no error kind " + kind)
+}

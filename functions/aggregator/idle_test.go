@@ -13,6 +13,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator/aggregatortest"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
 // countingStore counts the requests an aggregator makes.
@@ -58,17 +59,31 @@ func BenchmarkIdleCost(b *testing.B) {
 	go a.Run(rctx)
 	// First pass: leases, cursors, Running statuses; then the builds stay
 	// hot (polled every HotPollInterval) for HotPollFor after that
-	// delivery. What is measured is the steady state after that.
-	for a.StatusRelayed.Load() < 1000 {
-		time.Sleep(50 * time.Millisecond)
+	// delivery. What is measured is the steady state after that: from the
+	// moment no build is hot any more.
+	if err := testenv.WaitFor(ctx, 3*time.Minute, 50*time.Millisecond, func() error {
+		if n := a.StatusRelayed.Load(); n < 1000 {
+			return fmt.Errorf("first pass: %d of 1000 statuses relayed", n)
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
 	}
-	time.Sleep(a.Settings().HotPollFor + 2*time.Second)
+	if err := testenv.WaitFor(ctx, a.Settings().HotPollFor+time.Minute, 50*time.Millisecond, func() error {
+		if n := a.HotBuilds(); n > 0 {
+			return fmt.Errorf("%d builds still hot (HotPollFor %v): no steady state to measure", n, a.Settings().HotPollFor)
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
 	for b.Loop() {
 		before := cs.n.Load()
 		var ru0, ru1 runtime.MemStats
 		runtime.ReadMemStats(&ru0)
 		cpu0 := cpuSeconds()
 		start := time.Now()
+		// The measurement window: idle time passing is what is measured.
 		time.Sleep(10 * time.Second)
 		secs := time.Since(start).Seconds()
 		runtime.ReadMemStats(&ru1)

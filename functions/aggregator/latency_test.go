@@ -14,6 +14,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator/aggregatortest"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
 // ackSink records, per line, how long after the step wrote it the sink
@@ -67,7 +68,35 @@ func BenchmarkLineLatency(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			go a.Run(ctx)
-			time.Sleep(300 * time.Millisecond) // let the notification stream connect
+			// Wait until the relay is up: a probe build (final, so it is not
+			// polled again) is relayed and, with notifications, the stream
+			// has delivered a key. Its subscription is made after Run starts
+			// and the relay's cursor write is an object created, so each
+			// probe relayed before the stream is up gets another one.
+			probes := 0
+			probe := func() string { return fmt.Sprint("probe-", probes) }
+			writeProbe := func() error {
+				_, err := build.WriteStatus(ctx, ms, probe(), build.Status{Status: build.Completed}, "")
+				return err
+			}
+			if err := writeProbe(); err != nil {
+				b.Fatal(err)
+			}
+			if err := testenv.WaitFor(ctx, 60*time.Second, 10*time.Millisecond, func() error {
+				if _, st, _ := sink.Received(probe()); len(st) == 0 {
+					return fmt.Errorf("probe build %s not relayed", probe())
+				}
+				if notify && a.Notified() == 0 {
+					probes++
+					if err := writeProbe(); err != nil {
+						return err
+					}
+					return fmt.Errorf("the change stream delivered nothing for %d probe builds relayed", probes)
+				}
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
 			for b.Loop() {
 				ref := fmt.Sprintf("lat-%d", time.Now().UnixNano())
 				build.WriteStatus(ctx, ms, ref, build.Status{Status: build.Running}, "")
@@ -77,14 +106,16 @@ func BenchmarkLineLatency(b *testing.B) {
 				}
 				for i := range 300 { // 3 s of output, a line every 10 ms
 					_ = w.Write(build.Record{Stream: build.StreamStdout, Line: uint64(i + 1), Time: time.Now(), Text: "x"})
-					time.Sleep(10 * time.Millisecond)
+					time.Sleep(10 * time.Millisecond) // the step's output rate: what is measured
 				}
 				_ = w.Close(ctx)
-				for {
-					if lines, _, _ := sink.Received(ref); len(lines) == 300 {
-						break
+				if err := testenv.WaitFor(ctx, time.Minute, 10*time.Millisecond, func() error {
+					if lines, _, _ := sink.Received(ref); len(lines) != 300 {
+						return fmt.Errorf("build %s: %d of 300 lines relayed", ref, len(lines))
 					}
-					time.Sleep(10 * time.Millisecond)
+					return nil
+				}); err != nil {
+					b.Fatal(err)
 				}
 			}
 			sink.mu.Lock()

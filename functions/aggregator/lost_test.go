@@ -2,6 +2,7 @@ package aggregator_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/fs"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator/aggregatortest"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 	"github.com/wharfjobs/wharfjobs/job"
 )
 
@@ -51,8 +53,22 @@ func TestMissingBuildsAreFailedWithAReason(t *testing.T) {
 		"silent":   {Ref: "silent", Phase: "Running"},
 	}
 	sink := aggregatortest.NewMemorySink()
-	time.Sleep(20 * time.Millisecond)
-	a := aggregator.New(s, sink, jobs, aggregator.Config{MissingGrace: 10 * time.Millisecond, HeartbeatTimeout: time.Minute, Logger: quiet})
+	// Rule 1 fails a build without a Job once its status is older than
+	// MissingGrace: wait for that age, read from the status itself.
+	const grace = 10 * time.Millisecond
+	if err := testenv.WaitFor(ctx, 5*time.Second, 5*time.Millisecond, func() error {
+		st, _, err := build.ReadStatus(ctx, s, "gone")
+		if err != nil {
+			return err
+		}
+		if age := time.Since(st.UpdatedAt); age <= grace {
+			return fmt.Errorf("build gone: status %v old, not past MissingGrace %v", age, grace)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a := aggregator.New(s, sink, jobs, aggregator.Config{MissingGrace: grace, HeartbeatTimeout: time.Minute, Logger: quiet})
 	if err := a.Once(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator/aggregatortest"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
 func TestRelayLinesArtifactsThenStatus(t *testing.T) {
@@ -180,19 +181,17 @@ func TestThreeReplicasTwoHundredBuilds(t *testing.T) {
 		go func() { defer wg.Done(); _ = a.Run(rctx) }()
 	}
 	// Kill replica 0 once it has done some of the work.
-	for aggs[0].LinesRelayed.Load() < builds*lines/10 {
-		time.Sleep(5 * time.Millisecond)
+	if err := testenv.WaitFor(ctx, time.Minute, 5*time.Millisecond, func() error {
+		if n := aggs[0].LinesRelayed.Load(); n < builds*lines/10 {
+			return fmt.Errorf("replica 0 relayed %d lines, want %d before it is killed", n, builds*lines/10)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	cancels[0]()
-	for {
-		refs, err := aggs[1].Pending(ctx)
-		if err == nil && len(refs) == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("relay not finished: %d builds pending", len(refs))
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testenv.WaitFor(ctx, 3*time.Minute, 100*time.Millisecond, nothingPending(ctx, aggs[1])); err != nil {
+		t.Fatalf("relay not finished: %v", err)
 	}
 	for _, c := range cancels {
 		c()
@@ -248,7 +247,7 @@ func TestStoreOutageMidRelay(t *testing.T) {
 	slow.Store(true)
 	sink.Fail = func(aggregator.Build, string) error {
 		if slow.Load() {
-			time.Sleep(20 * time.Millisecond) // so the outage lands mid-relay
+			time.Sleep(20 * time.Millisecond) // a slow sink (simulated), so the outage lands mid-relay
 		}
 		return nil
 	}
@@ -257,24 +256,36 @@ func TestStoreOutageMidRelay(t *testing.T) {
 	a := aggregator.New(s, sink, nil, aggregator.Config{PollInterval: 100 * time.Millisecond, BatchLines: 50, RetryMin: 10 * time.Millisecond, RetryMax: 500 * time.Millisecond, Logger: quiet})
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	for a.LinesRelayed.Load() < builds*lines/4 {
-		time.Sleep(5 * time.Millisecond)
+	if err := testenv.WaitFor(ctx, time.Minute, 5*time.Millisecond, func() error {
+		if n := a.LinesRelayed.Load(); n < builds*lines/4 {
+			return fmt.Errorf("%d lines relayed, want %d before the outage", n, builds*lines/4)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	own.Stop()
-	time.Sleep(2 * time.Second)
+	down := time.Now()
+	// The store stays down until the relay has seen it: a relay pass failed
+	// and discovery failed twice, so the poll loop backed off and retried
+	// against a store that was still down.
+	relayErrs, discoveryErrs := a.ErrorsOf("relay"), a.ErrorsOf("discovery")
+	if err := testenv.WaitFor(ctx, time.Minute, 10*time.Millisecond, func() error {
+		r, d := a.ErrorsOf("relay")-relayErrs, a.ErrorsOf("discovery")-discoveryErrs
+		if r < 1 || d < 2 {
+			return fmt.Errorf("the outage did not hit the relay: %d relay and %d discovery errors counted during it, want 1 and 2", r, d)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("store down for %v", time.Since(down).Round(time.Millisecond))
 	if err := own.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	slow.Store(false)
-	for {
-		refs, err := a.Pending(ctx)
-		if err == nil && len(refs) == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("relay not finished after the outage: %d builds pending (%v)", len(refs), err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testenv.WaitFor(ctx, 2*time.Minute, 100*time.Millisecond, nothingPending(ctx, a)); err != nil {
+		t.Fatalf("relay not finished after the outage: %v", err)
 	}
 	cancel()
 	<-done
@@ -299,4 +310,18 @@ func TestStoreOutageMidRelay(t *testing.T) {
 		}
 	}
 	t.Logf("errors counted during the outage: %d", a.Errors.Load())
+}
+
+// nothingPending is a check that a has no build left to relay.
+func nothingPending(ctx context.Context, a *aggregator.Aggregator) func() error {
+	return func() error {
+		refs, err := a.Pending(ctx)
+		if err != nil {
+			return err
+		}
+		if len(refs) > 0 {
+			return fmt.Errorf("%d builds pending", len(refs))
+		}
+		return nil
+	}
 }

@@ -2,6 +2,7 @@ package aggregator_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -45,11 +46,8 @@ func TestJobWatchReactsWithoutPolling(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	defer func() { cancel(); <-done }() // no write into TempDir after the test
-	for {
-		if _, statuses, _ := sink.Received("3"); len(statuses) == 1 {
-			break // the first pass relayed Running
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := testenv.WaitFor(ctx, 10*time.Second, 10*time.Millisecond, statuses(sink, "3", 1)); err != nil {
+		t.Fatalf("the first pass did not relay Running: %v", err)
 	}
 	j, err := cs.BatchV1().Jobs("b").Get(ctx, b.WorkerID, metav1.GetOptions{})
 	if err != nil {
@@ -59,15 +57,14 @@ func TestJobWatchReactsWithoutPolling(t *testing.T) {
 	if _, err := cs.BatchV1().Jobs("b").UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for {
+	if err := testenv.WaitFor(ctx, 30*time.Second, 10*time.Millisecond, func() error {
 		_, statuses, _ := sink.Received("3")
-		if n := len(statuses); n == 2 && statuses[1].Status == build.Failed && statuses[1].Reason == string(build.ReasonDeadlineExceeded) {
-			return
+		if n := len(statuses); n != 2 || statuses[1].Status != build.Failed || statuses[1].Reason != string(build.ReasonDeadlineExceeded) {
+			return fmt.Errorf("statuses relayed %+v, want Running then Failed %s", statuses, build.ReasonDeadlineExceeded)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("the Job's failure was not relayed through the watch: %+v", statuses)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatalf("the Job's failure was not relayed through the watch: %v", err)
 	}
 }
 
@@ -94,21 +91,22 @@ func TestHotBuildsArePolledOften(t *testing.T) {
 		}
 		ms := aggregatortest.NewMemorySink()
 		waitLines := func(n int, within time.Duration) bool {
-			deadline := time.Now().Add(within)
-			for time.Now().Before(deadline) {
-				if recs, _, _ := ms.Received("5"); len(recs) >= n {
-					return true
+			return testenv.WaitFor(ctx, within, 10*time.Millisecond, func() error {
+				if recs, _, _ := ms.Received("5"); len(recs) < n {
+					return fmt.Errorf("%d lines relayed, want %d", len(recs), n)
 				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			return false
+				return nil
+			}) == nil
 		}
 		line(1)
-		for { // the first chunk is in the store before the first pass
-			if c, _ := build.AllChunks(ctx, s, "5", 0); len(c) == 1 {
-				break
+		// The first chunk is in the store before the first pass.
+		if err := testenv.WaitFor(ctx, 10*time.Second, 10*time.Millisecond, func() error {
+			if c, err := build.AllChunks(ctx, s, "5", 0); len(c) != 1 {
+				return fmt.Errorf("%d chunks in the store (%v), want 1", len(c), err)
 			}
-			time.Sleep(10 * time.Millisecond)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
 		}
 		a := aggregator.New(s, ms, nil, aggregator.Config{PollInterval: time.Hour, HotPollInterval: hot, HotPollFor: 500 * time.Millisecond, Logger: quiet})
 		done := make(chan error, 1)
@@ -130,16 +128,13 @@ func TestHotBuildsArePolledOften(t *testing.T) {
 			continue
 		}
 		// Nothing new: the build cools after HotPollFor.
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n := a.HotBuilds()
-			if n == 0 {
-				break
+		if err := testenv.WaitFor(ctx, 5*time.Second, 10*time.Millisecond, func() error {
+			if n := a.HotBuilds(); n != 0 {
+				return fmt.Errorf("%d builds hot", n)
 			}
-			if time.Now().After(deadline) {
-				t.Fatal("an idle build stayed hot")
-			}
-			time.Sleep(10 * time.Millisecond)
+			return nil
+		}); err != nil {
+			t.Fatalf("an idle build stayed hot: %v", err)
 		}
 		_ = w.Close(ctx)
 		stop()
@@ -252,8 +247,28 @@ func TestSilentChangeStreamIsReported(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		done := make(chan error, 1)
 		go func() { done <- a.Run(ctx) }()
-		_ = testenv.WaitFor(ctx, 5*time.Second, 20*time.Millisecond, statuses(sink, "s5", 1))
-		time.Sleep(300 * time.Millisecond) // several passes past SilentChangesAfter
+		if err := testenv.WaitFor(ctx, 5*time.Second, 20*time.Millisecond, statuses(sink, "s5", 1)); err != nil {
+			cancel()
+			<-done
+			t.Fatal(err)
+		}
+		if !delivers {
+			if err := testenv.WaitFor(ctx, 5*time.Second, 20*time.Millisecond, func() error {
+				if warnings.Load() == 0 {
+					return errors.New("a silent stream was not reported")
+				}
+				return nil
+			}); err != nil {
+				cancel()
+				<-done
+				t.Fatal(err)
+			}
+		}
+		// Time passing is what is checked here: several more passes past
+		// SilentChangesAfter, in which the report must not come again (or,
+		// for a stream that delivered, at all). No signal marks a report
+		// that did not happen.
+		time.Sleep(300 * time.Millisecond)
 		cancel()
 		<-done
 		switch n := warnings.Load(); {
