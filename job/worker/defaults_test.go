@@ -1,9 +1,6 @@
 package worker
 
 import (
-	"os"
-	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,20 +8,21 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
 // TestConfigDefaults: the default tags of Config (and its Files) and the
 // defaults in code are the same values.
 func TestConfigDefaults(t *testing.T) {
 	var fromEnv Config
-	emptyEnv(t, &fromEnv)
+	testenv.EmptyEnv(t, &fromEnv)
 	for _, p := range []any{&fromEnv, &fromEnv.Files, &fromEnv.Log, &fromEnv.Images} {
 		if err := envconfig.Process("WHARFJOBS", p); err != nil {
 			t.Fatal(err)
 		}
 	}
 	fromCode := Config{}.withDefaults()
-	sameDefaults(t, &fromEnv, &fromCode)
+	testenv.SameDefaults(t, &fromEnv, &fromCode)
 	if err := fromEnv.Validate(); err != nil {
 		t.Errorf("the defaults do not validate: %v", err)
 	}
@@ -38,59 +36,4 @@ func TestConfigDefaults(t *testing.T) {
 			t.Errorf("Validate = %v, want an error naming %s", err, want)
 		}
 	}
-}
-
-// emptyEnv unsets every WHARFJOBS_* variable, and the bare names envconfig
-// falls back to (a field's tag without the prefix), for this test.
-func emptyEnv(t *testing.T, cfg any) {
-	t.Helper()
-	unset := func(k string) {
-		if _, ok := os.LookupEnv(k); ok {
-			t.Setenv(k, "")
-			os.Unsetenv(k)
-		}
-	}
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "WHARFJOBS_") {
-			unset(k)
-		}
-	}
-	var walk func(reflect.Type)
-	walk = func(typ reflect.Type) {
-		for i := range typ.NumField() {
-			f := typ.Field(i)
-			if tag := f.Tag.Get("envconfig"); tag != "" {
-				unset(tag)
-			} else if f.Type.Kind() == reflect.Struct {
-				walk(f.Type)
-			}
-		}
-	}
-	walk(reflect.TypeOf(cfg).Elem())
-}
-
-// sameDefaults fails for every field that the defaults in code set (a
-// non-zero field of fromCode) to other than what envconfig's default tag
-// gave fromEnv, walking into nested structs; skip names fields whose
-// default is not a constant (the system temporary directory, say).
-func sameDefaults(t *testing.T, fromEnv, fromCode any, skip ...string) {
-	t.Helper()
-	var cmp func(path string, e, c reflect.Value)
-	cmp = func(path string, e, c reflect.Value) {
-		for i := range c.NumField() {
-			f := c.Type().Field(i)
-			name := path + f.Name
-			if !f.IsExported() || f.Tag.Get("ignored") == "true" || slices.Contains(skip, f.Name) || c.Field(i).IsZero() {
-				continue
-			}
-			if f.Type.Kind() == reflect.Struct && f.Tag.Get("envconfig") == "" {
-				cmp(name+".", e.Field(i), c.Field(i))
-				continue
-			}
-			if !reflect.DeepEqual(e.Field(i).Interface(), c.Field(i).Interface()) {
-				t.Errorf("%s: the default tag (WHARFJOBS_%s) gives %v, the code %v", name, f.Tag.Get("envconfig"), e.Field(i).Interface(), c.Field(i).Interface())
-			}
-		}
-	}
-	cmp("", reflect.ValueOf(fromEnv).Elem(), reflect.ValueOf(fromCode).Elem())
 }
