@@ -73,6 +73,24 @@ func loadEnv(root any) error {
 // the inverse of loadEnv, for a child process.
 func envAssignments(root any) []string {
 	var out []string
+	eachSetting(root, func(sf reflect.StructField, f reflect.Value, _ reflect.Type) {
+		val := fmt.Sprint(f.Interface())
+		if f.Kind() == reflect.Slice {
+			parts := make([]string, f.Len())
+			for j := range parts {
+				parts[j] = fmt.Sprint(f.Index(j).Interface())
+			}
+			val = strings.Join(parts, ",")
+		}
+		out = append(out, envName(sf)+"="+val)
+	})
+	return out
+}
+
+// eachSetting calls fn with every setting of root and the structs nested
+// in it, in field order, as loadEnv reads them: the field, its value and
+// the struct type holding it.
+func eachSetting(root any, fn func(sf reflect.StructField, f reflect.Value, in reflect.Type)) {
 	for _, p := range envParts(root) {
 		v := reflect.ValueOf(p).Elem()
 		for i := range v.NumField() {
@@ -80,18 +98,9 @@ func envAssignments(root any) []string {
 			if !sf.IsExported() || sf.Tag.Get("ignored") == "true" || nestedEnv(v.Field(i)) {
 				continue
 			}
-			val := fmt.Sprint(v.Field(i).Interface())
-			if f := v.Field(i); f.Kind() == reflect.Slice {
-				parts := make([]string, f.Len())
-				for j := range parts {
-					parts[j] = fmt.Sprint(f.Index(j).Interface())
-				}
-				val = strings.Join(parts, ",")
-			}
-			out = append(out, envName(sf)+"="+val)
+			fn(sf, v.Field(i), v.Type())
 		}
 	}
-	return out
 }
 
 // envName is the variable of a setting's field.
@@ -115,21 +124,14 @@ type envVar struct {
 // field's desc tag).
 func envVars(root any) []envVar {
 	var out []envVar
-	for _, p := range envParts(root) {
-		v := reflect.ValueOf(p).Elem()
-		for i := range v.NumField() {
-			sf := v.Type().Field(i)
-			if !sf.IsExported() || sf.Tag.Get("ignored") == "true" || nestedEnv(v.Field(i)) {
-				continue
-			}
-			out = append(out, envVar{
-				Name:    envName(sf),
-				Default: sf.Tag.Get("default"),
-				Desc:    sf.Tag.Get("desc"),
-				Field:   v.Type().String() + "." + sf.Name,
-			})
-		}
-	}
+	eachSetting(root, func(sf reflect.StructField, _ reflect.Value, in reflect.Type) {
+		out = append(out, envVar{
+			Name:    envName(sf),
+			Default: sf.Tag.Get("default"),
+			Desc:    sf.Tag.Get("desc"),
+			Field:   in.String() + "." + sf.Name,
+		})
+	})
 	return out
 }
 
