@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,20 +67,25 @@ func TestFilesOnARealNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b wharfapitest.Build
-	err = testenv.WaitFor(ctx, 5*time.Minute, 200*time.Millisecond, func() error {
-		var err error
-		if b, err = client.Build(id); err != nil {
-			t.Fatal(err)
+	// waitDone waits until wharf-api shows build id as ended.
+	waitDone := func(id string) wharfapitest.Build {
+		var b wharfapitest.Build
+		err := testenv.WaitFor(ctx, 5*time.Minute, 200*time.Millisecond, func() error {
+			var err error
+			if b, err = client.Build(id); err != nil {
+				t.Fatal(err)
+			}
+			if b.Status != "Completed" && b.Status != "Failed" {
+				return fmt.Errorf("build %s is %q", id, b.Status)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("build %s is %q in wharf-api: %v; pods: %v; %s", id, b.Status, err, d.pods.seen(), debugState(c))
 		}
-		if b.Status != "Completed" && b.Status != "Failed" {
-			return fmt.Errorf("build %s is %q", id, b.Status)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("build %s is %q in wharf-api: %v; pods: %v; %s", id, b.Status, err, d.pods.seen(), debugState(c))
+		return b
 	}
+	b := waitDone(id)
 	ref := job.Request{BuildRef: id}.Ref()
 	st, _, err := build.ReadStatus(ctx, store, ref)
 	if err != nil {
@@ -103,5 +110,30 @@ func TestFilesOnARealNode(t *testing.T) {
 	}
 	for _, s := range secrets.Items {
 		t.Errorf("step Secret %s (step %s) left after its step", s.Name, s.Labels[job.LabelStep])
+	}
+
+	// A step whose declared files cannot be kept fails although its
+	// script succeeded, with step-exec's reason from the termination
+	// message (written as the step's non-root user).
+	badFiles := map[string]string{".wharf-ci.yml": "build:\n  out:\n    container:\n      image: " + stepImage +
+		"\n      cmds: [echo built]\n      artifacts: {paths: [dist/*], ifNoFilesFound: error}\n"}
+	badURL := serveRepo(t, ctx, filepath.Join(dir, "bad"), badFiles)
+	badProject, err := client.CreateProject("bad-files", badURL, badFiles[".wharf-ci.yml"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	badID, err := client.StartBuild(badProject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := waitDone(badID); b.Status != "Failed" {
+		t.Fatalf("build %s with a missing declared file ended %s", badID, b.Status)
+	}
+	bad, _, err := build.ReadStatus(ctx, store, job.Request{BuildRef: badID}.Ref())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bad.Steps) != 1 || !build.ReasonOutputsFailed.Of(bad.Steps[0].Reason) || !strings.Contains(bad.Steps[0].Reason, `no file matches "dist/*"`) {
+		t.Fatalf("steps %+v: want the step failed with OutputsFailed naming dist/*", bad.Steps)
 	}
 }
