@@ -186,7 +186,8 @@ func (r *run) takeIn(ctx context.Context, stage, step string, sf stepFiles, ok b
 			continue
 		}
 		what := strings.TrimSuffix(path.Base(c.Key), ".tar.zst")
-		if _, err := r.store.Stat(ctx, c.Key); errors.Is(err, blob.ErrNotFound) {
+		staged, statErr := r.store.Stat(ctx, c.Key)
+		if errors.Is(statErr, blob.ErrNotFound) {
 			continue // nothing matched, or the step did not get that far
 		}
 		var err error
@@ -199,7 +200,7 @@ func (r *run) takeIn(ctx context.Context, stage, step string, sf stepFiles, ok b
 		case filesTestResults:
 			tests, err = r.takeTestResults(ctx, stage, step, c, sf)
 		case filesCache:
-			r.takeCache(ctx, stage, step, c, sf.cacheKey)
+			r.takeCache(ctx, stage, step, c, sf.cacheKey, staged, statErr)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", c.What, err))
@@ -279,12 +280,12 @@ func (r *run) takeTestResults(ctx context.Context, stage, step string, c stepexe
 	return &sum, nil
 }
 
-// takeCache moves a step's cache archive to its project's key. A cache
-// that cannot be kept is a warning: it costs the next build time, nothing
-// else.
-func (r *run) takeCache(ctx context.Context, stage, step string, c stepexec.Collect, key string) {
+// takeCache moves a step's cache archive (staged, as takeIn found it, or
+// the error of looking) to its project's key. A cache that cannot be kept
+// is a warning: it costs the next build time, nothing else.
+func (r *run) takeCache(ctx context.Context, stage, step string, c stepexec.Collect, key string, staged blob.Info, err error) {
 	defer func() { _ = r.store.Delete(ctx, c.Key) }()
-	info, err := r.store.Stat(ctx, c.Key)
+	info := staged
 	if err == nil && info.Size > int64(r.cfg.Files.CacheMaxSize) {
 		err = fmt.Errorf("%s, over WHARFJOBS_CACHE_MAX_SIZE=%s", stepfiles.FormatSize(info.Size), stepfiles.FormatSize(int64(r.cfg.Files.CacheMaxSize)))
 	}
