@@ -124,35 +124,19 @@ func (p *parser) outputs(n *yaml.Node, path string) Outputs {
 		switch k.Value {
 		case "artifacts":
 			a := &Artifacts{When: OnSuccess, IfNoFilesFound: NoFilesWarn}
-			a.Paths = p.fileList(v, fp, func(k, v *yaml.Node, fp string) bool {
-				switch k.Value {
-				case "when":
-					a.When = p.when(v, fp)
-				case "ifNoFilesFound":
-					a.IfNoFilesFound = p.ifNoFiles(v, fp)
-				default:
-					return false
-				}
-				return true
-			}, "paths, when, ifNoFilesFound")
+			a.Paths = p.fileList(v, fp, &a.When, &a.IfNoFilesFound, nil, "paths, when, ifNoFilesFound")
 			o.Artifacts = a
 		case "testResults":
 			t := &TestResults{When: Always, IfNoFilesFound: NoFilesWarn}
-			t.Paths = p.fileList(v, fp, func(k, v *yaml.Node, fp string) bool {
-				switch k.Value {
-				case "when":
-					t.When = p.when(v, fp)
-				case "ifNoFilesFound":
-					t.IfNoFilesFound = p.ifNoFiles(v, fp)
-				case "format":
-					switch f := TestResultFormat(p.str(v, fp)); f {
-					case FormatTRX, FormatJUnit:
-						t.Format = f
-					default:
-						p.errorf(v, fp, "%q is not a test result format; expected trx or junit", f)
-					}
-				default:
+			t.Paths = p.fileList(v, fp, &t.When, &t.IfNoFilesFound, func(k, v *yaml.Node, fp string) bool {
+				if k.Value != "format" {
 					return false
+				}
+				switch f := TestResultFormat(p.str(v, fp)); f {
+				case FormatTRX, FormatJUnit:
+					t.Format = f
+				default:
+					p.errorf(v, fp, "%q is not a test result format; expected trx or junit", f)
 				}
 				return true
 			}, "paths, format, when, ifNoFilesFound")
@@ -164,9 +148,10 @@ func (p *parser) outputs(n *yaml.Node, path string) Outputs {
 	return o
 }
 
-// fileList decodes a list of patterns, or a map with "paths" and the
-// fields field decodes (it returns false for a key it does not know).
-func (p *parser) fileList(n *yaml.Node, path string, field func(k, v *yaml.Node, path string) bool, known string) []string {
+// fileList decodes a list of patterns, or a map with "paths", "when"
+// and "ifNoFilesFound" (into *when and *ifNo) and the fields extra decodes
+// (it returns false for a key it does not know; nil knows none).
+func (p *parser) fileList(n *yaml.Node, path string, when *When, ifNo *IfNoFiles, extra func(k, v *yaml.Node, path string) bool, known string) []string {
 	if n.Kind != yaml.MappingNode {
 		return p.patterns(n, path)
 	}
@@ -175,11 +160,14 @@ func (p *parser) fileList(n *yaml.Node, path string, field func(k, v *yaml.Node,
 	for _, kv := range p.pairs(n, path) {
 		k, v := kv[0], deref(kv[1])
 		fp := join(path, k.Value)
-		if k.Value == "paths" {
+		switch {
+		case k.Value == "paths":
 			paths, seen = p.patterns(v, fp), true
-			continue
-		}
-		if !field(k, v, fp) {
+		case k.Value == "when":
+			*when = p.when(v, fp)
+		case k.Value == "ifNoFilesFound":
+			*ifNo = p.ifNoFiles(v, fp)
+		case extra == nil || !extra(k, v, fp):
 			p.errorf(k, fp, "unknown field; expected %s", known)
 		}
 	}
