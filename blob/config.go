@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/wharfjobs/wharfjobs/internal/settings"
 )
 
 // Backends that Config.Backend accepts.
@@ -65,8 +67,8 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("WHARFJOBS_STORE=%q: expected %s, %s or %s", c.Backend, BackendFS, BackendMinIO, BackendS3)
 	}
-	if c.Timeout < 0 {
-		return fmt.Errorf("WHARFJOBS_STORE_TIMEOUT=%s: expected a duration of 0 or more (0: %s)", c.Timeout, DefaultTimeout)
+	if err := settings.NonNegative(c); err != nil {
+		return err
 	}
 	if c.Backend == BackendFS && c.FSRoot == "" {
 		return fmt.Errorf("WHARFJOBS_STORE_FS_ROOT is empty: the fs store needs a directory")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/backoff"
 	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/internal/settings"
 )
 
 // WriterConfig tunes a LogWriter. Zero fields take the defaults in brackets.
@@ -61,21 +62,8 @@ const (
 // Validate refuses negative durations and sizes; the error names the
 // variable and what it expects. Zero takes the default.
 func (c WriterConfig) Validate() error {
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"LOG_FLUSH_INTERVAL", c.FlushInterval}, {"LOG_RETRY_MIN", c.RetryMin}, {"LOG_RETRY_MAX", c.RetryMax}, {"LOG_UPLOAD_TIMEOUT", c.UploadTimeout}} {
-		if d.v < 0 {
-			return fmt.Errorf("WHARFJOBS_%s=%s: expected a duration of 0 or more (0: the default)", d.name, d.v)
-		}
-	}
-	for _, n := range []struct {
-		name string
-		v    int
-	}{{"LOG_CHUNK_SIZE", c.ChunkSize}, {"LOG_MAX_OBJECT_SIZE", c.MaxObjectSize}, {"LOG_MEMORY_LIMIT", c.MemoryLimit}} {
-		if n.v < 0 {
-			return fmt.Errorf("WHARFJOBS_%s=%d: expected a number of bytes of 0 or more (0: the default)", n.name, n.v)
-		}
+	if err := settings.NonNegative(c); err != nil {
+		return err
 	}
 	if c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMax < c.RetryMin {
 		return fmt.Errorf("WHARFJOBS_LOG_RETRY_MAX=%s: expected at least WHARFJOBS_LOG_RETRY_MIN (%s)", c.RetryMax, c.RetryMin)

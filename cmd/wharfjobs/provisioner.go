@@ -14,6 +14,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/backend"
 	"github.com/wharfjobs/wharfjobs/functions/provisioner"
+	"github.com/wharfjobs/wharfjobs/internal/settings"
 	"github.com/wharfjobs/wharfjobs/job/kube"
 )
 
@@ -31,8 +32,8 @@ type provisionerEnv struct {
 
 // Validate refuses a negative release interval or an unknown log format.
 func (e *provisionerEnv) Validate() error {
-	if e.ReleaseInterval < 0 {
-		return fmt.Errorf("WHARFJOBS_QUEUE_RELEASE_INTERVAL=%s: expected a duration of 0 or more", e.ReleaseInterval)
+	if err := settings.NonNegative(e); err != nil {
+		return err
 	}
 	return validLogFormat(e.LogFormat)
 }

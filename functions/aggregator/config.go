@@ -1,13 +1,12 @@
 package aggregator
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"time"
 
 	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/internal/settings"
 )
 
 // Config tunes the aggregator. Each setting's default is written twice, in
@@ -152,27 +151,7 @@ func orDefault[T int | time.Duration](v *T, def T) {
 // off). Zero is always valid. Each error names the environment variable,
 // as the operator wrote it.
 func (c Config) Validate() error {
-	// By reflection, so that a setting added later is checked too.
-	var errs []error
-	v := reflect.ValueOf(c)
-	for i := range v.NumField() {
-		f := v.Type().Field(i)
-		name := f.Tag.Get("envconfig")
-		if name == "" || f.Name == "HotPollInterval" {
-			continue
-		}
-		switch x := v.Field(i).Interface().(type) {
-		case time.Duration:
-			if x < 0 {
-				errs = append(errs, fmt.Errorf("WHARFJOBS_%s=%s: expected a duration of 0 or more (default %s)", name, x, f.Tag.Get("default")))
-			}
-		case int:
-			if x < 0 {
-				errs = append(errs, fmt.Errorf("WHARFJOBS_%s=%d: expected a number of 0 or more (default %s)", name, x, f.Tag.Get("default")))
-			}
-		}
-	}
-	return errors.Join(errs...)
+	return settings.NonNegative(c, "HotPollInterval")
 }
 
 // New returns an aggregator. A Config that Validate refuses makes Run and

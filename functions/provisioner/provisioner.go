@@ -31,6 +31,7 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/internal/settings"
 	"github.com/wharfjobs/wharfjobs/job"
 )
 
@@ -87,16 +88,7 @@ func (c Config) withDefaults() Config {
 // it expects. A missing token is New's to refuse (--insecure-no-auth is a
 // flag, not a setting).
 func (c Config) Validate() error {
-	if c.MaxQueryBytes < 0 {
-		return fmt.Errorf("WHARFJOBS_MAX_QUERY_BYTES=%d: expected a number of bytes of 0 or more (0: the default)", c.MaxQueryBytes)
-	}
-	if c.MaxBodyBytes < 0 {
-		return fmt.Errorf("WHARFJOBS_MAX_BODY_BYTES=%d: expected a number of bytes of 0 or more (0: the default)", c.MaxBodyBytes)
-	}
-	if c.StoreTimeout < 0 {
-		return fmt.Errorf("WHARFJOBS_TRIGGER_STORE_TIMEOUT=%s: expected a duration of 0 or more (0: the default)", c.StoreTimeout)
-	}
-	return nil
+	return settings.NonNegative(c)
 }
 
 // Server is the provisioner's HTTP API.

@@ -1,9 +1,10 @@
 package provisioner
 
 import (
-	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/wharfjobs/wharfjobs/internal/settings"
 )
 
 // HTTPConfig bounds the HTTP server that serves the API, in the cluster
@@ -41,15 +42,7 @@ func (c HTTPConfig) withDefaults() HTTPConfig {
 
 // Validate refuses negative timeouts; the error names the variable.
 func (c HTTPConfig) Validate() error {
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"HTTP_READ_HEADER_TIMEOUT", c.ReadHeaderTimeout}, {"HTTP_READ_TIMEOUT", c.ReadTimeout}, {"HTTP_IDLE_TIMEOUT", c.IdleTimeout}} {
-		if d.v < 0 {
-			return fmt.Errorf("WHARFJOBS_%s=%s: expected a duration of 0 or more (0: the default)", d.name, d.v)
-		}
-	}
-	return nil
+	return settings.NonNegative(c)
 }
 
 // Server returns an http.Server for h with c's bounds (zero fields take

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/wharfjobs/wharfjobs/internal/settings"
 	"github.com/wharfjobs/wharfjobs/job"
 )
 
@@ -112,13 +113,9 @@ const (
 // and resources that are not quantities; the error names the variable and
 // what it expects.
 func (c Config) Validate() error {
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"BUILD_ACTIVE_DEADLINE", c.ActiveDeadline}, {"BUILD_TTL_AFTER_FINISHED", c.TTLAfterFinished}, {"KUBE_API_TIMEOUT", c.RequestTimeout}, {"UNSCHEDULABLE_LIMIT", c.UnschedulableLimit}} {
-		if d.v < 0 {
-			return fmt.Errorf("WHARFJOBS_%s=%s: expected a duration of 0 or more (0: the default)", d.name, d.v)
-		}
+	// MaxRunning's 0 means no cap, which its message says.
+	if err := settings.NonNegative(c, "MaxRunning"); err != nil {
+		return err
 	}
 	if c.MaxRunning < 0 {
 		return fmt.Errorf("WHARFJOBS_MAX_RUNNING_BUILDS=%d: expected 0 (no cap) or more", c.MaxRunning)

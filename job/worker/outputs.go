@@ -14,6 +14,7 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/internal/settings"
 	"github.com/wharfjobs/wharfjobs/job/pipeline"
 	"github.com/wharfjobs/wharfjobs/job/stepexec"
 	"github.com/wharfjobs/wharfjobs/job/stepfiles"
@@ -65,18 +66,7 @@ type FilesConfig struct {
 // Validate refuses negative sizes (a Size read from the environment never
 // is; one set in code may be).
 func (c FilesConfig) Validate() error {
-	for _, s := range []struct {
-		name string
-		v    Size
-	}{{"ARTIFACT_MAX_FILE_SIZE", c.ArtifactMaxFileSize}, {"ARTIFACT_MAX_BUILD_SIZE", c.ArtifactMaxBuildSize}, {"CACHE_MAX_SIZE", c.CacheMaxSize}} {
-		if s.v < 0 {
-			return fmt.Errorf("WHARFJOBS_%s=%d: expected a size of 0 or more (0: the default)", s.name, s.v)
-		}
-	}
-	if c.ArtifactMaxFiles < 0 {
-		return fmt.Errorf("WHARFJOBS_ARTIFACT_MAX_FILES=%d: expected a number of 0 or more (0: the default)", c.ArtifactMaxFiles)
-	}
-	return nil
+	return settings.NonNegative(c)
 }
 
 // withDefaults fills the limits left zero with their defaults.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/internal/settings"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/pipeline"
 	"github.com/wharfjobs/wharfjobs/job/stepexec"
@@ -131,13 +132,8 @@ func (c Config) withDefaults() Config {
 // Validate refuses negative durations, in the configuration and its Files
 // limits and Log writer; the error names the variable and what it expects.
 func (c Config) Validate() error {
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"STEP_TIMEOUT", c.StepTimeout}, {"BUILD_DEADLINE", c.Deadline}, {"HEARTBEAT_INTERVAL", c.Heartbeat}} {
-		if d.v < 0 {
-			return fmt.Errorf("WHARFJOBS_%s=%s: expected a duration of 0 or more", d.name, d.v)
-		}
+	if err := settings.NonNegative(c); err != nil {
+		return err
 	}
 	if err := c.Files.Validate(); err != nil {
 		return err

@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/internal/settings"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/kube"
 	"github.com/wharfjobs/wharfjobs/job/pipeline"
@@ -127,16 +128,8 @@ func (c Config) withDefaults() Config {
 // Validate refuses negative durations and uid, and an unknown pull
 // policy; the error names the variable and what it expects.
 func (c Config) Validate() error {
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"STEP_POLL_INTERVAL", c.PollInterval}, {"STEP_PENDING_TIMEOUT", c.PendingTimeout}, {"STEP_API_TIMEOUT", c.RequestTimeout}} {
-		if d.v < 0 {
-			return fmt.Errorf("WHARFJOBS_%s=%s: expected a duration of 0 or more", d.name, d.v)
-		}
-	}
-	if c.RunAsUser < 0 {
-		return fmt.Errorf("WHARFJOBS_STEP_RUN_AS_USER=%d: expected a uid of 0 or more (0: %d)", c.RunAsUser, DefaultRunAsUser)
+	if err := settings.NonNegative(c); err != nil {
+		return err
 	}
 	switch c.PullPolicy {
 	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
