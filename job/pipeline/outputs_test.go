@@ -6,6 +6,12 @@ import (
 	"testing"
 )
 
+// TestParseOutputs: artifacts, testResults and cache are wharfjobs'
+// extensions, put inside the step-type map because wharf-cmd reads only
+// the keys it names there and ignores the rest (pkg/steps/container.go:46-53
+// at 421514f visits image, os, shell, secretName, serviceAccount,
+// certificatesMountPath and cmds by name), so the same file still runs in
+// wharf-cmd; here they are decoded, and not warned about.
 func TestParseOutputs(t *testing.T) {
 	src := `
 test:
