@@ -385,10 +385,8 @@ func TestPodWithFiles(t *testing.T) {
 		t.Fatalf("step mounts %v: want the tools read-only", mounts)
 	}
 	// Run creates the Secret with the plan: URLs, nothing else secret.
-	drive(t, cs, func(p *corev1.Pod) {
-		p.Status.Phase = corev1.PodSucceeded
-		p.Status.ContainerStatuses = []corev1.ContainerStatus{terminated("step", 0, "Completed")}
-	})
+	// The reactor goes in before drive starts using the clientset: the
+	// fake's reactor chain is not safe to change while it is in use.
 	r.Config.KeepOnFailure = true
 	secrets := make(chan *corev1.Secret, 1)
 	cs.PrependReactor("create", "secrets", func(a k8stesting.Action) (bool, runtime.Object, error) {
@@ -396,6 +394,10 @@ func TestPodWithFiles(t *testing.T) {
 			secrets <- s
 		}
 		return false, nil, nil
+	})
+	drive(t, cs, func(p *corev1.Pod) {
+		p.Status.Phase = corev1.PodSucceeded
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{terminated("step", 0, "Completed")}
 	})
 	if _, err := r.Run(context.Background(), step, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
