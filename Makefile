@@ -39,7 +39,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 TEST_FLAGS  ?= -race -count=1 -timeout 30m
 export WHARFJOBS_MINIO_BIN := $(MINIO)
 
-.PHONY: all build test vet unit bench lint fmt minio kube-bins etcd node-deps wharf-api registry kaniko helm staticcheck demo clean cluster-up cluster-down
+.PHONY: all build test vet unit bench lint fmt minio kube-bins etcd node-deps engines wharf-api registry kaniko helm staticcheck demo clean cluster-up cluster-down
 
 all: build
 
@@ -48,7 +48,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/wharfjobs ./cmd/wharfjobs
 
 ## test: vet, then every test (unit, and integration against a real MinIO and a real kube-apiserver) with the race detector
-test: minio kube-bins etcd node-deps wharf-api registry kaniko helm vet
+test: minio kube-bins etcd node-deps engines wharf-api registry kaniko helm vet
 	$(GO) test $(TEST_FLAGS) ./...
 
 vet:
@@ -110,6 +110,22 @@ node-deps:
 	@missing=""; \
 	for p in $(NODE_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing from Debian:$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; fi
+
+## engines: install Debian's docker.io, podman and busybox-static for the OCI runner's tests (when missing)
+# The tests start private engines themselves (internal/enginetest). docker.io's
+# postinst would start the machine's dockerd, which changes the machine's
+# network (docker0, iptables): a policy-rc.d that answers 101 ("action
+# forbidden") keeps every service stopped during the install, and goes again
+# afterwards unless the machine already had one.
+ENGINE_DEBS := docker.io podman busybox-static
+engines:
+	@missing=""; \
+	for p in $(ENGINE_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing from Debian:$$missing"; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+	    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; fi; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; fi
 
 ## etcd: install Debian's etcd-server when no etcd is on the PATH
