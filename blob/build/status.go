@@ -95,6 +95,9 @@ const (
 	// ReasonRestoreFailed: earlier stages' artifacts could not be put
 	// into the step's workspace.
 	ReasonRestoreFailed Reason = "RestoreFailed"
+	// ReasonImagePullFailed: the docker runner could not get the step's
+	// image ("ImagePullFailed: <image>: <engine message>").
+	ReasonImagePullFailed Reason = "ImagePullFailed"
 )
 
 // Status is the document at builds/<ref>/status.json.

@@ -269,9 +269,11 @@ func BucketName(prefix string) string {
 // sets *srv to a Lazy server, runs the tests, stops the server if a test
 // started it and exits. Tests that never call srv.Store, srv.Config or
 // srv.Ensure run without MinIO (and without its binary).
-func Main(m *testing.M, srv **Server) { os.Exit(run(m, srv)) }
+func Main(m *testing.M, srv **Server) { os.Exit(Run(m, srv)) }
 
-func run(m interface{ Run() int }, srv **Server) int {
+// Run is Main without the exit, for a TestMain that nests it in another
+// harness's (m.Run inside both).
+func Run(m interface{ Run() int }, srv **Server) int {
 	s := Lazy()
 	*srv = s
 	defer s.Close()

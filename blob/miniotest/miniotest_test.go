@@ -17,7 +17,7 @@ func (f fakeM) Run() int { return f() }
 func TestMainStartsNothingForTestsWithoutMinIO(t *testing.T) {
 	t.Setenv("WHARFJOBS_MINIO_BIN", "/nonexistent/minio")
 	var srv *Server
-	code := run(fakeM(func() int {
+	code := Run(fakeM(func() int {
 		if srv == nil || srv.Endpoint != "" {
 			t.Errorf("srv = %+v during the tests, want a lazy server not yet started", srv)
 		}
@@ -52,7 +52,7 @@ func TestLazyStartFailsEveryCallerTheSameWay(t *testing.T) {
 
 func TestLazyStartsOnFirstStore(t *testing.T) {
 	var srv *Server
-	run(fakeM(func() int {
+	Run(fakeM(func() int {
 		if srv.cmd != nil {
 			t.Fatal("started before first use")
 		}

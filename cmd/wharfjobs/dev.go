@@ -28,6 +28,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/functions/aggregator/wharfapi"
 	"github.com/wharfjobs/wharfjobs/functions/provisioner"
 	"github.com/wharfjobs/wharfjobs/job/local"
+	"github.com/wharfjobs/wharfjobs/job/worker/dockerrun"
 )
 
 //go:embed demorepo
@@ -76,8 +77,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	demo := fl.Bool("demo", false, "trigger one build of the example repository, follow it, then exit")
 	insecure := fl.Bool("insecure-no-auth", false, "accept API requests without a token (any local user could then run commands as you)")
 	state := fl.String("state", ".wharfjobs", "state directory (the fs store, workspaces, worker logs)")
+	runnerChoice := fl.String("runner", "auto", runnerUsage)
 	sf := addStoreFlags(cl, "STATE/store")
-	cl.env(&aggregator.Config{}, &wharfapi.Config{}, &provisioner.Config{}, &provisioner.HTTPConfig{})
+	cl.env(&aggregator.Config{}, &wharfapi.Config{}, &provisioner.Config{}, &provisioner.HTTPConfig{}, &dockerrun.Config{})
 	cl.envVar("PORT", defaultPort, "port of the API on 127.0.0.1")
 	if _, err := cl.parse(args, 0, 0); err != nil {
 		return err
@@ -117,6 +119,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Command:  func(ref string) *exec.Cmd { return exec.Command(exe, "worker", "--ref", ref) },
 		StateDir: stateDir,
 		Env:      storeEnv(storeCfg),
+	}
+	dr, err := pickRunner(ctx, *runnerChoice, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	if dr != nil {
+		// The workers talk to the engine that answered here.
+		launcher.StepRunner = "docker"
+		launcher.Env = append(launcher.Env, "WHARFJOBS_DOCKER_HOST="+dr.Host())
+		dr.Close()
 	}
 	// Loopback is not private: any local user could trigger a build, that
 	// is run commands as this user. Without a token, make one.

@@ -15,12 +15,13 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/worker"
+	"github.com/wharfjobs/wharfjobs/job/worker/dockerrun"
 	"github.com/wharfjobs/wharfjobs/job/worker/localrun"
 )
 
 // runEnv is what run reads from the environment: the store the build's
 // log and status go to, and the worker's settings (its step runner is
-// always the local one).
+// --runner's).
 type runEnv struct {
 	Store  blob.Config
 	Worker worker.Config
@@ -29,13 +30,14 @@ type runEnv struct {
 // runRun runs a local directory's .wharf-ci.yml with the local runner and
 // shows the log live.
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cl := newFlags("run", "[--env E] [--stages a,b] [--input N=V]... [DIR]", "Runs DIR's .wharf-ci.yml (default .) with the local runner, in a copy of DIR, showing\nthe log live and a summary; exit 0 when the build completed, 2 when it failed.", stdout, stderr)
+	cl := newFlags("run", "[--runner auto|docker|local] [--env E] [--stages a,b] [--input N=V]... [DIR]", "Runs DIR's .wharf-ci.yml (default .) in a copy of DIR, each step in a container of its image\nwhen a Docker or Podman engine answers (else as local processes), showing the log live and\na summary; exit 0 when the build completed, 2 when it failed.", stdout, stderr)
 	fl := cl.fl
+	runnerChoice := fl.String("runner", "auto", runnerUsage)
 	envName := fl.String("env", "", "environment to run in")
 	stages := fl.String("stages", "ALL", "comma-separated stages to run")
 	var inputs stringList
 	fl.Var(&inputs, "input", "input value NAME=VALUE (repeatable)")
-	cl.env(&runEnv{})
+	cl.env(&runEnv{}, &dockerrun.Config{})
 	positional, err := cl.parse(args, 0, 1)
 	if err != nil {
 		return err
@@ -55,6 +57,15 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	store, err := backend.Open(ctx, env.Store)
 	if err != nil {
 		return err
+	}
+	dr, err := pickRunner(ctx, *runnerChoice, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	var runner worker.StepRunner = localrun.Runner{}
+	if dr != nil {
+		defer dr.Close()
+		runner = dr
 	}
 	ref := fmt.Sprintf("local-%d", time.Now().UnixMilli())
 	work, err := os.MkdirTemp("", "wharfjobs-run-*")
@@ -82,7 +93,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	done := make(chan int, 1)
 	go func() {
-		code, _ := worker.Run(ctx, store, req, localrun.Runner{}, cfg)
+		code, _ := worker.Run(ctx, store, req, runner, cfg)
 		done <- code
 	}()
 	p := newPrinter(stdout)

@@ -18,6 +18,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/kube"
 	"github.com/wharfjobs/wharfjobs/job/worker"
+	"github.com/wharfjobs/wharfjobs/job/worker/dockerrun"
 	"github.com/wharfjobs/wharfjobs/job/worker/kuberun"
 	"github.com/wharfjobs/wharfjobs/job/worker/localrun"
 )
@@ -31,8 +32,8 @@ type workerEnv struct {
 	// SecretsDir holds the build's Secret as files: git-token and
 	// vars.json (the build inputs).
 	SecretsDir string `envconfig:"SECRETS_DIR" default:"/var/run/wharfjobs/secrets" desc:"directory of the build's Secret as files: git-token, vars.json"`
-	// StepRunner is local or kube.
-	StepRunner string `envconfig:"STEP_RUNNER" default:"kube" desc:"where steps run: kube (a pod per step) or local (processes)"`
+	// StepRunner is kube, docker or local.
+	StepRunner string `envconfig:"STEP_RUNNER" default:"kube" desc:"where steps run: kube (a pod per step), docker (a container per step through WHARFJOBS_DOCKER_HOST) or local (processes)"`
 	// LogFormat is json or text.
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"format of the process's own log on stderr: json or text"`
 }
@@ -48,8 +49,8 @@ func loadWorkerEnv() (workerEnv, error) {
 
 // Validate refuses a step runner or log format that does not exist.
 func (e *workerEnv) Validate() error {
-	if e.StepRunner != "local" && e.StepRunner != "kube" {
-		return fmt.Errorf("WHARFJOBS_STEP_RUNNER=%q: expected local or kube", e.StepRunner)
+	if e.StepRunner != "local" && e.StepRunner != "kube" && e.StepRunner != "docker" {
+		return fmt.Errorf("WHARFJOBS_STEP_RUNNER=%q: expected kube, docker or local", e.StepRunner)
 	}
 	return validLogFormat(e.LogFormat)
 }
@@ -98,7 +99,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cl := newFlags("worker", "[--ref REF]", "The body of a build Job's pod: runs the build whose request the provisioner stored\n(builds/REF/request.json), with the secrets from WHARFJOBS_SECRETS_DIR.", stdout, stderr)
 	fl := cl.fl
 	ref := fl.String("ref", "", "build ref to run (default $WHARFJOBS_BUILD_REF)")
-	cl.env(&workerEnv{}, &kuberun.Config{})
+	cl.env(&workerEnv{}, &kuberun.Config{}, &dockerrun.Config{})
 	if _, err := cl.parse(args, 0, 0); err != nil {
 		return err
 	}
@@ -134,7 +135,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	req = req.WithSecrets(secrets)
-	runner, err := stepRunner(env, store)
+	runner, err := stepRunner(ctx, env, store)
 	if err != nil {
 		return err
 	}
@@ -152,12 +153,14 @@ type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit code %d", int(e)) }
 
-func stepRunner(env workerEnv, store blob.Store) (worker.StepRunner, error) {
+func stepRunner(ctx context.Context, env workerEnv, store blob.Store) (worker.StepRunner, error) {
 	switch env.StepRunner {
 	case "local":
 		return localrun.Runner{}, nil
 	case "kube":
 		return newKubeRunner(store)
+	case "docker":
+		return newDockerRunner(ctx)
 	}
-	return nil, fmt.Errorf("WHARFJOBS_STEP_RUNNER=%q: expected local or kube", env.StepRunner)
+	return nil, fmt.Errorf("WHARFJOBS_STEP_RUNNER=%q: expected kube, docker or local", env.StepRunner)
 }

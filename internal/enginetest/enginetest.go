@@ -713,9 +713,11 @@ func (s *Engines) Close() {
 // Main is a TestMain body for a package whose tests share the engines: it
 // sets *engines, runs the tests, stops the engines the tests started and
 // exits.
-func Main(m *testing.M, engines **Engines) { os.Exit(run(m, engines)) }
+func Main(m *testing.M, engines **Engines) { os.Exit(Run(m, engines)) }
 
-func run(m interface{ Run() int }, engines **Engines) int {
+// Run is Main without the exit, for a TestMain that nests it in another
+// harness's (m.Run inside both).
+func Run(m interface{ Run() int }, engines **Engines) int {
 	s := NewEngines()
 	*engines = s
 	defer s.Close()

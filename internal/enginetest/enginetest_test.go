@@ -33,7 +33,7 @@ func (f fakeM) Run() int { return f() }
 // A package whose tests use no engine starts none.
 func TestMainStartsNothingForTestsWithoutEngines(t *testing.T) {
 	var s *Engines
-	code := run(fakeM(func() int { return 3 }), &s)
+	code := Run(fakeM(func() int { return 3 }), &s)
 	if code != 3 {
 		t.Errorf("exit code %d, want the tests' 3", code)
 	}

@@ -4,6 +4,7 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,9 @@ type Launcher struct {
 	// StopGrace is how long a cancelled worker gets to record Cancelled
 	// and flush its log before it is killed.
 	StopGrace time.Duration
+	// StepRunner is the workers' WHARFJOBS_STEP_RUNNER: local (the
+	// default) or docker.
+	StepRunner string
 
 	mu      sync.Mutex
 	workers map[string]*worker
@@ -104,7 +108,7 @@ func (l *Launcher) Launch(ctx context.Context, req job.Request) (job.Build, bool
 	cmd := l.Command(ref)
 	cmd.Env = append(append(os.Environ(), l.Env...),
 		"WHARFJOBS_BUILD_REF="+ref,
-		"WHARFJOBS_STEP_RUNNER=local",
+		"WHARFJOBS_STEP_RUNNER="+cmp.Or(l.StepRunner, "local"),
 		"WHARFJOBS_WORKDIR="+work,
 		"WHARFJOBS_SECRETS_DIR="+secrets,
 		"WHARFJOBS_LOG_FORMAT=text",

@@ -21,19 +21,29 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/fs"
 	"github.com/wharfjobs/wharfjobs/blob/minio"
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+	"github.com/wharfjobs/wharfjobs/internal/enginetest"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/worker"
 	"github.com/wharfjobs/wharfjobs/job/worker/localrun"
 )
 
-var srv *miniotest.Server
+var (
+	srv     *miniotest.Server
+	engines *enginetest.Engines
+)
+
+// mainFunc runs a TestMain's tests inside another harness's.
+type mainFunc func() int
+
+func (f mainFunc) Run() int { return f() }
 
 func TestMain(m *testing.M) {
 	if os.Getenv("WORKER_TEST_HELPER") != "" {
 		os.Exit(helperWorker())
 	}
-	miniotest.Main(m, &srv)
+	// MinIO and the container engines start when a test first asks.
+	os.Exit(enginetest.Run(mainFunc(func() int { return miniotest.Run(m, &srv) }), &engines))
 }
 
 func newMinIO(t testing.TB) blob.Store { return srv.Store(t, blob.BackendMinIO, "worker") }
@@ -72,12 +82,17 @@ func testConfig(t testing.TB) worker.Config {
 
 func runBuild(t *testing.T, s blob.Store, req job.Request) (int, build.Status, []build.Record) {
 	t.Helper()
+	return runBuildWith(t, s, req, localrun.Runner{})
+}
+
+func runBuildWith(t *testing.T, s blob.Store, req job.Request, runner worker.StepRunner) (int, build.Status, []build.Record) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if _, err := build.WriteStatus(ctx, s, req.Ref(), build.Status{Status: build.Scheduling}, ""); err != nil {
 		t.Fatal(err)
 	}
-	code, st := worker.Run(ctx, s, req, localrun.Runner{}, testConfig(t))
+	code, st := worker.Run(ctx, s, req, runner, testConfig(t))
 	rc, err := build.OpenLog(ctx, s, req.Ref())
 	if err != nil {
 		t.Fatal(err)
@@ -203,20 +218,27 @@ func TestExamples(t *testing.T) {
 			}
 		}},
 	}
-	for i, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			repo := gitRepo(t, c.name)
-			req := job.Request{BuildRef: fmt.Sprint(7 + i*0), Instance: c.name, GitFullURL: repo, GitBranch: "main", RepoName: c.name,
-				Environment: c.env, Vars: c.vars}
-			code, st, recs := runBuild(t, s, req)
-			if code != c.code || st.Status != c.status || !strings.HasPrefix(st.Reason, c.reason) {
-				t.Fatalf("exit %d status %s reason %q; want %d %s %q\nlog:\n%s", code, st.Status, st.Reason, c.code, c.status, c.reason, allText(recs))
+	// The same cases in every runner: as processes, and in containers of
+	// the pipelines' images on Docker and on Podman.
+	for _, rn := range []string{"local", "docker", "podman"} {
+		t.Run(rn, func(t *testing.T) {
+			runner := exampleRunner(t, rn)
+			for i, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					repo := gitRepo(t, c.name)
+					req := job.Request{BuildRef: fmt.Sprint(7 + i*0), Instance: rn + "-" + c.name, GitFullURL: repo, GitBranch: "main", RepoName: c.name,
+						Environment: c.env, Vars: c.vars}
+					code, st, recs := runBuildWith(t, s, req, runner)
+					if code != c.code || st.Status != c.status || !strings.HasPrefix(st.Reason, c.reason) {
+						t.Fatalf("exit %d status %s reason %q; want %d %s %q\nlog:\n%s", code, st.Status, st.Reason, c.code, c.status, c.reason, allText(recs))
+					}
+					stored, _, err := build.ReadStatus(context.Background(), s, req.Ref())
+					if err != nil || stored.Status != c.status || stored.FinishedAt == nil || stored.Log == nil {
+						t.Fatalf("stored status %+v, %v", stored, err)
+					}
+					c.check(t, st, recs)
+				})
 			}
-			stored, _, err := build.ReadStatus(context.Background(), s, req.Ref())
-			if err != nil || stored.Status != c.status || stored.FinishedAt == nil || stored.Log == nil {
-				t.Fatalf("stored status %+v, %v", stored, err)
-			}
-			c.check(t, st, recs)
 		})
 	}
 }

@@ -33,7 +33,7 @@ func BenchmarkCopyWorkspace(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		dst := filepath.Join(b.TempDir(), fmt.Sprint(i))
-		if err := copyWorkspace(context.Background(), src, dst); err != nil {
+		if err := CopyWorkspace(context.Background(), src, dst); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

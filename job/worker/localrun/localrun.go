@@ -76,7 +76,7 @@ func (r Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Wri
 	// step pods and wharf-cmd's each get one, so parallel steps never see
 	// each other's files and a pipeline behaves the same in every runner.
 	work := filepath.Join(dir, "workspace")
-	if err := copyWorkspace(ctx, step.Workspace, work); err != nil {
+	if err := CopyWorkspace(ctx, step.Workspace, work); err != nil {
 		return worker.Result{ExitCode: -1}, fmt.Errorf("step workspace: %w", err)
 	}
 	step.Workspace = work
@@ -101,10 +101,10 @@ func (r Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Wri
 	return res, nil
 }
 
-// copyWorkspace copies the checkout src to dst with cp: it keeps modes,
+// CopyWorkspace copies the checkout src to dst with cp: it keeps modes,
 // symlinks and times, and shares blocks (reflinks) where the file system
 // can, which makes the copy of a large repository nearly free there.
-func copyWorkspace(ctx context.Context, src, dst string) error {
+func CopyWorkspace(ctx context.Context, src, dst string) error {
 	cmd := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", "--", src+"/.", dst)
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err

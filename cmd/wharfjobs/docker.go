@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/wharfjobs/wharfjobs/job/worker/dockerrun"
+	"github.com/wharfjobs/wharfjobs/job/worker/kuberun"
+)
+
+// dockerConfig reads the docker runner's settings, with the step
+// resources, pull policy and keep-on-failure from the kube runner's
+// WHARFJOBS_STEP_* settings: one set of limits for both runners.
+func dockerConfig() (dockerrun.Config, error) {
+	var cfg dockerrun.Config
+	if err := loadEnv(&cfg); err != nil {
+		return cfg, err
+	}
+	var steps kuberun.Config
+	if err := loadEnv(&steps); err != nil {
+		return cfg, err
+	}
+	cfg.CPULimit, cfg.MemoryLimit = steps.CPULimit, steps.MemoryLimit
+	cfg.PullPolicy, cfg.KeepOnFailure = string(steps.PullPolicy), steps.KeepOnFailure
+	return cfg, nil
+}
+
+// newDockerRunner is the worker's docker runner; the engine must answer.
+func newDockerRunner(ctx context.Context) (*dockerrun.Runner, error) {
+	cfg, err := dockerConfig()
+	if err != nil {
+		return nil, err
+	}
+	r, err := dockerrun.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := r.Ping(ctx); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("docker runner: %w", err)
+	}
+	return r, nil
+}
+
+// runnerUsage is the help of --runner, in run and dev.
+const runnerUsage = "where steps run: docker (containers of the steps' images, through WHARFJOBS_DOCKER_HOST), local (processes on this machine), or auto: docker when an engine answers, else local"
+
+// pickRunner resolves --runner for run and dev: a docker runner whose
+// engine answered, or nil for the local runner, and a line for the person
+// watching that says which and why. auto prefers an engine that answers
+// (within WHARFJOBS_DOCKER_API_TIMEOUT; a missing socket fails at once);
+// docker requires one. An unknown choice is a usage error, on stderr.
+func pickRunner(ctx context.Context, choice string, out, stderr io.Writer) (*dockerrun.Runner, error) {
+	switch choice {
+	case "local":
+		return nil, nil
+	case "docker", "auto":
+	default:
+		fmt.Fprintf(stderr, "--runner %q: expected docker, local or auto\n", choice)
+		return nil, errUsage
+	}
+	cfg, err := dockerConfig()
+	if err != nil {
+		return nil, err
+	}
+	r, err := dockerrun.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	what, err := r.Ping(ctx)
+	if err == nil {
+		fmt.Fprintf(out, "steps run in containers of their images on %s at %s (--runner local to run them as processes)\n", what, r.Host())
+		return r, nil
+	}
+	r.Close()
+	if choice == "docker" {
+		return nil, fmt.Errorf("--runner docker: %w", err)
+	}
+	fmt.Fprintf(out, "steps run as processes on this machine: no container engine answered (%v)\n", err)
+	return nil, nil
+}
