@@ -72,6 +72,9 @@ type Runner struct {
 
 	mu    sync.Mutex
 	swept map[string]bool // build refs whose leftovers were removed
+
+	engineOnce sync.Once
+	podman4    bool // the engine is a Podman that does not report OOM kills
 }
 
 var _ worker.StepRunner = (*Runner)(nil)
@@ -361,12 +364,14 @@ func (r *Runner) runContainer(ctx context.Context, step worker.Step, spec contai
 		return worker.Result{}, id, fmt.Errorf("start container %s: %w", spec.name, err)
 	}
 	var code int64
+	stopped := false
 	select {
 	case w := <-wait.Result:
 		code = w.StatusCode
 	case err := <-wait.Error:
 		return worker.Result{}, id, fmt.Errorf("wait for container %s: %w", spec.name, err)
 	case <-ctx.Done():
+		stopped = true
 		r.stop(id, spec.name, stderr)
 		select {
 		case w := <-wait.Result:
@@ -388,13 +393,28 @@ func (r *Runner) runContainer(ctx context.Context, step worker.Step, spec contai
 	cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), r.Config.RequestTimeout)
 	info, err := r.cli.ContainerInspect(cctx, id, client.ContainerInspectOptions{})
 	cancel()
-	if err == nil && info.Container.State != nil && info.Container.State.OOMKilled {
+	switch {
+	case err == nil && info.Container.State != nil && info.Container.State.OOMKilled:
 		res.Reason = build.ReasonOOMKilled.String()
 		if res.ExitCode == 0 {
 			res.ExitCode = 137
 		}
+	case code == 137 && !stopped && spec.host.Memory > 0 && r.oomUnreported(ctx):
+		res.Reason = build.ReasonOOMKilled.Withf("inferred: SIGKILL under the %s memory limit, which Podman before 5.0 does not report as an OOM kill", r.Config.MemoryLimit)
 	}
 	return res, id, nil
+}
+
+// oomUnreported reports whether the engine never sets State.OOMKilled:
+// Podman before 5.0 (containers/podman#13102, fixed by #21523). There, a
+// step killed by SIGKILL under a memory limit that the runner did not
+// stop was killed by the kernel's OOM killer, or by a SIGKILL of its own.
+func (r *Runner) oomUnreported(ctx context.Context) bool {
+	r.engineOnce.Do(func() {
+		what, err := r.Ping(context.WithoutCancel(ctx))
+		r.podman4 = err == nil && (strings.HasPrefix(what, "Podman Engine 4.") || strings.HasPrefix(what, "Podman Engine 3."))
+	})
+	return r.podman4
 }
 
 // stop stops a container: SIGTERM, then SIGKILL after the grace period.
