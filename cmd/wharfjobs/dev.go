@@ -72,7 +72,7 @@ func (r *relaySummary) TestResult(ctx context.Context, b aggregator.Build, name 
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cl := newFlags("dev", "[--demo] [--state DIR] [store flags] [--insecure-no-auth]", "Runs the provisioner, the aggregator and local worker processes in one process on\n127.0.0.1:$PORT; --demo triggers one example build, follows it and exits. The local\nworkers inherit the environment: the settings 'wharfjobs worker --help' lists reach them.", stdout, stderr)
+	cl := newFlags("dev", "[--demo] [--runner auto|docker|local] [--state DIR] [store flags] [--insecure-no-auth]", "Runs the provisioner, the aggregator and local worker processes in one process on\n127.0.0.1:$PORT; the workers run steps in containers when a Docker or Podman engine\nanswers (--runner), else as processes. --demo triggers one example build, follows it and\nexits. The workers inherit the environment: the settings 'wharfjobs worker --help' lists\nreach them.", stdout, stderr)
 	fl := cl.fl
 	demo := fl.Bool("demo", false, "trigger one build of the example repository, follow it, then exit")
 	insecure := fl.Bool("insecure-no-auth", false, "accept API requests without a token (any local user could then run commands as you)")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/wharfjobs/wharfjobs/job/worker/dockerrun"
 	"github.com/wharfjobs/wharfjobs/job/worker/kuberun"
@@ -46,6 +47,10 @@ func newDockerRunner(ctx context.Context) (*dockerrun.Runner, error) {
 // runnerUsage is the help of --runner, in run and dev.
 const runnerUsage = "where steps run: docker (containers of the steps' images, through WHARFJOBS_DOCKER_HOST), local (processes on this machine), or auto: docker when an engine answers, else local"
 
+// autoProbe bounds --runner auto's question to the engine, below
+// WHARFJOBS_DOCKER_API_TIMEOUT when that is shorter.
+const autoProbe = 3 * time.Second
+
 // pickRunner resolves --runner for run and dev: a docker runner whose
 // engine answered, or nil for the local runner, and a line for the person
 // watching that says which and why. auto prefers an engine that answers
@@ -68,7 +73,14 @@ func pickRunner(ctx context.Context, choice string, out, stderr io.Writer) (*doc
 	if err != nil {
 		return nil, err
 	}
-	what, err := r.Ping(ctx)
+	pctx := ctx
+	if choice == "auto" {
+		// Choosing must not stall on a socket that exists but hangs.
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithTimeout(ctx, autoProbe)
+		defer cancel()
+	}
+	what, err := r.Ping(pctx)
 	if err == nil {
 		fmt.Fprintf(out, "steps run in containers of their images on %s at %s (--runner local to run them as processes)\n", what, r.Host())
 		return r, nil

@@ -145,7 +145,7 @@ func TestNonsenseSettingsAreRefused(t *testing.T) {
 		want       string
 	}{
 		{"WHARFJOBS_STEP_TIMEOUT", "-1s", []string{"worker", "--ref", "1"}, "WHARFJOBS_STEP_TIMEOUT=-1s: expected a duration of 0 or more"},
-		{"WHARFJOBS_STEP_RUNNER", "docker", []string{"worker", "--ref", "1"}, `WHARFJOBS_STEP_RUNNER="docker": expected local or kube`},
+		{"WHARFJOBS_STEP_RUNNER", "podman", []string{"worker", "--ref", "1"}, `WHARFJOBS_STEP_RUNNER="podman": expected kube, docker or local`},
 		{"WHARFJOBS_LOG_CHUNK_SIZE", "-5", []string{"run", t.TempDir()}, "WHARFJOBS_LOG_CHUNK_SIZE=-5: expected a number of 0 or more (default 262144)"},
 		{"WHARFJOBS_MAX_RUNNING_BUILDS", "-1", []string{"provisioner"}, "WHARFJOBS_MAX_RUNNING_BUILDS=-1: expected 0 (no cap) or more"},
 		{"WHARFJOBS_HTTP_READ_TIMEOUT", "-1s", []string{"aggregator", "--once", "--no-kube"}, "WHARFJOBS_HTTP_READ_TIMEOUT=-1s"},

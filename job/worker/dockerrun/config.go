@@ -23,10 +23,10 @@ type Config struct {
 	Network string `envconfig:"DOCKER_NETWORK" default:"none" desc:"network of container steps: none (no network), or an engine network such as bridge or host"`
 	// ToolNetwork is the network of the step types that must talk to a
 	// registry or a cluster (docker, helm, kubectl, nuget-package).
-	ToolNetwork string `envconfig:"DOCKER_TOOL_NETWORK" default:"bridge" desc:"network of docker, helm, kubectl and nuget-package steps, which reach a registry or a cluster"`
+	ToolNetwork string `envconfig:"DOCKER_TOOL_NETWORK" default:"bridge" desc:"network of docker, helm, helm-package, kubectl and nuget-package steps, which reach a registry or a cluster"`
 	// ConfigFile is a docker config.json whose "auths" give the registry
 	// credentials of pulls.
-	ConfigFile string `envconfig:"DOCKER_CONFIG" desc:"docker config.json with the registry credentials of image pulls (its auths entries); empty: anonymous pulls"`
+	ConfigFile string `envconfig:"DOCKER_CONFIG" desc:"docker config.json, or a directory holding one (as Docker's DOCKER_CONFIG), with the registry credentials of image pulls (its auths entries); empty: anonymous pulls"`
 	// SecretsDir stands in for the cluster's Secrets and ConfigMaps: a
 	// step's secretName or a step type's mount of object X reads the
 	// files of SecretsDir/X. Nothing is mounted when it is empty.

@@ -288,7 +288,7 @@ func (r *Runner) spec(step worker.Step, script, work string, stderr io.Writer) (
 	for _, k := range slices.Sorted(maps.Keys(environ)) {
 		env = append(env, k+"="+environ[k])
 	}
-	grace := int(r.Config.StopGrace / time.Second)
+	grace := graceSeconds(r.Config.StopGrace)
 	return containerSpec{
 		name: containerName(step.Ref, step.Stage, step.Name),
 		config: &container.Config{
@@ -417,9 +417,15 @@ func (r *Runner) oomUnreported(ctx context.Context) bool {
 	return r.podman4
 }
 
+// graceSeconds is the grace in the engine's unit, whole seconds, rounded
+// up: 500ms must not become an immediate SIGKILL.
+func graceSeconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
+}
+
 // stop stops a container: SIGTERM, then SIGKILL after the grace period.
 func (r *Runner) stop(id, name string, stderr io.Writer) {
-	grace := int(r.Config.StopGrace / time.Second)
+	grace := graceSeconds(r.Config.StopGrace)
 	ctx, cancel := context.WithTimeout(context.Background(), r.Config.StopGrace+r.Config.RequestTimeout)
 	defer cancel()
 	if _, err := r.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &grace}); err != nil && !cerrdefs.IsNotFound(err) {

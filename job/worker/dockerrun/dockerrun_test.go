@@ -346,10 +346,14 @@ func TestSecretsDir(t *testing.T) {
 		}
 		other := newStep(t, "other", "echo never")
 		other.ProjectID = "5"
-		other.Container.Mounts = []pipeline.Mount{{Secret: "wharf-default-project-6-secretname-creds", Path: "/creds"}}
-		var out bytes.Buffer
-		if _, err := r.Run(context.Background(), other, &out, &out); !errors.Is(err, dockerrun.ErrMountNotAllowed) {
-			t.Fatalf("another project's Secret: %v", err)
+		// As a Secret, or as a ConfigMap (a kubectl step's cluster): one
+		// directory holds both kinds.
+		for _, m := range []pipeline.Mount{{Secret: "wharf-default-project-6-secretname-creds", Path: "/creds"}, {ConfigMap: "wharf-default-project-6-secretname-creds", Path: "/kube"}} {
+			other.Container.Mounts = []pipeline.Mount{m}
+			var out bytes.Buffer
+			if _, err := r.Run(context.Background(), other, &out, &out); !errors.Is(err, dockerrun.ErrMountNotAllowed) {
+				t.Fatalf("another project's Secret mounted as %+v: %v", m, err)
+			}
 		}
 	})
 }

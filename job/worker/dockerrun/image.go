@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -78,13 +79,19 @@ func (r *Runner) registryAuth(image string) (string, error) {
 		return "", fmt.Errorf("image reference: %w", err)
 	}
 	domain := reference.Domain(named)
-	b, err := os.ReadFile(r.Config.ConfigFile)
+	file := r.Config.ConfigFile
+	// A directory is Docker's own DOCKER_CONFIG (which envconfig also
+	// reads for an unset WHARFJOBS_DOCKER_CONFIG): its config.json.
+	if fi, err := os.Stat(file); err == nil && fi.IsDir() {
+		file = filepath.Join(file, "config.json")
+	}
+	b, err := os.ReadFile(file)
 	if err != nil {
 		return "", fmt.Errorf("WHARFJOBS_DOCKER_CONFIG: %w", err)
 	}
 	var cfg dockerConfig
 	if err := json.Unmarshal(b, &cfg); err != nil {
-		return "", fmt.Errorf("WHARFJOBS_DOCKER_CONFIG %s: not a docker config.json (%v)", r.Config.ConfigFile, errorKind(err))
+		return "", fmt.Errorf("WHARFJOBS_DOCKER_CONFIG %s: not a docker config.json (%v)", file, errorKind(err))
 	}
 	for key, a := range cfg.Auths {
 		if registryHost(key) != domain {
@@ -95,7 +102,7 @@ func (r *Runner) registryAuth(image string) (string, error) {
 			raw, err := base64.StdEncoding.DecodeString(a.Auth)
 			user, pass, ok := strings.Cut(string(raw), ":")
 			if err != nil || !ok {
-				return "", fmt.Errorf("WHARFJOBS_DOCKER_CONFIG %s: the auth of %s is not base64 of user:password", r.Config.ConfigFile, key)
+				return "", fmt.Errorf("WHARFJOBS_DOCKER_CONFIG %s: the auth of %s is not base64 of user:password", file, key)
 			}
 			ac.Username, ac.Password = user, pass
 		}

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -13,6 +14,10 @@ import (
 	"github.com/wharfjobs/wharfjobs/job/pipeline"
 	"github.com/wharfjobs/wharfjobs/job/worker"
 )
+
+// projectObject matches the names of projects' Secrets
+// (job.ProjectSecretName), whatever the instance and project.
+var projectObject = regexp.MustCompile(`^wharf-.*-project-[0-9]+-secretname-`)
 
 // With no cluster, Config.SecretsDir stands in for its Secrets and
 // ConfigMaps: the object X is the directory SecretsDir/X, one file per
@@ -93,10 +98,12 @@ func (r *Runner) mountBinds(step worker.Step, m pipeline.Mount, stderr io.Writer
 	if name == "" {
 		return nil, fmt.Errorf("%w: a mount at %s names neither a Secret nor a ConfigMap", ErrMountNotAllowed, m.Path)
 	}
-	if m.Secret != "" && strings.HasPrefix(name, "wharf-") && strings.Contains(name, "-project-") {
+	// One directory holds both kinds: a ConfigMap named like a project's
+	// Secret (a kubectl step's cluster) reads that Secret's files.
+	if projectObject.MatchString(name) {
 		own, err := job.ProjectSecretPrefix(step.Instance, step.ProjectID)
 		if err != nil || !strings.HasPrefix(name, own) {
-			return nil, fmt.Errorf("%w: Secret %q belongs to another project", ErrMountNotAllowed, name)
+			return nil, fmt.Errorf("%w: %s %q belongs to another project", ErrMountNotAllowed, kind, name)
 		}
 	}
 	dir, ok := r.objectDir(name)
