@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/wharfjobs/wharfjobs/internal/enginetest"
 	"io"
 	"net/http"
 	"net/url"
@@ -34,7 +35,8 @@ func TestMain(m *testing.M) {
 		stop()
 		os.Exit(code)
 	}
-	os.Exit(m.Run())
+	// The container engines start when a test first asks.
+	os.Exit(enginetest.Run(m, &engines))
 }
 
 func freePort(t *testing.T) string {
