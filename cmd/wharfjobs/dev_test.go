@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/wharfjobs/wharfjobs/internal/enginetest"
 	"io"
 	"net/http"
 	"net/url"
@@ -22,6 +21,7 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/fs"
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
+	"github.com/wharfjobs/wharfjobs/internal/enginetest"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
