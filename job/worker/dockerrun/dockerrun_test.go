@@ -51,7 +51,7 @@ func forEngine(t *testing.T, f func(t *testing.T, e *enginetest.Engine)) {
 	}
 }
 
-func newRunner(t *testing.T, e *enginetest.Engine, edit func(*dockerrun.Config)) *dockerrun.Runner {
+func newRunner(t testing.TB, e *enginetest.Engine, edit func(*dockerrun.Config)) *dockerrun.Runner {
 	t.Helper()
 	cfg := dockerrun.Config{Host: e.Host, PullPolicy: "Never", StopGrace: 2 * time.Second, CPULimit: "1", MemoryLimit: "256Mi"}
 	if edit != nil {
@@ -72,7 +72,11 @@ func newStep(t *testing.T, name string, cmds ...string) worker.Step {
 		t.Fatal(err)
 	}
 	return worker.Step{Ref: "b-" + testenv.RandomHex(4), Stage: "test", Name: name, Workspace: ws,
-		Container: pipeline.Container{Image: stepImage, Cmds: cmds}}
+		Container: pipelineContainer(cmds...)}
+}
+
+func pipelineContainer(cmds ...string) pipeline.Container {
+	return pipeline.Container{Image: stepImage, Cmds: cmds}
 }
 
 // syncBuffer is an output stream read while the step still writes.
