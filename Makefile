@@ -55,7 +55,7 @@ vet:
 	$(GO) vet ./...
 
 ## bench: Go benchmarks against a real MinIO and kube-apiserver on loopback, and the fs store
-bench: minio kube-bins etcd node-deps
+bench: minio kube-bins etcd node-deps engines
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 ## lint: gofmt check, go vet, staticcheck

@@ -29,6 +29,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/wharfjobs/wharfjobs/internal/enginetest"
 	"github.com/wharfjobs/wharfjobs/internal/image"
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
@@ -243,22 +244,15 @@ func (r *registry) LayerFiles(ctx context.Context, repo, digest string) (map[str
 	}
 }
 
-// kanikoImageOf is kaniko's executor laid out as its -debug image is:
-// /kaniko/executor, busybox under /busybox (docker steps run
-// /busybox/sh), the registry credentials expected at
-// /kaniko/.docker/config.json, root as the user.
+// kanikoImageOf is kaniko's executor laid out as its -debug image is
+// (enginetest.KanikoImage).
 func kanikoImageOf(t *testing.T) image.Image {
 	t.Helper()
-	files := []image.File{
-		{Path: "/kaniko/executor", Source: cachedTool(t, "kaniko-executor", "WHARFJOBS_KANIKO_BIN", "kaniko"), Mode: 0o755},
-		{Path: "/kaniko/.docker", Dir: true},
-		{Path: "/kaniko/ssl/certs/ca-certificates.crt", Source: "/etc/ssl/certs/ca-certificates.crt", Mode: 0o644},
-		{Path: "/root", Dir: true, Mode: 0o700},
-		tmpDir,
+	img, err := enginetest.KanikoImage(kanikoImage, cachedTool(t, "kaniko-executor", "WHARFJOBS_KANIKO_BIN", "kaniko"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	files = withBusybox(t, files, "/busybox")
-	return image.Image{Name: kanikoImage, Files: files, Entrypoint: []string{"/kaniko/executor"},
-		Env: []string{"PATH=/usr/local/bin:/kaniko:/busybox", "HOME=/root", "USER=root", "DOCKER_CONFIG=/kaniko/.docker/", "SSL_CERT_DIR=/kaniko/ssl/certs"}}
+	return img
 }
 
 // selfSigned writes a self-signed certificate for the bridge address and

@@ -20,7 +20,7 @@ const BusyboxBin = "/usr/bin/busybox"
 var BusyboxApplets = []string{
 	"sh", "echo", "cat", "ls", "id", "pwd", "sleep", "env", "wc", "seq",
 	"true", "false", "mkdir", "cp", "printf", "test", "head", "wget", "nc",
-	"dd", "yes", "tr", "rm", "touch",
+	"dd", "yes", "tr", "rm", "touch", "ash", "grep", "mv", "sed", "tar", "which",
 }
 
 // BusyboxImage returns a small step image named name ("busybox:e2e"):
@@ -28,21 +28,49 @@ var BusyboxApplets = []string{
 // PATH=/bin and /bin/sh as entrypoint; as the end-to-end test's step image
 // (internal/e2e), without a registry to pull from.
 func BusyboxImage(name string) (image.Image, error) {
+	files, err := busyboxFiles("/bin")
+	if err != nil {
+		return image.Image{}, err
+	}
+	files = append(files, image.File{Path: "/tmp", Dir: true, Mode: fs.ModeSticky | 0o777})
+	return image.Image{Name: name, Files: files, Entrypoint: []string{"/bin/sh"}, Env: []string{"PATH=/bin"}}, nil
+}
+
+// busyboxFiles are Debian's static busybox at dir/busybox and
+// BusyboxApplets beside it.
+func busyboxFiles(dir string) ([]image.File, error) {
 	if _, err := os.Stat(BusyboxBin); err != nil {
-		return image.Image{}, fmt.Errorf("enginetest: %s not found: install Debian's busybox-static: make engines", BusyboxBin)
+		return nil, fmt.Errorf("enginetest: %s not found: install Debian's busybox-static: make engines", BusyboxBin)
 	}
 	out, err := exec.Command("ldd", BusyboxBin).CombinedOutput()
 	if err == nil || !(strings.Contains(string(out), "not a dynamic executable") || strings.Contains(string(out), "statically linked")) {
-		return image.Image{}, fmt.Errorf("enginetest: %s is not static (%s): install Debian's busybox-static: make engines", BusyboxBin, strings.TrimSpace(string(out)))
+		return nil, fmt.Errorf("enginetest: %s is not static (%s): install Debian's busybox-static: make engines", BusyboxBin, strings.TrimSpace(string(out)))
 	}
-	files := []image.File{
-		{Path: "/bin/busybox", Source: BusyboxBin, Mode: 0o755},
-		{Path: "/tmp", Dir: true, Mode: fs.ModeSticky | 0o777},
-	}
+	files := []image.File{{Path: dir + "/busybox", Source: BusyboxBin, Mode: 0o755}}
 	for _, applet := range BusyboxApplets {
-		files = append(files, image.File{Path: "/bin/" + applet, Link: "busybox"})
+		files = append(files, image.File{Path: dir + "/" + applet, Link: "busybox"})
 	}
-	return image.Image{Name: name, Files: files, Entrypoint: []string{"/bin/sh"}, Env: []string{"PATH=/bin"}}, nil
+	return files, nil
+}
+
+// KanikoImage is kaniko's executor (the binary at executor, `make kaniko`)
+// laid out as its -debug image is: /kaniko/executor, busybox under
+// /busybox (docker steps run /busybox/sh), the registry credentials
+// expected at /kaniko/.docker/config.json, root as the user.
+func KanikoImage(name, executor string) (image.Image, error) {
+	files, err := busyboxFiles("/busybox")
+	if err != nil {
+		return image.Image{}, err
+	}
+	files = append(files,
+		image.File{Path: "/kaniko/executor", Source: executor, Mode: 0o755},
+		image.File{Path: "/kaniko/.docker", Dir: true},
+		image.File{Path: "/kaniko/ssl/certs/ca-certificates.crt", Source: "/etc/ssl/certs/ca-certificates.crt", Mode: 0o644},
+		image.File{Path: "/root", Dir: true, Mode: 0o700},
+		image.File{Path: "/tmp", Dir: true, Mode: fs.ModeSticky | 0o777},
+	)
+	return image.Image{Name: name, Files: files, Entrypoint: []string{"/kaniko/executor"},
+		Env: []string{"PATH=/usr/local/bin:/kaniko:/busybox", "HOME=/root", "USER=root", "DOCKER_CONFIG=/kaniko/.docker/", "SSL_CERT_DIR=/kaniko/ssl/certs"}}, nil
 }
 
 // LoadImage writes img as a docker-archive tarball into the engine's
