@@ -163,7 +163,7 @@ func (r *Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Wr
 	if err := stepexec.Before(ctx, step.Files, step.Transport, work, stderr); err != nil {
 		return worker.Result{ExitCode: -1, Reason: build.ReasonRestoreFailed.With(err.Error())}, nil
 	}
-	spec, err := r.spec(step, script, work, stderr)
+	spec, err := r.spec(step, dir, work, stderr)
 	if err != nil {
 		return failed, err
 	}
@@ -224,14 +224,18 @@ func Labels(ref, stage, step string) map[string]string {
 	}
 }
 
-func (r *Runner) spec(step worker.Step, script, work string, stderr io.Writer) (containerSpec, error) {
+// spec renders the container of a step whose script is dir/script and
+// whose workspace is work. The variables of its Secret go into dir/env,
+// which the shell reads before the script: in the container's config they
+// would be shown to everyone who may inspect containers.
+func (r *Runner) spec(step worker.Step, dir, work string, stderr io.Writer) (containerSpec, error) {
 	c := step.Container
 	shell := c.Shell
 	if shell == "" {
 		shell = "/bin/sh"
 	}
 	environ := step.Environ()
-	binds := []string{work + ":" + WorkspacePath, script + ":" + ScriptPath + "/script:ro"}
+	binds := []string{work + ":" + WorkspacePath, filepath.Join(dir, "script") + ":" + ScriptPath + "/script:ro"}
 	host := &container.HostConfig{
 		NetworkMode: container.NetworkMode(r.Config.Network),
 		Privileged:  r.Config.Privileged,
@@ -265,10 +269,17 @@ func (r *Runner) spec(step worker.Step, script, work string, stderr io.Writer) (
 	if err := resources(host, r.Config.CPULimit, r.Config.MemoryLimit); err != nil {
 		return containerSpec{}, err
 	}
+	entrypoint := []string{shell, ScriptPath + "/script"}
 	if c.SecretName != "" {
-		if err := r.secretEnv(step, environ, &binds); err != nil {
+		secretVars := map[string]string{}
+		if err := r.secretEnv(step, secretVars, &binds); err != nil {
 			return containerSpec{}, err
 		}
+		if err := writeEnvFile(filepath.Join(dir, "env"), secretVars, stderr); err != nil {
+			return containerSpec{}, fmt.Errorf("step %s/%s: secretName %s: %w", step.Stage, step.Name, c.SecretName, err)
+		}
+		binds = append(binds, filepath.Join(dir, "env")+":"+ScriptPath+"/env:ro")
+		entrypoint = []string{shell, "-c", ". " + ScriptPath + "/env && exec " + shell + " " + ScriptPath + "/script"}
 	}
 	for _, m := range c.Mounts {
 		b, err := r.mountBinds(step, m, stderr)
@@ -293,7 +304,7 @@ func (r *Runner) spec(step worker.Step, script, work string, stderr io.Writer) (
 		name: containerName(step.Ref, step.Stage, step.Name),
 		config: &container.Config{
 			Image:        c.Image,
-			Entrypoint:   []string{shell, ScriptPath + "/script"},
+			Entrypoint:   entrypoint,
 			Cmd:          []string{},
 			Env:          env,
 			WorkingDir:   WorkspacePath,
@@ -388,6 +399,9 @@ func (r *Runner) runContainer(ctx context.Context, step worker.Step, spec contai
 	case <-copied:
 	case <-time.After(r.Config.RequestTimeout):
 		fmt.Fprintf(stderr, "[wharfjobs] the output of container %s did not end within %s after it exited\n", spec.name, r.Config.RequestTimeout)
+		// Closed, the stream ends: nothing writes after Run returns.
+		att.Close()
+		<-copied
 	}
 	res := worker.Result{ExitCode: int(code)}
 	cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), r.Config.RequestTimeout)

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -337,16 +339,39 @@ func TestSecretsDir(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(secrets, own), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(secrets, own, "token"), []byte("s3cr3t-value"), 0o644); err != nil {
-		t.Fatal(err)
+	const value = "s3cr3t-'value' $HOME"
+	for key, v := range map[string]string{"token": value, "not-a-name": "file only"} {
+		if err := os.WriteFile(filepath.Join(secrets, own, key), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	forEngine(t, func(t *testing.T, e *enginetest.Engine) {
-		r := newRunner(t, e, func(c *dockerrun.Config) { c.SecretsDir = secrets })
-		step := newStep(t, "secret", `echo "env $token"`, "cat "+dockerrun.SecretPath+"/token")
+		// Kept, to read its configuration after it failed.
+		r := newRunner(t, e, func(c *dockerrun.Config) { c.SecretsDir = secrets; c.KeepOnFailure = true })
+		step := newStep(t, "secret", `echo "env $token"`, "cat "+dockerrun.SecretPath+"/token "+dockerrun.SecretPath+"/not-a-name", "exit 9")
 		step.ProjectID, step.Container.SecretName = "5", "creds"
 		res, stdout, stderr := run(t, r, context.Background(), step)
-		if res.ExitCode != 0 || stdout != "env s3cr3t-value\ns3cr3t-value" {
+		if res.ExitCode != 9 || stdout != "env "+value+"\n"+value+"file only" || !strings.Contains(stderr, `secret key "not-a-name" is not a variable name`) {
 			t.Fatalf("secretName: %+v %q\n%s", res, stdout, stderr)
+		}
+		// The value is in no part of the container's configuration, which
+		// anyone who may list containers can read.
+		ids, err := e.Containers(context.Background(), job.LabelBuildRef+"="+step.Ref)
+		if err != nil || len(ids) != 1 {
+			t.Fatalf("kept container: %v %v", ids, err)
+		}
+		resp, err := e.Client().Get("http://engine/v1.41/containers/" + ids[0] + "/json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		inspect, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(inspect), `"Env"`) || strings.Contains(string(inspect), "s3cr3t") {
+			t.Fatalf("the Secret's value is in the container's configuration:\n%s", inspect)
+		}
+		req, _ := http.NewRequest(http.MethodDelete, "http://engine/v1.41/containers/"+ids[0]+"?force=1", nil)
+		if resp, err := e.Client().Do(req); err != nil || resp.StatusCode/100 != 2 {
+			t.Fatalf("remove the kept container: %v %v", resp, err)
 		}
 		other := newStep(t, "other", "echo never")
 		other.ProjectID = "5"

@@ -24,8 +24,9 @@ var projectObject = regexp.MustCompile(`^wharf-.*-project-[0-9]+-secretname-`)
 // key, as Kubernetes mounts them.
 
 // secretEnv adds the keys of the step's secretName (its project's Secret)
-// to environ, or only the SecretEnv ones when the step type names them,
-// and binds the Secret's files at SecretPath as a step pod has them.
+// to environ, or only the SecretEnv ones when the step type names them
+// (then nothing is mounted), and binds the Secret's files at SecretPath as
+// a step pod has them.
 func (r *Runner) secretEnv(step worker.Step, environ map[string]string, binds *[]string) error {
 	c := step.Container
 	name, err := job.ProjectSecretName(step.Instance, step.ProjectID, c.SecretName)
@@ -53,6 +54,26 @@ func (r *Runner) secretEnv(step worker.Step, environ map[string]string, binds *[
 	maps.Copy(environ, keys)
 	*binds = append(*binds, dir+":"+SecretPath+":ro")
 	return nil
+}
+
+// envName is what a shell takes as a variable name.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// writeEnvFile writes vars as a script of exports for sh. Keys that are
+// no variable names are left out with a log line, as Kubernetes' envFrom
+// leaves them out.
+func writeEnvFile(path string, vars map[string]string, stderr io.Writer) error {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		if !envName.MatchString(k) {
+			fmt.Fprintf(stderr, "[wharfjobs] docker runner: secret key %q is not a variable name; it is only a file\n", k)
+			continue
+		}
+		fmt.Fprintf(&b, "export %s='%s'\n", k, strings.ReplaceAll(vars[k], "'", `'\''`))
+	}
+	// Readable by the step's user, whoever the image makes it; the step's
+	// directory around it keeps it from this machine's other users.
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // objectDir is the directory of the Secret or ConfigMap name, if it
