@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -16,18 +15,6 @@ import (
 	"github.com/wharfjobs/wharfjobs/blob/miniotest"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for a command writing while the test
-// reads (lockedWriter around it).
-type syncBuffer struct{ lockedWriter }
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{lockedWriter{w: &bytes.Buffer{}}} }
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.(*bytes.Buffer).String()
-}
 
 // writeFinishedBuild stores a build as a worker leaves it: n log lines,
 // the status Completed and the compacted log.
@@ -86,14 +73,14 @@ func TestAggregatorCommand(t *testing.T) {
 	}
 	relayed := func(out, ref string) int { return strings.Count(out, "["+ref+"] build/go") }
 
-	out, errb := newSyncBuffer(), newSyncBuffer()
+	out, errb := &testenv.Buffer{}, &testenv.Buffer{}
 	if code := run(ctx, []string{"aggregator", "--once", "--no-kube"}, out, errb); code != 0 {
 		t.Fatalf("aggregator --once: exit %d\n%s", code, errb.String())
 	}
 	if n := relayed(out.String(), "7"); n != 10 || !strings.Contains(out.String(), "[7] status Completed") {
 		t.Fatalf("aggregator --once relayed %d of 10 lines:\n%s", n, out.String())
 	}
-	again := newSyncBuffer()
+	again := &testenv.Buffer{}
 	if code := run(ctx, []string{"aggregator", "--once", "--no-kube"}, again, errb); code != 0 {
 		t.Fatalf("second aggregator --once: exit %d\n%s", code, errb.String())
 	}
@@ -101,7 +88,7 @@ func TestAggregatorCommand(t *testing.T) {
 		t.Fatalf("a second --once relayed again what the first acknowledged:\n%s", again.String())
 	}
 
-	long := newSyncBuffer()
+	long := &testenv.Buffer{}
 	done := make(chan int, 1)
 	idleExit := func(when string) {
 		t.Helper()
@@ -153,7 +140,7 @@ func TestAggregatorCommand(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	logs := newSyncBuffer()
+	logs := &testenv.Buffer{}
 	if code := run(ctx, []string{"logs", "--raw", "8"}, logs, errb); code != 0 || strings.Count(logs.String(), "of 8") != 5 {
 		t.Fatalf("wharfjobs logs 8 after the chunks went: exit %d\n%s", code, logs.String())
 	}
@@ -181,7 +168,7 @@ func TestAggregatorCommand(t *testing.T) {
 
 	// MinIO down: /readyz says so, and an aggregator that cannot see the
 	// store does not take that for idleness; back up, it is ready again.
-	down := newSyncBuffer()
+	down := &testenv.Buffer{}
 	go func() { done <- run(ctx, []string{"aggregator", "--no-kube"}, down, errb) }()
 	if err := testenv.WaitHTTP(ctx, client, base+"/readyz", "", 30*time.Second); err != nil {
 		t.Fatalf("/readyz: %v\n%s", err, errb.String())

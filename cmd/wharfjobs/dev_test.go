@@ -206,7 +206,7 @@ func TestDevCtrlCCancelsRunningBuilds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	// Locked: the test reads them while dev writes them.
-	out, errb := &lockedBuffer{}, &lockedBuffer{}
+	out, errb := &testenv.Buffer{}, &testenv.Buffer{}
 	go func() { done <- run(ctx, []string{"dev", "--state", state}, out, errb) }()
 	base := "http://127.0.0.1:" + port
 	q := url.Values{"BUILD_REF": {"5"}, "GIT_FULLURL": {"file://" + repo}, "GIT_BRANCH": {"main"}, "token": {"dev-token"}}

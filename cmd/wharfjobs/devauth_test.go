@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,33 +24,15 @@ import (
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
-// lockedBuffer is a bytes.Buffer a test reads while run writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startDev runs `wharfjobs dev` with args until the test ends and returns
 // its base URL and stdout.
-func startDev(t *testing.T, args ...string) (string, *lockedBuffer) {
+func startDev(t *testing.T, args ...string) (string, *testenv.Buffer) {
 	t.Helper()
 	t.Setenv("WHARFJOBS_TEST_MAIN", "1")
 	port := freePort(t)
 	t.Setenv("PORT", port)
 	ctx, cancel := context.WithCancel(context.Background())
-	out, errb := &lockedBuffer{}, &lockedBuffer{}
+	out, errb := &testenv.Buffer{}, &testenv.Buffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, append([]string{"dev", "--state", t.TempDir()}, args...), out, errb) }()
 	t.Cleanup(func() {

@@ -29,19 +29,30 @@ func dockerConfig() (dockerrun.Config, error) {
 
 // newDockerRunner is the worker's docker runner; the engine must answer.
 func newDockerRunner(ctx context.Context) (*dockerrun.Runner, error) {
-	cfg, err := dockerConfig()
+	r, _, err := openDocker(ctx)
 	if err != nil {
-		return nil, err
-	}
-	r, err := dockerrun.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := r.Ping(ctx); err != nil {
-		r.Close()
 		return nil, fmt.Errorf("docker runner: %w", err)
 	}
 	return r, nil
+}
+
+// openDocker is a docker runner whose engine answered within ctx, and
+// what the engine is.
+func openDocker(ctx context.Context) (*dockerrun.Runner, string, error) {
+	cfg, err := dockerConfig()
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := dockerrun.New(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	what, err := r.Ping(ctx)
+	if err != nil {
+		r.Close()
+		return nil, "", err
+	}
+	return r, what, nil
 }
 
 // runnerUsage is the help of --runner, in run and dev.
@@ -54,8 +65,7 @@ const autoProbe = 3 * time.Second
 // pickRunner resolves --runner for run and dev: a docker runner whose
 // engine answered, or nil for the local runner, and a line for the person
 // watching that says which and why. auto prefers an engine that answers
-// (within WHARFJOBS_DOCKER_API_TIMEOUT; a missing socket fails at once);
-// docker requires one. An unknown choice is a usage error, on stderr.
+// within autoProbe (a missing socket fails at once); docker requires one. An unknown choice is a usage error, on stderr.
 func pickRunner(ctx context.Context, choice string, out, stderr io.Writer) (*dockerrun.Runner, error) {
 	switch choice {
 	case "local":
@@ -65,14 +75,6 @@ func pickRunner(ctx context.Context, choice string, out, stderr io.Writer) (*doc
 		fmt.Fprintf(stderr, "--runner %q: expected docker, local or auto\n", choice)
 		return nil, errUsage
 	}
-	cfg, err := dockerConfig()
-	if err != nil {
-		return nil, err
-	}
-	r, err := dockerrun.New(cfg)
-	if err != nil {
-		return nil, err
-	}
 	pctx := ctx
 	if choice == "auto" {
 		// Choosing must not stall on a socket that exists but hangs.
@@ -80,12 +82,11 @@ func pickRunner(ctx context.Context, choice string, out, stderr io.Writer) (*doc
 		pctx, cancel = context.WithTimeout(ctx, autoProbe)
 		defer cancel()
 	}
-	what, err := r.Ping(pctx)
+	r, what, err := openDocker(pctx)
 	if err == nil {
 		fmt.Fprintf(out, "steps run in containers of their images on %s at %s (--runner local to run them as processes)\n", what, r.Host())
 		return r, nil
 	}
-	r.Close()
 	if choice == "docker" {
 		return nil, fmt.Errorf("--runner docker: %w", err)
 	}

@@ -70,7 +70,7 @@ func TestDevRelaysToARealWharfAPI(t *testing.T) {
 	defer cancel()
 	devCtx, stopDev := context.WithCancel(ctx)
 	// Locked: the test reads them while dev writes them.
-	out, errb := &lockedBuffer{}, &lockedBuffer{}
+	out, errb := &testenv.Buffer{}, &testenv.Buffer{}
 	bucket := miniotest.BucketName("wharfapi")
 	storeArgs := []string{"--store", "minio", "--endpoint", srv.Endpoint, "--bucket", bucket}
 	done := make(chan int, 1)

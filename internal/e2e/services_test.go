@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wharfjobs/wharfjobs/internal/enginetest"
 	"github.com/wharfjobs/wharfjobs/internal/image"
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
@@ -174,11 +175,9 @@ func kubectlImageOf(t *testing.T) image.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := image.HostBinary(bin, "/usr/local/bin/kubectl")
+	img, err := enginetest.KubectlImage(kubectlImage, bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	files = withBusybox(t, append(files, tmpDir), "/bin")
-	return image.Image{Name: kubectlImage, Files: files, Entrypoint: []string{"/bin/sh"}, User: "65532",
-		Env: []string{"PATH=/usr/local/bin:/bin", "HOME=/tmp"}}
+	return img
 }

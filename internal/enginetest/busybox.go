@@ -73,6 +73,22 @@ func KanikoImage(name, executor string) (image.Image, error) {
 		Env: []string{"PATH=/usr/local/bin:/kaniko:/busybox", "HOME=/root", "USER=root", "DOCKER_CONFIG=/kaniko/.docker/", "SSL_CERT_DIR=/kaniko/ssl/certs"}}, nil
 }
 
+// KubectlImage is the kubectl binary at kubectl (`make kube-bins`) with
+// the libraries it loads and busybox's sh, as a non-root user.
+func KubectlImage(name, kubectl string) (image.Image, error) {
+	files, err := image.HostBinary(kubectl, "/usr/local/bin/kubectl")
+	if err != nil {
+		return image.Image{}, err
+	}
+	bb, err := busyboxFiles("/bin")
+	if err != nil {
+		return image.Image{}, err
+	}
+	files = append(append(files, bb...), image.File{Path: "/tmp", Dir: true, Mode: fs.ModeSticky | 0o777})
+	return image.Image{Name: name, Files: files, Entrypoint: []string{"/bin/sh"}, User: "65532",
+		Env: []string{"PATH=/usr/local/bin:/bin", "HOME=/tmp"}}, nil
+}
+
 // LoadImage writes img as a docker-archive tarball into the engine's
 // directory and loads it (see Load for the names it is listed under).
 func (e *Engine) LoadImage(ctx context.Context, img image.Image) error {

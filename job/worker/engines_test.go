@@ -58,6 +58,45 @@ func exampleRunner(t *testing.T, name string) worker.StepRunner {
 	return r
 }
 
+// stepTypeBuild runs the build of testdata/<repo> in the docker runner on
+// each engine, with img loaded and the step types' images as images says,
+// and returns each engine's build log after checking it Completed.
+func stepTypeBuild(t *testing.T, repo string, img image.Image, cfg dockerrun.Config, images func(*pipeline.Images)) map[string]string {
+	t.Helper()
+	s, err := fs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := map[string]string{}
+	for _, start := range []func(testing.TB) *enginetest.Engine{engines.Docker, engines.Podman} {
+		e := start(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if err := e.LoadImage(ctx, img); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Host, cfg.PullPolicy = e.Host, "Never"
+		r, err := dockerrun.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		wcfg := testConfig(t)
+		wcfg.Images = pipeline.DefaultImages
+		images(&wcfg.Images)
+		req := job.Request{BuildRef: "21", Instance: repo + "-" + e.Name, GitFullURL: gitRepo(t, repo), GitBranch: "main", RepoName: "app"}
+		if _, err := build.WriteStatus(ctx, s, req.Ref(), build.Status{Status: build.Scheduling}, ""); err != nil {
+			t.Fatal(err)
+		}
+		code, st := worker.Run(ctx, s, req, r, wcfg)
+		logs[e.Name] = logText(t, s, req.Ref())
+		if code != 0 || st.Status != build.Completed {
+			t.Fatalf("%s: exit %d, status %s %q\n%s", e.Name, code, st.Status, st.Reason, logs[e.Name])
+		}
+	}
+	return logs
+}
+
 // TestDockerStepInContainers: a docker step runs kaniko in a container of
 // the kaniko image, as root, with the step's workspace as its context, in
 // the docker runner on Docker and on Podman.
@@ -70,56 +109,14 @@ func TestDockerStepInContainers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := fs.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+	logs := stepTypeBuild(t, "docker-step", img, dockerrun.Config{ToolNetwork: "none"}, func(im *pipeline.Images) { im.Kaniko = "kaniko:e2e" })
+	for engine, text := range logs {
+		for _, want := range []string{"(image kaniko:e2e, network none)", "Skipping push to container registry due to --no-push flag"} {
+			if !strings.Contains(text, want) {
+				t.Fatalf("%s: log lacks %q:\n%s", engine, want, text)
+			}
+		}
 	}
-	for _, start := range []func(testing.TB) *enginetest.Engine{engines.Docker, engines.Podman} {
-		e := start(t)
-		t.Run(e.Name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			if err := e.LoadImage(ctx, img); err != nil {
-				t.Fatal(err)
-			}
-			r, err := dockerrun.New(dockerrun.Config{Host: e.Host, PullPolicy: "Never", ToolNetwork: "none"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			cfg := testConfig(t)
-			cfg.Images = pipeline.DefaultImages
-			cfg.Images.Kaniko = "kaniko:e2e"
-			req := job.Request{BuildRef: "21", Instance: "docker-step-" + e.Name, GitFullURL: gitRepo(t, "docker-step"), GitBranch: "main", RepoName: "app"}
-			if _, err := build.WriteStatus(ctx, s, req.Ref(), build.Status{Status: build.Scheduling}, ""); err != nil {
-				t.Fatal(err)
-			}
-			code, st := worker.Run(ctx, s, req, r, cfg)
-			text := logText(t, s, req.Ref())
-			if code != 0 || st.Status != build.Completed {
-				t.Fatalf("exit %d, status %s %q\n%s", code, st.Status, st.Reason, text)
-			}
-			for _, want := range []string{"(image kaniko:e2e, network none)", "Skipping push to container registry due to --no-push flag"} {
-				if !strings.Contains(text, want) {
-					t.Fatalf("log lacks %q:\n%s", want, text)
-				}
-			}
-		})
-	}
-}
-
-func logText(t *testing.T, s blob.Store, ref string) string {
-	t.Helper()
-	rc, err := build.OpenLog(context.Background(), s, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	var b strings.Builder
-	if err := build.ScanRecords(rc, func(r build.Record) error { b.WriteString(r.Text + "\n"); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }
 
 // TestKubectlStepInContainers: a kubectl step runs the kubectl image with
@@ -147,51 +144,37 @@ func TestKubectlStepInContainers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := image.HostBinary(bin, "/usr/local/bin/kubectl")
+	img, err := enginetest.KubectlImage("kubectl:e2e", bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := enginetest.BusyboxImage("kubectl:e2e")
+	// The API server listens on this machine's loopback: the host network.
+	cfg := dockerrun.Config{ToolNetwork: "host", SecretsDir: secrets}
+	ctx := context.Background()
+	// One ConfigMap, applied by each engine's build: the second finds it
+	// unchanged, so each log says what kubectl did.
+	logs := stepTypeBuild(t, "kubectl-step", img, cfg, func(im *pipeline.Images) { im.Kubectl = "kubectl:e2e" })
+	for engine, text := range logs {
+		if !strings.Contains(text, "configmap/applied-by-a-kubectl-step ") {
+			t.Fatalf("%s: kubectl did not apply the manifest:\n%s", engine, text)
+		}
+	}
+	cm, err := c.Client.CoreV1().ConfigMaps("default").Get(ctx, "applied-by-a-kubectl-step", metav1.GetOptions{})
+	if err != nil || cm.Data["from"] != "the docker runner" {
+		t.Fatalf("the applied ConfigMap: %+v %v", cm, err)
+	}
+}
+
+func logText(t *testing.T, s blob.Store, ref string) string {
+	t.Helper()
+	rc, err := build.OpenLog(context.Background(), s, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	img.Files = append(img.Files, files...)
-	img.Env = []string{"PATH=/usr/local/bin:/bin"}
-	s, err := fs.Open(t.TempDir())
-	if err != nil {
+	defer rc.Close()
+	var b strings.Builder
+	if err := build.ScanRecords(rc, func(r build.Record) error { b.WriteString(r.Text + "\n"); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	for _, start := range []func(testing.TB) *enginetest.Engine{engines.Docker, engines.Podman} {
-		e := start(t)
-		t.Run(e.Name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			_ = c.Client.CoreV1().ConfigMaps("default").Delete(ctx, "applied-by-a-kubectl-step", metav1.DeleteOptions{})
-			if err := e.LoadImage(ctx, img); err != nil {
-				t.Fatal(err)
-			}
-			// The API server listens on this machine's loopback.
-			r, err := dockerrun.New(dockerrun.Config{Host: e.Host, PullPolicy: "Never", ToolNetwork: "host", SecretsDir: secrets})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			cfg := testConfig(t)
-			cfg.Images = pipeline.DefaultImages
-			cfg.Images.Kubectl = "kubectl:e2e"
-			req := job.Request{BuildRef: "22", Instance: "kubectl-step-" + e.Name, GitFullURL: gitRepo(t, "kubectl-step"), GitBranch: "main", RepoName: "app"}
-			if _, err := build.WriteStatus(ctx, s, req.Ref(), build.Status{Status: build.Scheduling}, ""); err != nil {
-				t.Fatal(err)
-			}
-			code, st := worker.Run(ctx, s, req, r, cfg)
-			text := logText(t, s, req.Ref())
-			if code != 0 || st.Status != build.Completed || !strings.Contains(text, "configmap/applied-by-a-kubectl-step created") {
-				t.Fatalf("exit %d, status %s %q\n%s", code, st.Status, st.Reason, text)
-			}
-			cm, err := c.Client.CoreV1().ConfigMaps("default").Get(ctx, "applied-by-a-kubectl-step", metav1.GetOptions{})
-			if err != nil || cm.Data["from"] != "the docker runner" {
-				t.Fatalf("the applied ConfigMap: %+v %v", cm, err)
-			}
-		})
-	}
+	return b.String()
 }

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -81,24 +80,6 @@ func pipelineContainer(cmds ...string) pipeline.Container {
 	return pipeline.Container{Image: stepImage, Cmds: cmds}
 }
 
-// syncBuffer is an output stream read while the step still writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // stepOutput is the step's own output on a stream, without the runner's
 // "[wharfjobs]" lines.
 func stepOutput(s string) string {
@@ -113,7 +94,7 @@ func stepOutput(s string) string {
 
 func run(t *testing.T, r *dockerrun.Runner, ctx context.Context, step worker.Step) (worker.Result, string, string) {
 	t.Helper()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	res, err := r.Run(ctx, step, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("Run: %v\nstderr: %s", err, stderr.String())
@@ -263,7 +244,7 @@ func TestCancelStopsAndRemoves(t *testing.T) {
 		step := newStep(t, "sleepy", "echo started", "sleep 600")
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		var stdout, stderr syncBuffer
+		var stdout, stderr testenv.Buffer
 		type result struct {
 			res worker.Result
 			err error
