@@ -90,7 +90,9 @@ func New(cfg Config) (*Runner, error) {
 	if host == "" {
 		host = DefaultHost()
 	}
-	cli, err := client.New(client.WithHost(host), client.WithAPIVersionNegotiation())
+	// The client negotiates the API version on its first call (the
+	// module's default): Docker 20.10 and Podman 4 speak 1.41.
+	cli, err := client.New(client.WithHost(host))
 	if err != nil {
 		return nil, fmt.Errorf("docker runner: engine %s: %w", host, err)
 	}
