@@ -104,11 +104,15 @@ $(WHARF_API):
 	cd $(CACHE)/wharf-api-src && CGO_ENABLED=1 GOFLAGS=-mod=mod $(GO) build -o $@ .
 	rm -rf $(CACHE)/wharf-api-src
 
+# DEB_INSTALLED succeeds when the package $$p is installed: `dpkg -s` alone
+# also succeeds for a package removed with its configuration files kept.
+DEB_INSTALLED = dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q '^install ok installed$$'
+
 ## node-deps: install Debian's containerd, runc, CNI plugins, busybox-static and git for the test node (when missing)
 NODE_DEBS := containerd runc containernetworking-plugins busybox-static iproute2 git
 node-deps:
 	@missing=""; \
-	for p in $(NODE_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in $(NODE_DEBS); do $(DEB_INSTALLED) || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing from Debian:$$missing"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; fi
 
@@ -121,7 +125,7 @@ node-deps:
 ENGINE_DEBS := docker.io podman busybox-static
 engines:
 	@missing=""; \
-	for p in $(ENGINE_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in $(ENGINE_DEBS); do $(DEB_INSTALLED) || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing from Debian:$$missing"; \
 	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
 	    trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
