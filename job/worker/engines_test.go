@@ -178,3 +178,45 @@ func logText(t *testing.T, s blob.Store, ref string) string {
 	}
 	return b.String()
 }
+
+// TestTestResultsOfAnOOMKilledStep: a step killed at its memory limit in
+// a container still hands in its test results (they matter most then),
+// and fails OOMKilled.
+func TestTestResultsOfAnOOMKilledStep(t *testing.T) {
+	s := newMinIO(t)
+	pipe := `test:
+  unit:
+    container:
+      image: alpine
+      cmds:
+        - mkdir -p results && cp fixtures/pytest.xml results/
+        - dd if=/dev/zero of=/dev/null bs=200M count=1
+      testResults: ["results/*.xml"]
+`
+	for _, name := range []string{"docker", "podman"} {
+		t.Run(name, func(t *testing.T) {
+			exampleRunner(t, name) // loads the images
+			e := engines.Docker(t)
+			if name == "podman" {
+				e = engines.Podman(t)
+			}
+			r, err := dockerrun.New(dockerrun.Config{Host: e.Host, PullPolicy: "Never", MemoryLimit: "32Mi"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			ref := "oom-" + name
+			code, st, log := runFilesWith(t, s, ref, "7", map[string]string{".wharf-ci.yml": pipe, "fixtures/pytest.xml": junitSample}, nil, r)
+			unit := stepOf(st, "test", "unit")
+			if code != worker.ExitFailed || !build.ReasonOOMKilled.Of(unit.Reason) {
+				t.Fatalf("exit %d, unit %+v\n%s", code, unit, log)
+			}
+			if !strings.Contains(log, "test result results/pytest.xml: 2 passed, 1 failed, 1 skipped") || unit.Tests == nil || unit.Tests.Failed != 1 {
+				t.Fatalf("no test results from the OOMKilled step: %+v\n%s", unit.Tests, log)
+			}
+			if trx := object(t, s, build.TestResultPrefix(ref)+"test/unit/results/pytest.xml.trx"); !strings.Contains(trx, "<TestRun") {
+				t.Fatalf("kept %q", trx)
+			}
+		})
+	}
+}

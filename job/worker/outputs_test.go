@@ -34,6 +34,12 @@ func runFiles(t *testing.T, s blob.Store, ref string, files map[string]string, c
 // runFilesAs is runFiles for a build of project.
 func runFilesAs(t testing.TB, s blob.Store, ref, project string, files map[string]string, cfg func(*worker.Config)) (int, build.Status, string) {
 	t.Helper()
+	return runFilesWith(t, s, ref, project, files, cfg, localrun.Runner{})
+}
+
+// runFilesWith is runFilesAs with runner.
+func runFilesWith(t testing.TB, s blob.Store, ref, project string, files map[string]string, cfg func(*worker.Config), runner worker.StepRunner) (int, build.Status, string) {
+	t.Helper()
 	dir := t.TempDir()
 	for name, body := range files {
 		p := filepath.Join(dir, filepath.FromSlash(name))
@@ -55,7 +61,7 @@ func runFilesAs(t testing.TB, s blob.Store, ref, project string, files map[strin
 	if _, err := build.WriteStatus(ctx, s, req.Ref(), build.Status{Status: build.Scheduling}, ""); err != nil {
 		t.Fatal(err)
 	}
-	code, st := worker.Run(ctx, s, req, localrun.Runner{}, c)
+	code, st := worker.Run(ctx, s, req, runner, c)
 	rc, err := build.OpenLog(ctx, s, req.Ref())
 	if err != nil {
 		t.Fatal(err)
@@ -94,9 +100,16 @@ func stepOf(st build.Status, stage, step string) build.StepStatus {
 // The workspace model and the declared files, as issue #15 states them:
 // each step starts from the checkout plus the artifacts of earlier stages;
 // parallel steps never see each other's files, also when both write the
-// same name; test results are kept as TRX with their counts.
+// same name; test results are kept as TRX with their counts. The same in
+// every runner: processes, and containers on Docker and on Podman.
 func TestArtifactsReachLaterStagesOnly(t *testing.T) {
 	s := newMinIO(t)
+	for _, rn := range []string{"local", "docker", "podman"} {
+		t.Run(rn, func(t *testing.T) { artifactsReachLaterStagesOnly(t, s, "files-1-"+rn, exampleRunner(t, rn)) })
+	}
+}
+
+func artifactsReachLaterStagesOnly(t *testing.T, s blob.Store, ref string, runner worker.StepRunner) {
 	pipe := `build:
   compile:
     container:
@@ -129,7 +142,7 @@ test:
       testResults: ["results/*.xml", "results/*.trx"]
       artifacts: {paths: ["missing/*"], ifNoFilesFound: warn}
 `
-	code, st, log := runFiles(t, s, "files-1", map[string]string{".wharf-ci.yml": pipe, "fixtures/pytest.xml": junitSample, "fixtures/report.trx": trxSample}, nil)
+	code, st, log := runFilesWith(t, s, ref, "7", map[string]string{".wharf-ci.yml": pipe, "fixtures/pytest.xml": junitSample, "fixtures/report.trx": trxSample}, nil, runner)
 	if code != worker.ExitCompleted {
 		t.Fatalf("build ended %d %+v\n%s", code, st, log)
 	}
@@ -144,7 +157,7 @@ test:
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	}
-	arts := build.ArtifactPrefix("files-1")
+	arts := build.ArtifactPrefix(ref)
 	for key, want := range map[string]string{
 		arts + "build/compile/out/bin/app.bin": "app-binary", arts + "build/compile/shared.txt": "compile\n",
 		arts + "build/other/shared.txt": "other\n", arts + "build/compile/out/empty.log": "",
@@ -153,11 +166,11 @@ test:
 			t.Errorf("%s = %q, want %q", key, got, want)
 		}
 	}
-	trx := object(t, s, build.TestResultPrefix("files-1")+"test/unit/results/pytest.xml.trx")
+	trx := object(t, s, build.TestResultPrefix(ref)+"test/unit/results/pytest.xml.trx")
 	if !strings.Contains(trx, "<TestRun") || !strings.Contains(trx, "assert 1 == 2") {
 		t.Errorf("JUnit kept as %q, want TRX with the failure", trx)
 	}
-	if got := object(t, s, build.TestResultPrefix("files-1")+"test/unit/results/report.trx"); got != trxSample {
+	if got := object(t, s, build.TestResultPrefix(ref)+"test/unit/results/report.trx"); got != trxSample {
 		t.Errorf("TRX changed on the way: %q", got)
 	}
 	unit := stepOf(st, "test", "unit")
@@ -168,7 +181,7 @@ test:
 		t.Errorf("compile kept %d artifacts, %d bytes", c.Artifacts, c.ArtifactBytes)
 	}
 	// The steps' archives are gone once the build ended.
-	if left, _ := s.List(context.Background(), blob.ListOptions{Prefix: build.Dir("files-1") + "steps/"}); len(left) != 0 {
+	if left, _ := s.List(context.Background(), blob.ListOptions{Prefix: build.Dir(ref) + "steps/"}); len(left) != 0 {
 		t.Errorf("staging archives left: %v", left)
 	}
 }

@@ -182,10 +182,12 @@ func (r *Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Wr
 		res.Reason = build.ReasonCancelled.String()
 		return res, nil
 	}
-	if res.Reason == "" {
-		if err := stepexec.After(ctx, step.Files, step.Transport, work, res.ExitCode == 0, dir, stderr); err != nil {
-			res.Reason = build.ReasonOutputsFailed.With(err.Error())
-		}
+	// Test results are wanted most from a step that failed, OOMKilled
+	// included: the declared files are collected whatever the ending; a
+	// reason the step already has stays the step's reason.
+	err = stepexec.After(ctx, step.Files, step.Transport, work, res.ExitCode == 0 && res.Reason == "", dir, stderr)
+	if err != nil && res.Reason == "" {
+		res.Reason = build.ReasonOutputsFailed.With(err.Error())
 	}
 	return res, nil
 }
