@@ -35,11 +35,19 @@ HELM_STAMP     := $(CACHE_BIN)/.helm-$(HELM_VERSION)
 
 GO          ?= go
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 TEST_FLAGS  ?= -race -count=1 -timeout 30m
 export WHARFJOBS_MINIO_BIN := $(MINIO)
+# The image (Dockerfile): the docker client, the image's name and the Debian
+# its runtime files come from; DEBIAN_BASE is that Debian as a root file
+# system tarball for `docker import` where no registry serves it.
+DOCKER      ?= docker
+IMAGE       ?= wharfjobs
+IMAGE_BASE  ?= debian:bookworm-slim
+DEBIAN_BASE := $(CACHE)/debian-bookworm-minbase.tar
 
-.PHONY: all build test vet unit bench lint fmt minio kube-bins etcd node-deps engines wharf-api registry kaniko helm staticcheck demo clean cluster-up cluster-down
+.PHONY: all build image image-tarball debian-base test vet unit bench lint fmt minio kube-bins etcd node-deps engines wharf-api registry kaniko helm staticcheck demo clean cluster-up cluster-down
 
 all: build
 
@@ -47,8 +55,46 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/wharfjobs ./cmd/wharfjobs
 
+## image: bin/wharfjobs, then the image from the Dockerfile, tagged $(IMAGE):$(VERSION) and $(IMAGE):latest
+# --network host: the Dockerfile's deps stage runs apt-get, and a dockerd
+# started with --bridge none (the tests' private one, internal/enginetest)
+# has no network to give a build container otherwise. Only RUN steps use it.
+image: build
+	$(DOCKER) build --network host --build-arg BASE=$(IMAGE_BASE) \
+	  --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
+	  -t $(IMAGE):$(VERSION) -t $(IMAGE):latest .
+
+## image-tarball: docker save of the image (both tags) to bin/wharfjobs-$(VERSION).tar, for docker load or ctr import
+image-tarball: image
+	$(DOCKER) save -o bin/wharfjobs-$(VERSION).tar $(IMAGE):$(VERSION) $(IMAGE):latest
+
+## debian-base: .cache/debian-bookworm-minbase.tar, Debian bookworm (debootstrap --variant=minbase) for `docker import` without a registry (once; root and apt)
+# The image's test (deploy/image) imports it as debian:bookworm-slim. Its
+# APT sources are the slim image's (bookworm, -updates, -security); the
+# package lists and .debs debootstrap leaves are dropped (the Dockerfile
+# runs apt-get update).
+debian-base: $(DEBIAN_BASE)
+$(DEBIAN_BASE):
+	@p=debootstrap; $(DEB_INSTALLED) || { echo "installing debootstrap from Debian"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap) >/dev/null; }
+	@mkdir -p $(CACHE)
+	@echo "debootstrap --variant=minbase bookworm into $@ (about a minute, once)"
+	rm -rf $(CACHE)/debian-base-tmp
+	debootstrap --variant=minbase bookworm $(CACHE)/debian-base-tmp http://deb.debian.org/debian >$(CACHE)/debian-base.log 2>&1 || \
+	  { tail -n 20 $(CACHE)/debian-base.log; exit 1; }
+	rm -f $(CACHE)/debian-base-tmp/etc/apt/sources.list
+	printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm bookworm-updates' 'Components: main' \
+	  'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' '' 'Types: deb' 'URIs: http://deb.debian.org/debian-security' \
+	  'Suites: bookworm-security' 'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
+	  >$(CACHE)/debian-base-tmp/etc/apt/sources.list.d/debian.sources
+	rm -rf $(CACHE)/debian-base-tmp/var/lib/apt/lists/* $(CACHE)/debian-base-tmp/var/cache/apt/archives/*.deb
+	tar -C $(CACHE)/debian-base-tmp -c . >$@.tmp
+	mv $@.tmp $@
+	rm -rf $(CACHE)/debian-base-tmp
+
 ## test: vet, then every test (unit, and integration against a real MinIO and a real kube-apiserver) with the race detector
-test: minio kube-bins etcd node-deps engines wharf-api registry kaniko helm vet
+test: minio kube-bins etcd node-deps engines wharf-api registry kaniko helm debian-base vet
 	$(GO) test $(TEST_FLAGS) ./...
 
 vet:
