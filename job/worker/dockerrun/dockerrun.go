@@ -346,7 +346,14 @@ func resources(host *container.HostConfig, cpu, memory string) error {
 // runContainer creates the container, attaches to its output, starts it
 // and waits for it to end; id is the container's, "" when none was made.
 func (r *Runner) runContainer(ctx context.Context, step worker.Step, spec containerSpec, stdout, stderr io.Writer) (worker.Result, string, error) {
-	cctx, cancel := context.WithTimeout(ctx, r.Config.RequestTimeout)
+	if ctx.Err() != nil {
+		return worker.Result{ExitCode: -1, Reason: build.ReasonCancelled.String()}, "", nil
+	}
+	// Setting the container up is not cut short by a cancel: a start
+	// abandoned halfway can leave a running container and an error for a
+	// step that was merely cancelled. Once it runs, a cancel stops it.
+	setup := context.WithoutCancel(ctx)
+	cctx, cancel := context.WithTimeout(setup, r.Config.RequestTimeout)
 	created, err := r.cli.ContainerCreate(cctx, client.ContainerCreateOptions{Name: spec.name, Config: spec.config, HostConfig: spec.host})
 	cancel()
 	if err != nil {
@@ -356,7 +363,7 @@ func (r *Runner) runContainer(ctx context.Context, step worker.Step, spec contai
 	fmt.Fprintf(stderr, "[wharfjobs] container %s created (image %s, network %s)\n", spec.name, spec.config.Image, spec.host.NetworkMode)
 	// Attached before it starts: the first line and the last are read
 	// from the same stream, whether the step runs an hour or exits at once.
-	cctx, cancel = context.WithTimeout(ctx, r.Config.RequestTimeout)
+	cctx, cancel = context.WithTimeout(setup, r.Config.RequestTimeout)
 	att, err := r.cli.ContainerAttach(cctx, id, client.ContainerAttachOptions{Stream: true, Stdout: true, Stderr: true})
 	cancel()
 	if err != nil {
@@ -372,7 +379,7 @@ func (r *Runner) runContainer(ctx context.Context, step worker.Step, spec contai
 	waitCtx, stopWait := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWait()
 	wait := r.cli.ContainerWait(waitCtx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
-	cctx, cancel = context.WithTimeout(ctx, r.Config.RequestTimeout)
+	cctx, cancel = context.WithTimeout(setup, r.Config.RequestTimeout)
 	_, err = r.cli.ContainerStart(cctx, id, client.ContainerStartOptions{})
 	cancel()
 	if err != nil {
