@@ -5,7 +5,6 @@ package manifests
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -20,14 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
-	"github.com/wharfjobs/wharfjobs/internal/testenv"
-)
-
-// Pinned versions whose CRDs validate deploy/ (from the Go module proxy's
-// copies of the projects, which include their config directories).
-const (
-	knativeModule = "knative.dev/serving@v0.51.0"
-	kedaModule    = "github.com/kedacore/keda/v2@v2.21.0"
 )
 
 func readDocs(t *testing.T, path string) []*unstructured.Unstructured {
@@ -99,56 +90,20 @@ func TestManifestsAndDeployOnARealAPIServer(t *testing.T) {
 
 	// deploy/: the Knative Service and the KEDA ScaledObject are checked
 	// against the projects' own CRDs.
-	for _, crd := range []string{
-		moduleFile(t, knativeModule, "config/core/300-resources/service.yaml"),
-		moduleFile(t, kedaModule, "config/crd/bases/keda.sh_scaledobjects.yaml"),
-	} {
-		for _, obj := range readDocs(t, crd) {
-			if err := a.Create(ctx, obj, false); err != nil {
-				t.Fatalf("install CRD %s: %v", crd, err)
-			}
-		}
+	if err := a.InstallKnativeAndKEDA(ctx); err != nil {
+		t.Fatal(err)
 	}
-	a.Reset()
 	files, _ := filepath.Glob("../deploy/*.yaml")
 	if len(files) < 3 {
 		t.Fatalf("deploy/ has %d files", len(files))
 	}
 	for _, file := range files {
 		for _, obj := range readDocs(t, file) {
-			// A new CRD takes a moment to be served: retry only that.
-			var err error
-			if werr := testenv.WaitFor(ctx, 10*time.Second, 200*time.Millisecond, func() error {
-				if err = a.Create(ctx, obj, true); err != nil && strings.Contains(err.Error(), "no matches for kind") {
-					a.Reset()
-					return err
-				}
-				return nil
-			}); werr != nil {
-				t.Fatalf("%s: %v", file, werr)
-			}
-			if err != nil {
+			if err := a.Create(ctx, obj, true); err != nil {
 				t.Fatalf("%s: %v", file, err)
 			}
 		}
 	}
-}
-
-// moduleFile returns a file of a Go module, downloading it (once) through
-// the module proxy.
-func moduleFile(t *testing.T, module, path string) string {
-	t.Helper()
-	cmd := exec.Command("go", "mod", "download", "-json", module)
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go mod download %s: %v", module, err)
-	}
-	var info struct{ Dir, Error string }
-	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
-		t.Fatalf("go mod download %s: %s %v", module, info.Error, err)
-	}
-	return filepath.Join(info.Dir, path)
 }
 
 // checkRBAC asks the real authorizer what each ServiceAccount may do.

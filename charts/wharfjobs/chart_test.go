@@ -8,7 +8,6 @@ package chart
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,15 +24,8 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
@@ -43,14 +35,6 @@ import (
 const (
 	release   = "wharfjobs"
 	namespace = "wharfjobs"
-)
-
-// Pinned versions whose CRDs validate the Knative Service and the KEDA
-// ScaledObject, as manifests/ does (the module proxy's copies of the
-// projects include their config directories).
-const (
-	knativeModule = "knative.dev/serving@v0.51.0"
-	kedaModule    = "github.com/kedacore/keda/v2@v2.21.0"
 )
 
 func helmBin(t *testing.T) string {
@@ -568,33 +552,13 @@ func TestRenderedOnARealAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("namespace %s: %v", ns.Name, ns.Labels)
-	a, err := newApplier(c.Config)
+	w := &warnings{}
+	a, err := c.ApplierWithWarnings(w)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, crd := range []string{
-		moduleFile(t, knativeModule, "config/core/300-resources/service.yaml"),
-		moduleFile(t, kedaModule, "config/crd/bases/keda.sh_scaledobjects.yaml"),
-	} {
-		objs, err := testcluster.ReadManifests(crd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, obj := range objs {
-			if err := a.create(ctx, obj, false); err != nil {
-				t.Fatalf("install CRD %s: %v", crd, err)
-			}
-		}
-	}
-	// A new CRD takes a moment to be served.
-	for _, gk := range []struct{ group, kind string }{{"serving.knative.dev", "Service"}, {"keda.sh", "ScaledObject"}} {
-		if err := testenv.WaitFor(ctx, 30*time.Second, 200*time.Millisecond, func() error {
-			a.mapper.Reset()
-			_, err := a.mapper.RESTMapping(schema.GroupKind{Group: gk.group, Kind: gk.kind})
-			return err
-		}); err != nil {
-			t.Fatalf("CRD %s/%s not served: %v", gk.group, gk.kind, err)
-		}
+	if err := a.InstallKnativeAndKEDA(ctx); err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("CRDs served %s after the start", time.Since(start).Round(time.Millisecond))
 	// helm install --dry-run=server against the cluster: the Knative and
@@ -620,11 +584,13 @@ func TestRenderedOnARealAPIServer(t *testing.T) {
 				t.Fatalf("only %d objects rendered", len(objs))
 			}
 			for _, obj := range objs {
-				a.warnings.take()
-				if err := a.create(ctx, obj, true); err != nil {
+				w.take()
+				// The namespace (namespace.create) exists already: the
+				// test made it. Any other object must be new.
+				if err := a.CreateNew(ctx, obj, true); err != nil && !(apierrors.IsAlreadyExists(err) && obj.GetKind() == "Namespace") {
 					t.Errorf("%v", err)
 				}
-				for _, w := range a.warnings.take() {
+				for _, w := range w.take() {
 					t.Errorf("%s %s: the API server warns: %s", obj.GetKind(), obj.GetName(), w)
 				}
 			}
@@ -662,70 +628,4 @@ func (w *warnings) take() []string {
 	out := w.list
 	w.list = nil
 	return out
-}
-
-// applier creates objects of any kind with strict field validation, as
-// testcluster's Applier does, and keeps the warnings of each request.
-type applier struct {
-	dyn      dynamic.Interface
-	mapper   *restmapper.DeferredDiscoveryRESTMapper
-	warnings *warnings
-}
-
-func newApplier(cfg *rest.Config) (*applier, error) {
-	w := &warnings{}
-	cfg = rest.CopyConfig(cfg)
-	cfg.WarningHandler = w
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(client.Discovery())), warnings: w}, nil
-}
-
-func (a *applier) create(ctx context.Context, obj *unstructured.Unstructured, dryRun bool) error {
-	gvk := obj.GroupVersionKind()
-	mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err)
-	}
-	opts := metav1.CreateOptions{FieldValidation: "Strict"}
-	if dryRun {
-		opts.DryRun = []string{metav1.DryRunAll}
-	}
-	var ri dynamic.ResourceInterface = a.dyn.Resource(mapping.Resource)
-	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
-		ri = a.dyn.Resource(mapping.Resource).Namespace(obj.GetNamespace())
-	}
-	_, err = ri.Create(ctx, obj, opts)
-	// The namespace (namespace.create) exists already: the test made it.
-	if err != nil && !(apierrors.IsAlreadyExists(err) && gvk.Kind == "Namespace") {
-		return fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err)
-	}
-	return nil
-}
-
-// moduleFile returns a file of a Go module, downloading it (once) through
-// the module proxy, as manifests/ does.
-func moduleFile(t *testing.T, module, path string) string {
-	t.Helper()
-	cmd := exec.Command("go", "mod", "download", "-json", module)
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
-	if err != nil {
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			t.Fatalf("go mod download %s: %v\n%s%s", module, err, out, exit.Stderr)
-		}
-		t.Fatalf("go mod download %s: %v", module, err)
-	}
-	var info struct{ Dir, Error string }
-	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
-		t.Fatalf("go mod download %s: %s %v", module, info.Error, err)
-	}
-	return filepath.Join(info.Dir, path)
 }

@@ -3,18 +3,24 @@ package testcluster
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 )
 
@@ -48,8 +54,16 @@ type Applier struct {
 }
 
 // Applier returns an Applier for the cluster.
-func (c *Cluster) Applier() (*Applier, error) {
-	dyn, err := dynamic.NewForConfig(c.Config)
+func (c *Cluster) Applier() (*Applier, error) { return c.ApplierWithWarnings(nil) }
+
+// ApplierWithWarnings is an Applier whose requests' warnings (Pod
+// Security's among them) go to h; nil leaves client-go's default.
+func (c *Cluster) ApplierWithWarnings(h rest.WarningHandler) (*Applier, error) {
+	cfg := rest.CopyConfig(c.Config)
+	if h != nil {
+		cfg.WarningHandler = h
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +76,15 @@ func (a *Applier) Reset() { a.mapper.Reset() }
 // Create creates obj (an existing one is left alone), or only validates it
 // with a server-side dry run.
 func (a *Applier) Create(ctx context.Context, obj *unstructured.Unstructured, dryRun bool) error {
+	if err := a.CreateNew(ctx, obj, dryRun); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// CreateNew is Create for an object that must not exist yet: an existing
+// one is an error (apierrors.IsAlreadyExists).
+func (a *Applier) CreateNew(ctx context.Context, obj *unstructured.Unstructured, dryRun bool) error {
 	gvk := obj.GroupVersionKind()
 	mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	if err != nil {
@@ -75,10 +98,68 @@ func (a *Applier) Create(ctx context.Context, obj *unstructured.Unstructured, dr
 	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
 		ri = a.dyn.Resource(mapping.Resource).Namespace(obj.GetNamespace())
 	}
-	if _, err := ri.Create(ctx, obj, opts); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := ri.Create(ctx, obj, opts); err != nil {
 		return fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err)
 	}
 	return nil
+}
+
+// Pinned versions whose CRDs validate Knative Services and KEDA
+// ScaledObjects (the Go module proxy's copies of the projects include
+// their config directories).
+const (
+	KnativeModule = "knative.dev/serving@v0.51.0"
+	KEDAModule    = "github.com/kedacore/keda/v2@v2.21.0"
+)
+
+// InstallKnativeAndKEDA installs the CRDs of Knative Serving's Service and
+// KEDA's ScaledObject from their modules and returns once the API server
+// serves both, so that objects of those kinds can be created.
+func (a *Applier) InstallKnativeAndKEDA(ctx context.Context) error {
+	for _, f := range []struct{ module, path string }{
+		{KnativeModule, "config/core/300-resources/service.yaml"},
+		{KEDAModule, "config/crd/bases/keda.sh_scaledobjects.yaml"},
+	} {
+		crd, err := ModuleFile(f.module, f.path)
+		if err != nil {
+			return err
+		}
+		if err := a.ApplyFiles(ctx, crd); err != nil {
+			return fmt.Errorf("install CRD: %w", err)
+		}
+	}
+	// A new CRD takes a moment to be served.
+	for _, gk := range []schema.GroupKind{{Group: "serving.knative.dev", Kind: "Service"}, {Group: "keda.sh", Kind: "ScaledObject"}} {
+		if err := waitFor(ctx, 30*time.Second, func() error {
+			a.mapper.Reset()
+			_, err := a.mapper.RESTMapping(gk)
+			return err
+		}); err != nil {
+			return fmt.Errorf("CRD of %s not served: %w", gk, err)
+		}
+	}
+	return nil
+}
+
+// ModuleFile returns the path of a file of a Go module (module@version),
+// downloading the module through the module proxy when it is not in the
+// module cache yet.
+func ModuleFile(module, path string) (string, error) {
+	cmd := exec.Command("go", "mod", "download", "-json", module)
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	out, err := cmd.Output()
+	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return "", fmt.Errorf("go mod download %s: %v\n%s%s", module, err, out, exit.Stderr)
+		}
+		return "", fmt.Errorf("go mod download %s: %w", module, err)
+	}
+	var info struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
+		return "", fmt.Errorf("go mod download %s: %s %v", module, info.Error, err)
+	}
+	return filepath.Join(info.Dir, path), nil
 }
 
 // ApplyFiles creates every object of the files, in order.
