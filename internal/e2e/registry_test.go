@@ -4,145 +4,31 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
-
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/wharfjobs/wharfjobs/internal/enginetest"
 	"github.com/wharfjobs/wharfjobs/internal/image"
+	"github.com/wharfjobs/wharfjobs/internal/registrytest"
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
-	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
 const kanikoImage = "kaniko:e2e"
 
-// registry is a CNCF Distribution registry (`make registry`) serving
-// HTTPS on the bridge address with a self-signed certificate (clients skip
+// registry is a CNCF Distribution registry (registrytest) serving HTTPS
+// on the bridge address with a self-signed certificate (clients skip
 // verification, as wharf-cmd's kaniko --skip-tls-verify does), with
 // htpasswd (bcrypt) basic auth.
-type registry struct {
-	Host     string // 10.89.0.1:PORT
-	User     string
-	Password string
-	log      string
-	client   *http.Client
-}
+type registry struct{ *registrytest.Registry }
 
 func startRegistry(t *testing.T, ctx context.Context, dir string) *registry {
 	t.Helper()
-	bin := cachedTool(t, "registry", "WHARFJOBS_REGISTRY_BIN", "registry")
-	port, err := testenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &registry{Host: net.JoinHostPort(testcluster.PodHostIP, strconv.Itoa(port)), User: "wharf", Password: testenv.RandomHex(12),
-		log: filepath.Join(dir, "registry.log")}
-	hash, err := bcrypt.GenerateFromPassword([]byte(r.Password), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdir := filepath.Join(dir, "registry")
-	if err := os.MkdirAll(filepath.Join(rdir, "data"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(rdir, "tls.crt"), filepath.Join(rdir, "tls.key")
-	pool, err := selfSigned(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	htpasswd := filepath.Join(rdir, "htpasswd")
-	if err := os.WriteFile(htpasswd, []byte(r.User+":"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: %s
-http:
-  addr: %s
-  secret: %s
-  tls:
-    certificate: %s
-    key: %s
-auth:
-  htpasswd:
-    realm: wharfjobs-e2e
-    path: %s
-`, filepath.Join(rdir, "data"), r.Host, testenv.RandomHex(16), certFile, keyFile, htpasswd)
-	cfgFile := filepath.Join(rdir, "config.yml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(r.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "serve", cfgFile)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	// Up when /v2/ asks for credentials.
-	err = testenv.WaitFor(ctx, 30*time.Second, 100*time.Millisecond, func() error {
-		resp, err := r.client.Get("https://" + r.Host + "/v2/")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			return fmt.Errorf("/v2/ answered %s without credentials, want 401", resp.Status)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("registry at %s: %v; log:\n%s", r.Host, err, r.Tail())
-	}
-	return r
-}
-
-// Tail is the end of the registry's log.
-func (r *registry) Tail() string {
-	b, _ := os.ReadFile(r.log)
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
-	}
-	return string(b)
-}
-
-// DockerConfig is a docker config.json holding the registry's credentials
-// (a kubernetes.io/dockerconfigjson Secret's .dockerconfigjson).
-func (r *registry) DockerConfig() []byte {
-	b, _ := json.Marshal(map[string]any{"auths": map[string]any{r.Host: map[string]string{
-		"auth": base64.StdEncoding.EncodeToString([]byte(r.User + ":" + r.Password)),
-	}}})
-	return b
+	return &registry{registrytest.Start(t, ctx, dir, testcluster.PodHostIP, true)}
 }
 
 // manifestTypes are the manifest media types the registry may hold.
@@ -166,7 +52,7 @@ func (r *registry) get(ctx context.Context, path string, accept []string, auth b
 	if len(accept) > 0 {
 		req.Header.Set("Accept", strings.Join(accept, ", "))
 	}
-	resp, err := r.client.Do(req)
+	resp, err := r.Client.Do(req)
 	if err != nil {
 		return nil, "", 0, err
 	}
@@ -253,42 +139,4 @@ func kanikoImageOf(t *testing.T) image.Image {
 		t.Fatal(err)
 	}
 	return img
-}
-
-// selfSigned writes a self-signed certificate for the bridge address and
-// its key, and returns a pool that trusts it.
-func selfSigned(certFile, keyFile string) (*x509.CertPool, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "wharfjobs-e2e-registry"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA: true, BasicConstraintsValid: true,
-		IPAddresses: []net.IP{net.ParseIP(testcluster.PodHostIP)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return pool, nil
 }

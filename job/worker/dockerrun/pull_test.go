@@ -4,83 +4,19 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/wharfjobs/wharfjobs/internal/enginetest"
-	"github.com/wharfjobs/wharfjobs/internal/testenv"
+	"github.com/wharfjobs/wharfjobs/internal/registrytest"
 	"github.com/wharfjobs/wharfjobs/job/worker/dockerrun"
 )
-
-// startRegistry runs the CNCF Distribution registry (`make registry`) on
-// loopback over plain HTTP, which Docker allows for 127.0.0.0/8, with
-// basic auth for user and password.
-func startRegistry(t *testing.T, user, password string) string {
-	t.Helper()
-	bin, err := testenv.CachedBinary("registry", "WHARFJOBS_REGISTRY_BIN", "registry")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, err := testenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	dir := t.TempDir()
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "htpasswd"), []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n  secret: %s\nauth:\n  htpasswd:\n    realm: dockerrun-test\n    path: %s\n",
-		filepath.Join(dir, "data"), host, testenv.RandomHex(16), filepath.Join(dir, "htpasswd"))
-	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "registry.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	client := &http.Client{Timeout: 5 * time.Second}
-	err = testenv.WaitFor(context.Background(), 30*time.Second, 50*time.Millisecond, func() error {
-		resp, err := client.Get("http://" + host + "/v2/")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			return fmt.Errorf("/v2/ answered %s without credentials, want 401", resp.Status)
-		}
-		return nil
-	})
-	if err != nil {
-		b, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
-		t.Fatalf("registry at %s: %v\n%s", host, err, b)
-	}
-	return host
-}
 
 // engineCall makes one call of the engine's API and fails the test on an
 // error status or an error in a streamed answer.
@@ -111,18 +47,18 @@ func engineCall(t *testing.T, e *enginetest.Engine, method, path string, header 
 // unless registries.conf lists them, and the test engine's is the
 // machine's.
 func TestPullWithCredentials(t *testing.T) {
-	const user = "ci"
-	password := "pw-" + testenv.RandomHex(8)
-	host := startRegistry(t, user, password)
-	e := engines.Docker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// Plain HTTP on loopback, which Docker allows for 127.0.0.0/8.
+	reg := registrytest.Start(t, ctx, t.TempDir(), "127.0.0.1", false)
+	host := reg.Host
+	e := engines.Docker(t)
 	if err := e.LoadBusybox(ctx, stepImage); err != nil {
 		t.Fatal(err)
 	}
 	// Into the registry, then gone from the engine: the step must pull it.
 	ref := host + "/team/busybox"
-	auth, _ := json.Marshal(map[string]string{"username": user, "password": password, "serveraddress": host})
+	auth, _ := json.Marshal(map[string]string{"username": reg.User, "password": reg.Password, "serveraddress": host})
 	engineCall(t, e, http.MethodPost, "/images/"+stepImage+"/tag?"+url.Values{"repo": {ref}, "tag": {"e2e"}}.Encode(), nil)
 	engineCall(t, e, http.MethodPost, "/images/"+ref+"/push?tag=e2e", http.Header{"X-Registry-Auth": {base64.URLEncoding.EncodeToString(auth)}})
 	engineCall(t, e, http.MethodDelete, "/images/"+ref+":e2e", nil)
@@ -136,15 +72,14 @@ func TestPullWithCredentials(t *testing.T) {
 	}
 	t.Logf("without credentials: %s", res.Reason)
 	cfgDir := t.TempDir()
-	cfg := fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, host, base64.StdEncoding.EncodeToString([]byte(user+":"+password)))
-	if err := os.WriteFile(filepath.Join(cfgDir, "config.json"), []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(cfgDir, "config.json"), reg.DockerConfig(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	res, stdout, stderr = run(t, newRunner(t, e, func(c *dockerrun.Config) { pull(c); c.ConfigFile = cfgDir }), ctx, step)
 	if res.ExitCode != 0 || res.Reason != "" || stdout != "ran in the pulled image\n" || !strings.Contains(stderr, "[wharfjobs] pulled image "+ref+":e2e in ") {
 		t.Fatalf("with credentials: %+v %q\n%s", res, stdout, stderr)
 	}
-	if strings.Contains(stderr, password) {
+	if strings.Contains(stderr, reg.Password) {
 		t.Fatal("the registry password reached the step's log")
 	}
 }
