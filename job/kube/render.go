@@ -156,6 +156,24 @@ func JobName(instance, buildRef string) string {
 
 var labelUnsafe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
+// StepLabels are the labels of what runs one step of build ref, a step
+// pod or a step container, whichever runner made it; how a runner finds
+// its leftovers. Without a stage (an object of the whole build, such as
+// the workspace URL Secret) the stage and step labels are left out.
+func StepLabels(ref, stage, step string) map[string]string {
+	l := map[string]string{
+		job.LabelName:      "wharfjobs",
+		job.LabelManagedBy: "wharfjobs",
+		job.LabelComponent: "step",
+		job.LabelBuildRef:  LabelValue(ref),
+	}
+	if stage != "" {
+		l[job.LabelStage] = LabelValue(stage)
+		l[job.LabelStep] = LabelValue(step)
+	}
+	return l
+}
+
 // LabelValue makes s a valid label value: other characters become '-',
 // it is cut to 63 characters and trimmed of separators at the ends.
 func LabelValue(s string) string {

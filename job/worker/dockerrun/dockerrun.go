@@ -214,20 +214,6 @@ func containerName(ref, stage, step string) string {
 	return base + "-" + hex.EncodeToString(b)
 }
 
-// Labels are those of every container of the step: the ones the kube
-// runner puts on step pods, which is also how a new worker finds what a
-// dead one left.
-func Labels(ref, stage, step string) map[string]string {
-	return map[string]string{
-		job.LabelName:      "wharfjobs",
-		job.LabelManagedBy: "wharfjobs",
-		job.LabelComponent: "step",
-		job.LabelBuildRef:  kube.LabelValue(ref),
-		job.LabelStage:     kube.LabelValue(stage),
-		job.LabelStep:      kube.LabelValue(step),
-	}
-}
-
 // spec renders the container of a step whose script is dir/script and
 // whose workspace is work. The variables of its Secret go into dir/env,
 // which the shell reads before the script: in the container's config they
@@ -313,7 +299,7 @@ func (r *Runner) spec(step worker.Step, dir, work string, stderr io.Writer) (con
 			Env:          env,
 			WorkingDir:   WorkspacePath,
 			User:         user,
-			Labels:       Labels(step.Ref, step.Stage, step.Name),
+			Labels:       kube.StepLabels(step.Ref, step.Stage, step.Name),
 			AttachStdout: true,
 			AttachStderr: true,
 			StopTimeout:  &grace,

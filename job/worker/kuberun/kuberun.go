@@ -225,7 +225,7 @@ func (r *Runner) workspaceSecret(ctx context.Context, ref, dir string) (string, 
 	}
 	name := podName(ref, "workspace", "url")
 	sec := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.Config.Namespace, Labels: r.labels(ref, "", ""), OwnerReferences: r.ownerRefs()},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.Config.Namespace, Labels: kube.StepLabels(ref, "", ""), OwnerReferences: r.ownerRefs()},
 		StringData: map[string]string{urlKey: url},
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.timeout())
@@ -242,20 +242,6 @@ func (r *Runner) workspaceSecret(ctx context.Context, ref, dir string) (string, 
 
 func (r *Runner) timeout() time.Duration {
 	return r.Config.withDefaults().RequestTimeout
-}
-
-func (r *Runner) labels(ref, stage, step string) map[string]string {
-	l := map[string]string{
-		job.LabelName:      "wharfjobs",
-		job.LabelManagedBy: "wharfjobs",
-		job.LabelComponent: "step",
-		job.LabelBuildRef:  kube.LabelValue(ref),
-	}
-	if stage != "" {
-		l[job.LabelStage] = kube.LabelValue(stage)
-		l[job.LabelStep] = kube.LabelValue(step)
-	}
-	return l
 }
 
 // Script is the shell script of a step: its cmds joined with newlines, as
@@ -396,7 +382,7 @@ func (r *Runner) Pod(step worker.Step, secretName string) (*corev1.Pod, error) {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            name,
 			Namespace:       r.Config.Namespace,
-			Labels:          r.labels(step.Ref, step.Stage, step.Name),
+			Labels:          kube.StepLabels(step.Ref, step.Stage, step.Name),
 			OwnerReferences: r.ownerRefs(),
 		},
 		Spec: corev1.PodSpec{
