@@ -27,8 +27,8 @@ type runEnv struct {
 	Worker worker.Config
 }
 
-// runRun runs a local directory's .wharf-ci.yml with the local runner and
-// shows the log live.
+// runRun runs a local directory's .wharf-ci.yml with the runner --runner
+// picks and shows the log live.
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cl := newFlags("run", "[--runner auto|docker|local] [--env E] [--stages a,b] [--input N=V]... [DIR]", "Runs DIR's .wharf-ci.yml (default .) in a copy of DIR, each step in a container of its image\nwhen a Docker or Podman engine answers (else as local processes), showing the log live and\na summary; exit 0 when the build completed, 2 when it failed.", stdout, stderr)
 	fl := cl.fl
