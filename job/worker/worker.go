@@ -62,6 +62,10 @@ type Result struct {
 	// Reason explains a failure that is not a plain non-zero exit
 	// (ImagePullBackOff, OOMKilled, Evicted, Timeout, Cancelled).
 	Reason string
+	// Diagnosis is what the runner saw of a step that failed (its pod's
+	// container states, Events and node), for the build's
+	// diagnosis.json; nil when the runner has nothing to add.
+	Diagnosis *build.Diagnosis
 }
 
 // StepRunner runs steps. Run returns when the step ended, with its result;
