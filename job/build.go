@@ -28,3 +28,16 @@ type Build struct {
 	// wharfjobs:1.2", when its pod waits for something that will not come.
 	Stuck string
 }
+
+// Queue is the launcher's queue of builds waiting for a slot.
+type Queue struct {
+	// Queued are the builds waiting, oldest first: the order they are
+	// released in.
+	Queued []Build
+	// Running counts the builds that hold a slot; Max is the number of
+	// slots (WHARFJOBS_MAX_RUNNING_BUILDS), 0 when there is no cap.
+	Running, Max int
+	// Kueue names the Kueue queue that admits the builds instead, when
+	// one is configured: then Queued wait for its admission.
+	Kueue string
+}

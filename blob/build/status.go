@@ -76,6 +76,10 @@ const (
 	// ReasonTriggerLost: wharf-api has the build, wharfjobs never got its
 	// trigger.
 	ReasonTriggerLost Reason = "TriggerLost"
+	// ReasonQueueTimeout: the build waited in the queue (for a slot of
+	// WHARFJOBS_MAX_RUNNING_BUILDS, or Kueue's admission) longer than
+	// WHARFJOBS_QUEUE_TIMEOUT.
+	ReasonQueueTimeout Reason = "QueueTimeout"
 	// ReasonOutputsFailed: the files a step declared could not be
 	// collected or kept (a limit, a path outside the workspace,
 	// ifNoFilesFound: error).

@@ -87,13 +87,14 @@ func runProvisioner(ctx context.Context, args []string, stdout, stderr io.Writer
 	if *insecure {
 		logger.Warn("authentication is off (--insecure-no-auth)")
 	}
-	go releaseLoop(ctx, launcher, env.ReleaseInterval, logger)
+	go releaseLoop(ctx, launcher.Config.MaxRunning > 0 || launcher.Config.KueueQueue != "", api.Queue(), env.ReleaseInterval, logger)
 	return serve(ctx, listenAddr(), env.HTTP.Server(api), logger)
 }
 
-// releaseLoop releases queued builds while the provisioner runs.
-func releaseLoop(ctx context.Context, l *kube.Launcher, interval time.Duration, logger *slog.Logger) {
-	if l.Config.MaxRunning <= 0 || interval <= 0 {
+// releaseLoop releases queued builds while the provisioner runs, and
+// keeps their logs telling where they stand.
+func releaseLoop(ctx context.Context, queues bool, q *provisioner.Queue, interval time.Duration, logger *slog.Logger) {
+	if !queues || q == nil || interval <= 0 {
 		return
 	}
 	t := time.NewTicker(interval)
@@ -104,12 +105,8 @@ func releaseLoop(ctx context.Context, l *kube.Launcher, interval time.Duration, 
 			return
 		case <-t.C:
 		}
-		released, err := l.ReleaseQueued(ctx)
-		if err != nil {
+		if err := q.Pass(ctx); err != nil {
 			logger.Warn("release queued builds", "error", err)
-		}
-		for _, id := range released {
-			logger.Info("queued build released", "workerId", id)
 		}
 	}
 }

@@ -60,6 +60,10 @@ type Config struct {
 	MaxBodyBytes int64 `envconfig:"MAX_BODY_BYTES" default:"65536" desc:"bound of a request body"`
 	// StoreTimeout bounds the store writes of a trigger.
 	StoreTimeout time.Duration `envconfig:"TRIGGER_STORE_TIMEOUT" default:"10s" desc:"bound of the store writes of a trigger"`
+	// QueueTimeout fails a build that waits in the queue (for a slot of
+	// WHARFJOBS_MAX_RUNNING_BUILDS, or Kueue's admission) longer, with
+	// reason QueueTimeout; 0 is no bound.
+	QueueTimeout time.Duration `envconfig:"QUEUE_TIMEOUT" default:"24h" desc:"fail a build queued longer than this (reason QueueTimeout); 0: no bound"`
 }
 
 // Defaults of Config, which its fields' tags repeat for the environment
@@ -98,7 +102,12 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	router   *mux.Router
+	queue    *Queue
 }
+
+// Queue is the queue of a launcher that queues builds, for the loop that
+// releases them; nil when the launcher does not queue.
+func (s *Server) Queue() *Queue { return s.queue }
 
 // ErrNoToken is returned by New when no token is configured and
 // InsecureNoAuth is not set.
@@ -114,6 +123,9 @@ func New(l Launcher, s blob.Store, cfg Config, log *slog.Logger) (*Server, error
 		log = slog.Default()
 	}
 	srv := &Server{launcher: l, store: s, cfg: cfg, log: log, router: mux.NewRouter()}
+	if q, ok := l.(Queuer); ok {
+		srv.queue = &Queue{Launcher: q, Store: s, Timeout: cfg.QueueTimeout, StoreTimeout: cfg.StoreTimeout, Logger: log}
+	}
 	r := srv.router
 	// gorilla/mux answers a path that needs cleaning ("//api/worker") with
 	// a 301 whose Location repeats the query, token included: match paths
@@ -518,6 +530,9 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 			st.Reason = build.ReasonQueued.String()
 			return nil
 		})
+		if created && s.queue != nil {
+			s.queue.Announce(ctx, ref)
+		}
 	}
 	resp := s.response(ctx, b)
 	status := http.StatusOK

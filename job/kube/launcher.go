@@ -151,6 +151,31 @@ func (l *Launcher) countRunning(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// Queue returns the queued builds (suspended Jobs), oldest first, and
+// how many builds hold a slot.
+func (l *Launcher) Queue(ctx context.Context) (job.Queue, error) {
+	q := job.Queue{Max: l.Config.MaxRunning, Kueue: l.Config.KueueQueue}
+	builds, err := l.List(ctx, "")
+	if err != nil {
+		return q, err
+	}
+	for _, b := range builds {
+		switch {
+		case b.Queued:
+			q.Queued = append(q.Queued, b)
+		case b.Phase != "Completed" && b.Phase != "Failed":
+			q.Running++
+		}
+	}
+	sort.Slice(q.Queued, func(i, j int) bool {
+		if q.Queued[i].CreatedAt.Equal(q.Queued[j].CreatedAt) {
+			return q.Queued[i].WorkerID < q.Queued[j].WorkerID
+		}
+		return q.Queued[i].CreatedAt.Before(q.Queued[j].CreatedAt)
+	})
+	return q, nil
+}
+
 // ReleaseQueued unsuspends queued Jobs, oldest first, while fewer than
 // MaxRunning builds run. It returns the worker ids released. With Kueue
 // configured it does nothing: Kueue admits.
@@ -158,29 +183,14 @@ func (l *Launcher) ReleaseQueued(ctx context.Context) ([]string, error) {
 	if l.Config.MaxRunning <= 0 || l.Config.KueueQueue != "" {
 		return nil, nil
 	}
-	builds, err := l.List(ctx, "")
+	q, err := l.Queue(ctx)
 	if err != nil {
 		return nil, err
 	}
-	running := 0
-	var queued []job.Build
-	for _, b := range builds {
-		switch {
-		case b.Queued:
-			queued = append(queued, b)
-		case b.Phase != "Completed" && b.Phase != "Failed":
-			running++
-		}
-	}
-	sort.Slice(queued, func(i, j int) bool {
-		if queued[i].CreatedAt.Equal(queued[j].CreatedAt) {
-			return queued[i].WorkerID < queued[j].WorkerID
-		}
-		return queued[i].CreatedAt.Before(queued[j].CreatedAt)
-	})
+	running := q.Running
 	var released []string
 	patch := []byte(`{"spec":{"suspend":false}}`)
-	for _, b := range queued {
+	for _, b := range q.Queued {
 		if running >= l.Config.MaxRunning {
 			break
 		}
