@@ -184,7 +184,10 @@ func (p PodDiagnosis) Cause() string {
 			}
 			return "OOMKilled"
 		case c.State == "terminated" && c.ExitCode != nil && *c.ExitCode != 0:
-			s := fmt.Sprintf("%s exit %d", c.Name, *c.ExitCode)
+			s := fmt.Sprintf("exit %d", *c.ExitCode)
+			if c.Name != "step" { // a step pod's own container needs no name
+				s = c.Name + " " + s
+			}
 			if c.Signal > 0 {
 				s += fmt.Sprintf(" (signal %d)", c.Signal)
 			}

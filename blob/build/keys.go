@@ -6,6 +6,7 @@
 //	builds/<ref>/status.json           current status document
 //	builds/<ref>/log/<seq 10 digits>   log chunk: newline-delimited JSON records
 //	builds/<ref>/log.ndjson            whole log, compacted when the build ends
+//	builds/<ref>/diagnosis.json        a failed build's post-mortem (pods, Events, nodes)
 //	builds/<ref>/artifacts/<stage>/<step>/<path>     artifact files
 //	builds/<ref>/test-results/<stage>/<step>/<path>  test results as TRX
 //	builds/<ref>/steps/<stage>/<step>/<what>.tar.zst archives steps upload

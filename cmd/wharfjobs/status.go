@@ -44,6 +44,15 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			fmt.Fprintf(stdout, "commit %s\n", st.Commit)
 		}
 		newPrinter(stdout).summary(st)
+		// The post-mortem bundle of a failed build, when one was recorded
+		// (in a cluster): it outlives the Job and its pods.
+		d, err := build.ReadDiagnosis(ctx, store, ref)
+		switch {
+		case err == nil:
+			fmt.Fprint(stdout, d.Text())
+		case !errors.Is(err, blob.ErrNotFound):
+			fmt.Fprintf(stderr, "wharfjobs status: %v\n", err)
+		}
 		return nil
 	}
 	var all []build.Status

@@ -57,6 +57,7 @@ import (
 	"time"
 
 	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/job"
 )
 
@@ -68,6 +69,12 @@ type Jobs interface {
 	States(ctx context.Context) (map[string]job.Build, error)
 	// Cancel deletes a build's Job (CleanupJobs).
 	Cancel(ctx context.Context, workerID string) (job.Build, error)
+}
+
+// Diagnoser is what a Jobs that can see the cluster offers for a lost
+// build's post-mortem: its Job, pods, Events and nodes (kube.Launcher).
+type Diagnoser interface {
+	Diagnose(ctx context.Context, ref, workerID string) build.Diagnosis
 }
 
 // RemoteBuild is a build as wharf-api lists it.

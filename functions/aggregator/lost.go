@@ -118,12 +118,19 @@ func triggerLostReason(rb RemoteBuild, now time.Time, grace time.Duration) strin
 // so the status reaches the sink like any other. It returns the status as
 // it is afterwards.
 func (a *Aggregator) failIfLost(ctx context.Context, ref string, st build.Status) (build.Status, error) {
-	reason := lostReason(st, a.jobOf(st.Ref), time.Now(), a.cfg)
+	jv := a.jobOf(st.Ref)
+	reason := lostReason(st, jv, time.Now(), a.cfg)
 	if reason == "" {
 		return st, nil
 	}
 	if err := build.WriteSystemLine(ctx, a.store, ref, "build failed: "+reason, a.cfg.Logger); err != nil {
 		return st, err
+	}
+	if summary := a.diagnoseLost(ctx, ref, jv, reason); summary != "" {
+		line := "diagnosis: " + summary + " (wharfjobs status " + ref + " shows the pods, Events and nodes)"
+		if err := build.WriteSystemLine(ctx, a.store, ref, line, a.cfg.Logger); err != nil {
+			return st, err
+		}
 	}
 	now := time.Now().UTC()
 	st, err := build.UpdateStatus(ctx, a.store, ref, func(st *build.Status) error {
@@ -186,4 +193,29 @@ func (a *Aggregator) Compare(ctx context.Context, remote Remote) error {
 		a.cfg.Logger.Warn("build unknown to wharfjobs, marked Failed", "build", ref, "reason", reason)
 	}
 	return nil
+}
+
+// diagnoseLost records diagnosis.json for a lost build whose Job the
+// cluster knew, while its pods and Events are still there, and returns
+// its summary ("" when there is nothing to record or it failed: the build
+// is failed all the same).
+func (a *Aggregator) diagnoseLost(ctx context.Context, ref string, jv jobView, reason string) string {
+	dg, ok := a.jobs.(Diagnoser)
+	if !ok || !jv.has {
+		return ""
+	}
+	d := dg.Diagnose(ctx, ref, jv.job.WorkerID)
+	d.Summary = reason
+	for _, p := range d.Pods {
+		if c := p.Cause(); c != "" && p.Role == "worker" {
+			d.Summary = "worker: " + c
+			break
+		}
+	}
+	d.Reason, d.RecordedBy = reason, "aggregator"
+	if err := build.WriteDiagnosis(ctx, a.store, ref, d); err != nil {
+		a.cfg.Logger.Warn("cannot record the diagnosis of a lost build", "build", ref, "error", err)
+		return ""
+	}
+	return d.Summary
 }

@@ -145,3 +145,53 @@ func TestCompareFailsBuildsWharfAPIStartedButWeNeverGot(t *testing.T) {
 		t.Fatalf("wharf-api id %q", id)
 	}
 }
+
+// diagnosingJobs are Jobs that can also describe a build, as
+// kube.Launcher does from the cluster.
+type diagnosingJobs struct {
+	fakeJobs
+	asked []string
+}
+
+func (d *diagnosingJobs) Diagnose(_ context.Context, ref, workerID string) build.Diagnosis {
+	d.asked = append(d.asked, ref+"/"+workerID)
+	code := int32(137)
+	return build.Diagnosis{Pods: []build.PodDiagnosis{{Name: workerID + "-abcde", Role: "worker", Phase: "Failed",
+		Containers: []build.ContainerDiagnosis{{Name: "worker", State: "terminated", Reason: "OOMKilled", ExitCode: &code, MemoryLimit: "512Mi"}}}}}
+}
+
+// A lost build whose Job the cluster still has gets diagnosis.json from
+// the aggregator, its summary from the worker pod's state and a log line
+// with it after the reason's; a build whose Job is gone gets none.
+func TestLostBuildIsDiagnosed(t *testing.T) {
+	s, _ := fs.Open(t.TempDir())
+	ctx := context.Background()
+	writeBuild(t, s, "oom", 3, "", nil)
+	writeBuild(t, s, "gone", 3, "", nil)
+	jobs := &diagnosingJobs{fakeJobs: fakeJobs{"oom": {Ref: "oom", WorkerID: "wharf-build-oom", Phase: "Failed", Reason: "PodFailurePolicy"}}}
+	sink := aggregatortest.NewMemorySink()
+	time.Sleep(20 * time.Millisecond) // past MissingGrace for "gone"
+	a := aggregator.New(s, sink, jobs, aggregator.Config{MissingGrace: 10 * time.Millisecond, HeartbeatTimeout: time.Minute, Logger: quiet})
+	if err := a.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d, err := build.ReadDiagnosis(ctx, s, "oom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, _ := build.ReadStatus(ctx, s, "oom")
+	if d.Summary != "worker: OOMKilled at 512Mi limit" || d.RecordedBy != "aggregator" || d.Reason != st.Reason || st.Status != build.Failed {
+		t.Errorf("diagnosis %+v, status %+v", d, st)
+	}
+	lines, _, _ := sink.Received("oom")
+	if n := len(lines); n < 2 || !strings.HasPrefix(lines[n-2].Text, "build failed: WorkerLost") ||
+		lines[n-1].Text != "diagnosis: worker: OOMKilled at 512Mi limit (wharfjobs status oom shows the pods, Events and nodes)" {
+		t.Errorf("last lines %+v", lines)
+	}
+	if _, err := build.ReadDiagnosis(ctx, s, "gone"); err == nil {
+		t.Error("a build whose Job is gone was diagnosed")
+	}
+	if len(jobs.asked) != 1 || jobs.asked[0] != "oom/wharf-build-oom" {
+		t.Errorf("Diagnose asked for %v", jobs.asked)
+	}
+}

@@ -248,3 +248,10 @@ func (g Gatherer) Build(ctx context.Context, ref, workerID string) build.Diagnos
 	d.Nodes, d.Errors = n, append(d.Errors, errs...)
 	return d
 }
+
+// Diagnose implements the aggregator's Diagnoser: the build's Job, its
+// pods, their Events and nodes, as the launcher's role may read them.
+func (l *Launcher) Diagnose(ctx context.Context, ref, workerID string) build.Diagnosis {
+	g := Gatherer{Client: l.Client, Namespace: l.ns(), Timeout: l.Config.withDefaults().RequestTimeout}
+	return g.Build(ctx, ref, workerID)
+}

@@ -183,6 +183,10 @@ type run struct {
 
 	mu      sync.Mutex
 	failure string // reason of the first failure
+	// diag gathers what the runner saw of each failed step, and cause
+	// the first failed step's, for diagnosis.json.
+	diag  build.Diagnosis
+	cause string
 
 	filesMu sync.Mutex
 	// restorable are the artifacts of the steps of finished stages, in
@@ -279,8 +283,12 @@ func (r *run) finish(ctx context.Context, code int, reason string) (int, build.S
 	if code != ExitCompleted {
 		phase = build.Failed
 	}
+	diagnosed := phase == build.Failed && r.recordDiagnosis(ctx, reason)
 	if r.log != nil {
 		r.sysf("build %s: %s", strings.ToLower(string(phase)), reasonOr(reason, "all steps succeeded"))
+		if diagnosed {
+			r.sysf("diagnosis: %s (wharfjobs status %s shows the pods, Events and nodes)", r.cause, r.ref)
+		}
 		_ = r.sys.Close()
 		closeCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		if err := r.log.Close(closeCtx); err != nil {
@@ -530,6 +538,12 @@ func (r *run) runStep(ctx context.Context, stage string, step pipeline.Step, dir
 	if r.failure == "" {
 		r.failure = failure
 	}
+	if d := res.Diagnosis; d != nil && !build.ReasonCancelled.Of(reason) {
+		r.diag.Merge(*d)
+		if r.cause == "" {
+			r.cause = stepCause(stage, step.Name, *d, res.ExitCode, reason)
+		}
+	}
 	r.mu.Unlock()
 	return false, kept
 }
@@ -548,4 +562,40 @@ func (r *run) stepStatus(stage, step string, fn func(*build.StepStatus)) {
 	if err != nil {
 		r.cfg.Logger.Warn("cannot record step status", "build", r.ref, "step", stage+"/"+step, "error", err)
 	}
+}
+
+// stepCause is the one line a failed step's diagnosis leads with: the
+// step and what its pod shows ("step build/compile: OOMKilled at 2Gi
+// limit"), or its exit code and reason when the pod shows nothing more.
+func stepCause(stage, step string, d build.Diagnosis, exit int, reason string) string {
+	for _, p := range d.Pods {
+		if c := p.Cause(); c != "" {
+			return fmt.Sprintf("step %s/%s: %s", stage, step, c)
+		}
+	}
+	if reason != "" {
+		return fmt.Sprintf("step %s/%s: %s", stage, step, reason)
+	}
+	return fmt.Sprintf("step %s/%s: exit %d", stage, step, exit)
+}
+
+// recordDiagnosis writes diagnosis.json when a runner described a failed
+// step (the kube runner does), and reports whether it did. A failure to
+// write costs the bundle, not the build's status.
+func (r *run) recordDiagnosis(ctx context.Context, reason string) bool {
+	r.mu.Lock()
+	d, cause := r.diag, r.cause
+	d.Pods = slices.Clone(d.Pods)
+	r.mu.Unlock()
+	if cause == "" {
+		return false
+	}
+	d.Summary, d.Reason, d.RecordedBy = r.maskText(cause), reason, "worker"
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := build.WriteDiagnosis(wctx, r.store, r.ref, d); err != nil {
+		r.cfg.Logger.Warn("cannot record the diagnosis", "build", r.ref, "error", err)
+		return false
+	}
+	return true
 }
