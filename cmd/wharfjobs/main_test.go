@@ -131,3 +131,46 @@ func TestBuildNumbersAsPeopleKnowThem(t *testing.T) {
 		t.Errorf("status 99 (a ref as it is): exit %d, %q", code, errOut)
 	}
 }
+
+// `wharfjobs status REF` prints a failed build's diagnosis.json after its
+// steps, and nothing more for a build without one.
+func TestStatusPrintsTheDiagnosis(t *testing.T) {
+	root := t.TempDir()
+	store, err := fs.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, ref := range []string{"5", "6"} {
+		if _, err := build.WriteStatus(ctx, store, ref, build.Status{Status: build.Failed, Reason: "StepFailed: build/main exit 137"}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code137 := int32(137)
+	d := build.Diagnosis{Summary: "step build/main: OOMKilled at 48Mi limit", RecordedBy: "worker",
+		Pods: []build.PodDiagnosis{{Name: "wharf-5-build-main", Role: "step", Stage: "build", Step: "main", Node: "n1", Phase: "Failed",
+			Containers: []build.ContainerDiagnosis{{Name: "step", Image: "busybox", State: "terminated", Reason: "OOMKilled", ExitCode: &code137, Signal: 9, MemoryLimit: "48Mi"}}}},
+		Events: []build.EventDiagnosis{{Object: "Pod/wharf-5-build-main", Type: "Warning", Reason: "OOMKilling", Message: "Memory cgroup out of memory"}},
+		Nodes:  []build.NodeDiagnosis{{Name: "n1", Conditions: []string{"MemoryPressure=False KubeletHasSufficientMemory"}}},
+		Errors: []string{"node n2: forbidden (the role has no get on nodes)"},
+	}
+	if err := build.WriteDiagnosis(ctx, store, "5", d); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "status", "5", "--fs-root", root)
+	for _, want := range []string{
+		"diagnosis (worker, ", "): step build/main: OOMKilled at 48Mi limit",
+		"pod wharf-5-build-main (step build/main) on n1: Failed",
+		"container step (busybox): terminated OOMKilled exit 137 signal 9 (limits: memory 48Mi, cpu -)",
+		"node n1: MemoryPressure=False KubeletHasSufficientMemory",
+		"Warning Pod/wharf-5-build-main OOMKilling: Memory cgroup out of memory",
+		"not read: node n2: forbidden",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status 5 lacks %q: exit %d, stdout:\n%s\nstderr: %s", want, code, out, errOut)
+		}
+	}
+	if code, out, _ := runCLI(t, "status", "6", "--fs-root", root); code != 0 || strings.Contains(out, "diagnosis") {
+		t.Errorf("status 6: exit %d:\n%s", code, out)
+	}
+}
