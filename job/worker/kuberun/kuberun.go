@@ -59,9 +59,15 @@ type Config struct {
 	KeepOnFailure bool `envconfig:"STEP_KEEP_ON_FAILURE" default:"false" desc:"leave a failed step's pod for inspection"`
 	// PollInterval is how often the Pod's phase is checked.
 	PollInterval time.Duration `envconfig:"STEP_POLL_INTERVAL" default:"1s" desc:"how often a step pod's phase is checked"`
-	// PendingTimeout fails a step whose Pod cannot be scheduled for this
-	// long.
-	PendingTimeout time.Duration `envconfig:"STEP_PENDING_TIMEOUT" default:"10m" desc:"fail a step whose pod cannot be scheduled for this long; 0: never"`
+	// PendingTimeout fails a step whose Pod has had no node for this long:
+	// only the time the scheduler says PodScheduled=False counts, not the
+	// image pulls or the workspace fetch after it found one.
+	PendingTimeout time.Duration `envconfig:"STEP_PENDING_TIMEOUT" default:"10m" desc:"fail a step whose pod has no node (PodScheduled=False) for this long, reason Unschedulable; 0: never"`
+	// ImagePullTimeout fails a step whose image pull keeps failing
+	// (ErrImagePull, ImagePullBackOff) for this long; until then the step
+	// waits, as the registry may come back. 0 fails it at the first pull
+	// error.
+	ImagePullTimeout time.Duration `envconfig:"STEP_IMAGE_PULL_TIMEOUT" default:"2m" desc:"fail a step whose image pull keeps failing (ErrImagePull, ImagePullBackOff) for this long, reason ErrImagePull or ImagePullBackOff; 0: at the first pull error"`
 	// RequestTimeout bounds each Kubernetes API call.
 	RequestTimeout time.Duration `envconfig:"STEP_API_TIMEOUT" default:"30s" desc:"bound of each Kubernetes API call of the step runner"`
 	// ServiceAccounts lists the ServiceAccounts a pipeline's
@@ -503,12 +509,36 @@ func (r *Runner) Run(ctx context.Context, step worker.Step, stdout, stderr io.Wr
 		return worker.Result{ExitCode: -1}, fmt.Errorf("create step pod %s: %w", pod.Name, err)
 	}
 	fmt.Fprintf(stderr, "[wharfjobs] step pod %s created (image %s)\n", pod.Name, step.Container.Image)
-	res, err := r.watch(ctx, pod.Name, len(step.Files.Restore) > 0, stdout, stderr)
-	if !(r.Config.KeepOnFailure && (err != nil || res.ExitCode != 0)) {
+	res, last, err := r.watch(ctx, pod.Name, len(step.Files.Restore) > 0, stdout, stderr)
+	failed := err != nil || res.ExitCode != 0 || res.Reason != ""
+	if failed && last != nil && (!build.ReasonCancelled.Of(res.Reason) || errors.Is(ctx.Err(), context.DeadlineExceeded)) {
+		res.Diagnosis = r.diagnose(ctx, last, step)
+	}
+	if !(r.Config.KeepOnFailure && failed) {
 		r.deletePod(pod.Name)
 		r.deleteSecret(pod.Name)
 	}
 	return res, err
+}
+
+// diagnoseTimeout bounds the look at a failed step's pod.
+const diagnoseTimeout = 10 * time.Second
+
+// diagnose is the post-mortem of a failed step's pod, read before the
+// pod is deleted: its last state as watch saw it, its Events and its
+// node's conditions (best effort, kube.Gatherer). It runs on a context of
+// its own, so a step that failed as the build was ending still gets it; a
+// cancelled step gets none (Run does not ask), but a step whose context
+// ran out does: the worker records it as Timeout.
+func (r *Runner) diagnose(ctx context.Context, pod *corev1.Pod, step worker.Step) *build.Diagnosis {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), diagnoseTimeout)
+	defer cancel()
+	g := kube.Gatherer{Client: r.Client, Namespace: r.Config.Namespace, Timeout: min(r.timeout(), diagnoseTimeout)}
+	d := g.Pod(dctx, pod, "step")
+	for i := range d.Pods {
+		d.Pods[i].Stage, d.Pods[i].Step = step.Stage, step.Name
+	}
+	return &d
 }
 
 func (r *Runner) deleteSecret(name string) {
@@ -524,11 +554,17 @@ func (r *Runner) deletePod(name string) {
 	_ = r.Client.CoreV1().Pods(r.Config.Namespace).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &bg})
 }
 
-// watch polls the Pod until its step container ended and returns how.
-func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, stderr io.Writer) (worker.Result, error) {
+// watch polls the Pod until its step container ended and returns how,
+// with the Pod as last read (nil when it never was). While the step
+// container has not started, it writes why the Pod waits to stderr each
+// time that is new (Waiting).
+func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, stderr io.Writer) (worker.Result, *corev1.Pod, error) {
 	pods := r.Client.CoreV1().Pods(r.Config.Namespace)
 	interval := r.Config.withDefaults().PollInterval
-	pendingSince := time.Now()
+	events := kube.Gatherer{Client: r.Client, Namespace: r.Config.Namespace, Timeout: r.timeout()}
+	eventsAllowed := true
+	var w waits
+	var last *corev1.Pod
 	var logsDone chan struct{}
 	defer func() {
 		if logsDone != nil {
@@ -538,10 +574,11 @@ func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, 
 			}
 		}
 	}()
+	cancelled := worker.Result{ExitCode: -1, Reason: build.ReasonCancelled.String()}
 	for {
 		select {
 		case <-ctx.Done():
-			return worker.Result{ExitCode: -1, Reason: build.ReasonCancelled.String()}, nil
+			return cancelled, last, nil
 		default:
 		}
 		cctx, cancel := context.WithTimeout(ctx, r.timeout())
@@ -549,12 +586,13 @@ func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, 
 		cancel()
 		switch {
 		case apierrors.IsNotFound(err):
-			return worker.Result{ExitCode: -1, Reason: build.ReasonPodDeleted.With("the step pod disappeared")}, nil
+			return worker.Result{ExitCode: -1, Reason: build.ReasonPodDeleted.With("the step pod disappeared")}, last, nil
 		case err != nil && ctx.Err() != nil:
-			return worker.Result{ExitCode: -1, Reason: build.ReasonCancelled.String()}, nil
+			return cancelled, last, nil
 		case err != nil:
 			fmt.Fprintf(stderr, "[wharfjobs] reading step pod %s: %v (retrying)\n", name, err)
 		default:
+			last = pod
 			// Start following the log before judging the phase, so a step
 			// that ended between two polls still has its output read.
 			if logsDone == nil && stepStarted(pod) {
@@ -567,8 +605,22 @@ func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, 
 					r.streamLogs(ctx, name, stdout, stderr)
 				}()
 			}
-			if res, done := r.inspect(pod, pendingSince); done {
-				return res, nil
+			text, known := waitingStatus(pod)
+			if !known && eventsAllowed {
+				// One more call per poll, only while the pod waits on its
+				// node for something its status does not name (a pull).
+				evs, err := events.Events(ctx, map[string]bool{name: true})
+				if apierrors.IsForbidden(err) {
+					eventsAllowed = false // the Role lacks list on events
+				}
+				text = pulling(evs)
+			}
+			if line := w.line(name, text); line != "" {
+				_, _ = io.WriteString(stderr, line)
+			}
+			w.observe(pod, time.Now())
+			if res, done := r.inspect(pod, &w, time.Now()); done {
+				return res, last, nil
 			}
 		}
 		select {
@@ -587,14 +639,21 @@ func stepStarted(pod *corev1.Pod) bool {
 	return false
 }
 
-// inspect decides from a Pod's status whether the step ended.
-func (r *Runner) inspect(pod *corev1.Pod, pendingSince time.Time) (worker.Result, bool) {
+// inspect decides from a Pod's status, and how long it has waited (w,
+// observed up to now), whether the step ended.
+func (r *Runner) inspect(pod *corev1.Pod, w *waits, now time.Time) (worker.Result, bool) {
 	if pod.Status.Reason == string(build.ReasonEvicted) {
 		return worker.Result{ExitCode: -1, Reason: build.ReasonEvicted.With(pod.Status.Message)}, true
 	}
-	for _, cs := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
-		if w := cs.State.Waiting; w != nil && kube.StuckReasons[w.Reason] {
-			return worker.Result{ExitCode: -1, Reason: fmt.Sprintf("%s: %s", w.Reason, cs.Image)}, true
+	for _, cs := range containerStatuses(pod) {
+		if wt := cs.State.Waiting; wt != nil && kube.StuckReasons[wt.Reason] {
+			// A failing pull may yet succeed: it ends the step only after
+			// ImagePullTimeout. The other stuck reasons will not clear.
+			if pullReasons[wt.Reason] && r.Config.ImagePullTimeout > 0 && !w.pullFailingSince.IsZero() &&
+				now.Sub(w.pullFailingSince) < r.Config.ImagePullTimeout {
+				continue
+			}
+			return worker.Result{ExitCode: -1, Reason: withMessage(wt.Reason+": "+imageOf(pod, cs), wt.Message)}, true
 		}
 		if t := cs.State.Terminated; t != nil && cs.Name == "workspace" && t.ExitCode != 0 {
 			if stepExecReason(t.Message) {
@@ -608,7 +667,10 @@ func (r *Runner) inspect(pod *corev1.Pod, pendingSince time.Time) (worker.Result
 				res.Reason = strings.TrimSpace(t.Message)
 			}
 			if t.Reason == string(build.ReasonOOMKilled) {
-				res.Reason = string(build.ReasonOOMKilled)
+				res.Reason = build.ReasonOOMKilled.String()
+				if limit := memoryLimit(pod, "step"); limit != "" {
+					res.Reason = build.ReasonOOMKilled.With("memory limit " + limit)
+				}
 				if res.ExitCode == 0 {
 					res.ExitCode = 137
 				}
@@ -619,12 +681,10 @@ func (r *Runner) inspect(pod *corev1.Pod, pendingSince time.Time) (worker.Result
 	if pod.Status.Phase == corev1.PodFailed {
 		return worker.Result{ExitCode: -1, Reason: strings.TrimSpace(pod.Status.Reason + ": " + pod.Status.Message)}, true
 	}
-	if pod.Status.Phase == corev1.PodPending && r.Config.PendingTimeout > 0 && time.Since(pendingSince) > r.Config.PendingTimeout {
-		for _, c := range pod.Status.Conditions {
-			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
-				return worker.Result{ExitCode: -1, Reason: build.ReasonUnschedulable.With(c.Message)}, true
-			}
-		}
+	if pod.Status.Phase == corev1.PodPending && r.Config.PendingTimeout > 0 && !w.unscheduledSince.IsZero() &&
+		now.Sub(w.unscheduledSince) > r.Config.PendingTimeout {
+		msg, _ := unschedulable(pod)
+		return worker.Result{ExitCode: -1, Reason: build.ReasonUnschedulable.With(msg)}, true
 	}
 	return worker.Result{}, false
 }

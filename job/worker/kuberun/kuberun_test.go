@@ -165,11 +165,12 @@ func TestPhases(t *testing.T) {
 		{"oom", func(p *corev1.Pod) {
 			p.Status.Phase = corev1.PodFailed
 			p.Status.ContainerStatuses = []corev1.ContainerStatus{terminated("step", 137, "OOMKilled")}
-		}, 137, "OOMKilled"},
+		}, 137, "OOMKilled: memory limit 1Gi"},
 		{"image pull", func(p *corev1.Pod) {
 			p.Status.Phase = corev1.PodPending
-			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "step", Image: "golang:nope", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"}}}}
-		}, -1, "ImagePullBackOff: golang:nope"},
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "step", Image: "golang:nope", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
+				Reason: "ImagePullBackOff", Message: `Back-off pulling image "golang:nope"`}}}}
+		}, -1, `ImagePullBackOff: golang:nope: Back-off pulling image "golang:nope"`},
 		{"evicted", func(p *corev1.Pod) {
 			p.Status.Phase = corev1.PodFailed
 			p.Status.Reason, p.Status.Message = "Evicted", "The node was low on resource: memory."
@@ -192,6 +193,9 @@ func TestPhases(t *testing.T) {
 			}
 			if res.ExitCode != c.code || !strings.HasPrefix(res.Reason, c.reason) {
 				t.Fatalf("result %+v, want exit %d reason %q", res, c.code, c.reason)
+			}
+			if failed := c.code != 0; (res.Diagnosis != nil) != failed {
+				t.Fatalf("diagnosis %+v of a step that failed: %v", res.Diagnosis, failed)
 			}
 			pods, _ := cs.CoreV1().Pods("builds").List(ctx, metav1.ListOptions{})
 			if len(pods.Items) != 0 {
@@ -228,7 +232,7 @@ func TestKeepOnFailureAndCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	res, err = r.Run(ctx, testStep("slow"), &bytes.Buffer{}, &bytes.Buffer{})
-	if err != nil || res.Reason != "Cancelled" {
+	if err != nil || res.Reason != "Cancelled" || res.Diagnosis != nil {
 		t.Fatalf("cancel: %+v %v", res, err)
 	}
 	pods, _ = cs.CoreV1().Pods("builds").List(context.Background(), metav1.ListOptions{})
@@ -412,13 +416,13 @@ func TestPodWithFiles(t *testing.T) {
 	}
 	// The termination message step-exec leaves becomes the step's reason.
 	res, done := r.inspect(&corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "step", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-		ExitCode: 1, Message: "OutputsFailed: artifacts: out/big.bin is 2 KiB, over the size limit"}}}}}}, time.Now())
+		ExitCode: 1, Message: "OutputsFailed: artifacts: out/big.bin is 2 KiB, over the size limit"}}}}}}, &waits{}, time.Now())
 	if !done || res.Reason != "OutputsFailed: artifacts: out/big.bin is 2 KiB, over the size limit" {
 		t.Fatalf("result %+v", res)
 	}
 	// A step's own program writing a termination message is not a reason.
 	res, _ = r.inspect(&corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "step", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-		ExitCode: 0, Message: "all good"}}}}}}, time.Now())
+		ExitCode: 0, Message: "all good"}}}}}}, &waits{}, time.Now())
 	if res.Reason != "" {
 		t.Fatalf("reason %q from the step's own message", res.Reason)
 	}
