@@ -22,8 +22,16 @@ import (
 // WriterConfig tunes a LogWriter. Zero fields take the defaults in brackets.
 type WriterConfig struct {
 	// FlushInterval is the longest a line waits in memory before its chunk
-	// is sealed for upload [1s]: a killed worker loses at most this much.
-	FlushInterval time.Duration `envconfig:"LOG_FLUSH_INTERVAL" default:"1s" desc:"longest a log line waits before its chunk is uploaded"`
+	// is sealed for upload [500ms]: a killed worker loses at most this much.
+	// It is also the shortest spacing of chunks sealed by time, so steady
+	// output costs at most one upload per interval (size seals aside). The
+	// writer's start counts as a seal.
+	FlushInterval time.Duration `envconfig:"LOG_FLUSH_INTERVAL" default:"500ms" desc:"longest a log line waits before its chunk is uploaded, and the shortest spacing of chunks sealed by time"`
+	// FlushLinger is how long a line that comes after a quiet spell (no
+	// chunk sealed within FlushInterval) waits for more output before its
+	// chunk is sealed [50ms]: sparse output is shipped at once, a burst
+	// in one chunk. At most FlushInterval.
+	FlushLinger time.Duration `envconfig:"LOG_FLUSH_LINGER" default:"50ms" desc:"how long a log line after a quiet spell waits for more before its chunk is uploaded (at most the flush interval)"`
 	// ChunkSize seals a chunk once it holds this many bytes [256 KiB].
 	ChunkSize int `envconfig:"LOG_CHUNK_SIZE" default:"262144" desc:"bytes at which a log chunk is sealed for upload"`
 	// MaxObjectSize caps one chunk object. Chunks that queued up behind a
@@ -50,7 +58,8 @@ type WriterConfig struct {
 // Defaults of WriterConfig, which its fields' tags repeat for the
 // environment (a test keeps the two equal).
 const (
-	DefaultFlushInterval = time.Second
+	DefaultFlushInterval = 500 * time.Millisecond
+	DefaultFlushLinger   = 50 * time.Millisecond
 	DefaultChunkSize     = 256 << 10
 	DefaultMaxObjectSize = 4 << 20
 	DefaultMemoryLimit   = 4 << 20
@@ -75,6 +84,10 @@ func (c *WriterConfig) defaults() {
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = DefaultFlushInterval
 	}
+	if c.FlushLinger <= 0 {
+		c.FlushLinger = DefaultFlushLinger
+	}
+	c.FlushLinger = min(c.FlushLinger, c.FlushInterval)
 	if c.ChunkSize <= 0 {
 		c.ChunkSize = DefaultChunkSize
 	}
@@ -128,16 +141,19 @@ var ErrClosed = errors.New("log writer closed")
 
 // LogWriter ships a build's log records to the store as chunks.
 //
-// Write appends to memory: chunks are sealed at ChunkSize or every
-// FlushInterval and uploaded in order by one goroutine, create-only under
-// the next sequence number (chunks that queued up go together, up to
-// MaxObjectSize). While the store works but lags, a full memory budget
-// makes Write wait (backpressure). While the store is failing, uploads are
-// retried with backoff and jitter and Write never waits: sealed chunks queue
-// up in memory up to MemoryLimit and in spill files after that, so an
-// outage costs disk space, not lines. A retried upload whose earlier attempt
-// did land (same content under the same key) counts as done, so no chunk is
-// written twice.
+// Write appends to memory: chunks are sealed at ChunkSize, or by time, and
+// uploaded in order by one goroutine, create-only under the next sequence
+// number (chunks that queued up go together, up to MaxObjectSize). A chunk
+// is sealed by time FlushLinger after its first line, but no sooner than
+// FlushInterval after the previous seal: a line after a quiet spell goes
+// out FlushLinger later, steady output goes in one chunk per FlushInterval,
+// and no line waits longer than FlushInterval. While the store works but
+// lags, a full memory budget makes Write wait (backpressure). While the
+// store is failing, uploads are retried with backoff and jitter and Write
+// never waits: sealed chunks queue up in memory up to MemoryLimit and in
+// spill files after that, so an outage costs disk space, not lines. A
+// retried upload whose earlier attempt did land (same content under the
+// same key) counts as done, so no chunk is written twice.
 type LogWriter struct {
 	store blob.Store
 	ref   string
@@ -153,10 +169,17 @@ type LogWriter struct {
 	spills  int
 	closed  bool
 	stats   WriterStats
-	wake    chan struct{}
-	drained chan struct{} // closed by the uploader when closed and empty
-	stop    context.CancelFunc
-	upCtx   context.Context
+	// curSince is when the current chunk got its first record, lastSeal
+	// when a chunk was last sealed (or the writer started): together they
+	// say when the current chunk is due (dueLocked).
+	curSince time.Time
+	lastSeal time.Time
+	now      func() time.Time // time.Now; a test's clock
+	kick     chan struct{}    // the current chunk got its first record
+	wake     chan struct{}
+	drained  chan struct{} // closed by the uploader when closed and empty
+	stop     context.CancelFunc
+	upCtx    context.Context
 	// bufs recycles chunk buffers: a burst of output would otherwise
 	// allocate (and make the GC scan) its whole size once more.
 	bufs sync.Pool
@@ -196,6 +219,13 @@ func WriteSystemLine(ctx context.Context, s blob.Store, ref, text string, logger
 // chunk already in the store, so a restarted worker appends rather than
 // colliding with its predecessor.
 func NewLogWriter(ctx context.Context, s blob.Store, ref string, cfg WriterConfig) (*LogWriter, error) {
+	return newLogWriter(ctx, s, ref, cfg, time.Now, true)
+}
+
+// newLogWriter is NewLogWriter with its clock, and without the goroutine
+// that seals chunks by time when timed is false (a test then calls
+// flushDue itself).
+func newLogWriter(ctx context.Context, s blob.Store, ref string, cfg WriterConfig, now func() time.Time, timed bool) (*LogWriter, error) {
 	if err := ValidateRef(ref); err != nil {
 		return nil, err
 	}
@@ -217,6 +247,8 @@ func NewLogWriter(ctx context.Context, s blob.Store, ref string, cfg WriterConfi
 		ref:     ref,
 		cfg:     cfg,
 		dir:     dir,
+		now:     now,
+		kick:    make(chan struct{}, 1),
 		wake:    make(chan struct{}, 1),
 		drained: make(chan struct{}),
 		stop:    stop,
@@ -225,8 +257,11 @@ func NewLogWriter(ctx context.Context, s blob.Store, ref string, cfg WriterConfi
 	w.room = sync.NewCond(&w.mu)
 	w.stats.NextSeq = last + 1
 	w.cur = w.getBuf()
+	w.lastSeal = now()
 	go w.upload()
-	go w.tick()
+	if timed {
+		go w.tick()
+	}
 	return w, nil
 }
 
@@ -254,6 +289,13 @@ func (w *LogWriter) Write(rec Record) error {
 }
 
 func (w *LogWriter) appendLocked(rec *Record) {
+	if len(w.cur) == 0 {
+		w.curSince = w.now()
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
 	w.cur = rec.AppendJSON(w.cur)
 	w.stats.Records++
 	if len(w.cur) >= w.cfg.ChunkSize {
@@ -277,6 +319,7 @@ func (w *LogWriter) sealLocked() {
 	}
 	c := &chunk{data: w.cur, size: len(w.cur)}
 	w.cur = w.getBuf()
+	w.lastSeal = w.now()
 	if w.memUsed+c.size > w.cfg.MemoryLimit {
 		if err := w.spillLocked(c); err != nil {
 			// The disk failed too; keep the chunk in memory over budget
@@ -316,16 +359,54 @@ func (w *LogWriter) Flush() {
 	w.mu.Unlock()
 }
 
+// dueLocked is when the current chunk is to be sealed by time: FlushLinger
+// after its first record, to take in the rest of a burst, and no sooner
+// than FlushInterval after the last seal, so steady output makes one chunk
+// per interval. Since the first record came after the last seal, no record
+// waits longer than FlushInterval.
+func (w *LogWriter) dueLocked() time.Time {
+	due := w.curSince.Add(w.cfg.FlushLinger)
+	if next := w.lastSeal.Add(w.cfg.FlushInterval); next.After(due) {
+		due = next
+	}
+	return due
+}
+
+// flushDue seals the current chunk if it is due at now. It returns how
+// long until the current chunk is due, or 0 when there is nothing to wait
+// for: the chunk is empty or was sealed now.
+func (w *LogWriter) flushDue(now time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.cur) == 0 {
+		return 0
+	}
+	if wait := w.dueLocked().Sub(now); wait > 0 {
+		return wait
+	}
+	w.sealLocked()
+	return 0
+}
+
+// tick seals chunks when they are due. It sleeps while the current chunk
+// is empty; the first record of a chunk wakes it (kick).
 func (w *LogWriter) tick() {
-	t := time.NewTicker(w.cfg.FlushInterval)
-	defer t.Stop()
+	t := time.NewTimer(time.Hour)
+	t.Stop()
 	for {
+		var due <-chan time.Time
+		if wait := w.flushDue(w.now()); wait > 0 {
+			t.Reset(wait)
+			due = t.C
+		}
 		select {
 		case <-w.upCtx.Done():
+			t.Stop()
 			return
-		case <-t.C:
-			w.Flush()
+		case <-w.kick:
+		case <-due:
 		}
+		t.Stop()
 	}
 }
 
