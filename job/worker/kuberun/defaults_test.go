@@ -23,10 +23,12 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("the defaults do not validate: %v", err)
 	}
 	for want, bad := range map[string]Config{
-		"WHARFJOBS_STEP_POLL_INTERVAL": {PollInterval: -time.Second},
-		"WHARFJOBS_STEP_RUN_AS_USER":   {RunAsUser: -1},
-		"WHARFJOBS_STEP_PULL_POLICY":   {PullPolicy: "Sometimes"},
-		"WHARFJOBS_STEP_CPU_LIMIT":     {CPULimit: "lots"},
+		"WHARFJOBS_STEP_POLL_INTERVAL":      {PollInterval: -time.Second},
+		"WHARFJOBS_STEP_PENDING_TIMEOUT":    {PendingTimeout: -time.Second},
+		"WHARFJOBS_STEP_IMAGE_PULL_TIMEOUT": {ImagePullTimeout: -time.Second},
+		"WHARFJOBS_STEP_RUN_AS_USER":        {RunAsUser: -1},
+		"WHARFJOBS_STEP_PULL_POLICY":        {PullPolicy: "Sometimes"},
+		"WHARFJOBS_STEP_CPU_LIMIT":          {CPULimit: "lots"},
 	} {
 		if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate = %v, want an error naming %s", err, want)
