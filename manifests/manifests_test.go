@@ -148,6 +148,27 @@ func checkRBAC(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
 		{"wharfjobs-step", "get", "", "pods", "", ns, false},
 		{"wharfjobs-step", "list", "", "secrets", "", ns, false},
 		{"wharfjobs-step", "create", "", "pods", "", ns, false},
+		// Events for the waiting lines and diagnosis.json: list only, in
+		// the namespace only.
+		{"wharfjobs-worker", "list", "", "events", "", ns, true},
+		{"wharfjobs-worker", "watch", "", "events", "", ns, false},
+		{"wharfjobs-worker", "get", "", "events", "", ns, false},
+		{"wharfjobs-worker", "create", "", "events", "", ns, false},
+		{"wharfjobs-worker", "list", "", "events", "", "default", false},
+		{"wharfjobs-aggregator", "list", "", "events", "", ns, true},
+		{"wharfjobs-aggregator", "watch", "", "events", "", ns, false},
+		{"wharfjobs-aggregator", "delete", "", "events", "", ns, false},
+		{"wharfjobs-provisioner", "list", "", "events", "", ns, false},
+		{"wharfjobs-step", "list", "", "events", "", ns, false},
+		// Nodes, cluster-scoped (ns ""): get for the node conditions of a
+		// diagnosis, nothing more.
+		{"wharfjobs-worker", "get", "", "nodes", "", "", true},
+		{"wharfjobs-aggregator", "get", "", "nodes", "", "", true},
+		{"wharfjobs-worker", "list", "", "nodes", "", "", false},
+		{"wharfjobs-aggregator", "watch", "", "nodes", "", "", false},
+		{"wharfjobs-worker", "patch", "", "nodes", "", "", false},
+		{"wharfjobs-provisioner", "get", "", "nodes", "", "", false},
+		{"wharfjobs-step", "get", "", "nodes", "", "", false},
 	}
 	kubectl, err := testcluster.Binary("kubectl")
 	if err != nil {
@@ -162,6 +183,12 @@ func checkRBAC(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
 		}
 		args := []string{"--kubeconfig", c.Kubeconfig, "auth", "can-i", ch.verb, resource, "-n", ch.ns,
 			"--as", "system:serviceaccount:wharfjobs:" + ch.sa}
+		if ch.ns == "" {
+			// A cluster-scoped resource: with a namespace kubectl adds a
+			// warning to the answer.
+			args = []string{"--kubeconfig", c.Kubeconfig, "auth", "can-i", ch.verb, resource, "--all-namespaces",
+				"--as", "system:serviceaccount:wharfjobs:" + ch.sa}
+		}
 		if ch.sub != "" {
 			args = append(args, "--subresource", ch.sub)
 		}

@@ -256,8 +256,11 @@ func TestMissingAPIsFailRendering(t *testing.T) {
 
 // TestSameAsManifests: the chart, with the values that match manifests/
 // (release namespace wharfjobs, in-cluster MinIO, namespace.create), has
-// the same ServiceAccounts, Roles' rules, RoleBindings, NetworkPolicies,
-// Pod Security labels, worker settings and Secret keys as manifests/.
+// the same ServiceAccounts, Roles' and ClusterRoles' rules, RoleBindings
+// and ClusterRoleBindings, NetworkPolicies, Pod Security labels, worker
+// settings and Secret keys as manifests/. The chart's cluster-scoped RBAC
+// objects carry the release namespace in their names (one release per
+// namespace), manifests/ the names alone.
 func TestSameAsManifests(t *testing.T) {
 	chart := mustRender(t, "--set", "namespace.create=true")
 	var plain []*unstructured.Unstructured
@@ -273,11 +276,13 @@ func TestSameAsManifests(t *testing.T) {
 		plain = append(plain, objs...)
 	}
 	fields := map[string][][]string{
-		"ServiceAccount": {{"automountServiceAccountToken"}, {"metadata", "namespace"}, {"metadata", "labels", "app.kubernetes.io/component"}, {"imagePullSecrets"}},
-		"Role":           {{"rules"}, {"metadata", "namespace"}},
-		"RoleBinding":    {{"roleRef"}, {"subjects"}, {"metadata", "namespace"}},
-		"NetworkPolicy":  {{"spec"}, {"metadata", "namespace"}},
-		"ConfigMap":      {{"data"}, {"metadata", "namespace"}},
+		"ServiceAccount":     {{"automountServiceAccountToken"}, {"metadata", "namespace"}, {"metadata", "labels", "app.kubernetes.io/component"}, {"imagePullSecrets"}},
+		"Role":               {{"rules"}, {"metadata", "namespace"}},
+		"RoleBinding":        {{"roleRef"}, {"subjects"}, {"metadata", "namespace"}},
+		"ClusterRole":        {{"rules"}},
+		"ClusterRoleBinding": {{"roleRef", "apiGroup"}, {"roleRef", "kind"}, {"subjects"}}, // roleRef.name: below
+		"NetworkPolicy":      {{"spec"}, {"metadata", "namespace"}},
+		"ConfigMap":          {{"data"}, {"metadata", "namespace"}},
 		"Namespace": {
 			{"metadata", "labels", "pod-security.kubernetes.io/enforce"},
 			{"metadata", "labels", "pod-security.kubernetes.io/enforce-version"},
@@ -286,18 +291,36 @@ func TestSameAsManifests(t *testing.T) {
 		},
 		"Secret": {{"metadata", "namespace"}, {"type"}},
 	}
-	compared := 0
+	// chartName is the chart's name of the manifests/ object kind name.
+	clusterScoped := map[string]bool{"ClusterRole": true, "ClusterRoleBinding": true}
+	chartName := func(kind, name string) string {
+		if clusterScoped[kind] {
+			return name + "-" + namespace
+		}
+		return name
+	}
+	compared, clusterRBAC := 0, 0
 	for _, p := range plain {
 		paths, ok := fields[p.GetKind()]
 		if !ok {
 			continue
 		}
-		c := find(chart, p.GetKind(), p.GetName())
+		c := find(chart, p.GetKind(), chartName(p.GetKind(), p.GetName()))
 		if c == nil {
-			t.Errorf("manifests/ has %s %s; the chart does not", p.GetKind(), p.GetName())
+			t.Errorf("manifests/ has %s %s; the chart does not have %s", p.GetKind(), p.GetName(), chartName(p.GetKind(), p.GetName()))
 			continue
 		}
 		compared++
+		if clusterScoped[p.GetKind()] {
+			clusterRBAC++
+		}
+		if p.GetKind() == "ClusterRoleBinding" {
+			pr, _, _ := unstructured.NestedString(p.Object, "roleRef", "name")
+			cr, _, _ := unstructured.NestedString(c.Object, "roleRef", "name")
+			if want := chartName("ClusterRole", pr); cr != want {
+				t.Errorf("ClusterRoleBinding %s: roleRef.name is %s in the chart, want %s (manifests/: %s)", c.GetName(), cr, want, pr)
+			}
+		}
 		for _, path := range paths {
 			pv, _, _ := unstructured.NestedFieldNoCopy(p.Object, path...)
 			cv, _, _ := unstructured.NestedFieldNoCopy(c.Object, path...)
@@ -313,12 +336,16 @@ func TestSameAsManifests(t *testing.T) {
 		}
 	}
 	for _, c := range chart {
-		if _, ok := fields[c.GetKind()]; ok && find(plain, c.GetKind(), c.GetName()) == nil {
+		name := c.GetName()
+		if clusterScoped[c.GetKind()] {
+			name = strings.TrimSuffix(name, "-"+namespace)
+		}
+		if _, ok := fields[c.GetKind()]; ok && find(plain, c.GetKind(), name) == nil {
 			t.Errorf("the chart has %s %s; manifests/ does not", c.GetKind(), c.GetName())
 		}
 	}
-	if compared < 15 {
-		t.Errorf("compared only %d objects: the comparison is broken", compared)
+	if compared < 17 || clusterRBAC < 2 {
+		t.Errorf("compared only %d objects, %d of them cluster-scoped RBAC: the comparison is broken", compared, clusterRBAC)
 	}
 }
 
