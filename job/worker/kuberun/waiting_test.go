@@ -2,6 +2,7 @@ package kuberun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -459,13 +460,39 @@ func TestDiagnosisOfAFailedStep(t *testing.T) {
 // TestKeepOnFailureAndCancel).
 func TestDiagnosisOfATimedOutStep(t *testing.T) {
 	r, cs, _ := newRunner()
-	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
-	defer cancel()
+	ctx := &expiring{Context: context.Background(), done: make(chan struct{})}
 	done := stepRun(ctx, r, testStep("slow"), io.Discard)
 	name := theStepPod(t, cs)
 	setPod(t, cs, name, unscheduled(insufficientCPU))
+	gets := podGets(cs)
+	if err := testenv.WaitFor(context.Background(), 10*time.Second, time.Millisecond, func() error {
+		if podGets(cs) < gets+1 {
+			return errors.New("the runner has not read the pod since")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	close(ctx.done) // the step's time is up
 	rr := <-done
 	if rr.err != nil || rr.res.Reason != "Cancelled" || rr.res.Diagnosis == nil || rr.res.Diagnosis.Pods[0].Unschedulable != insufficientCPU {
 		t.Fatalf("result %+v, %v, diagnosis %+v", rr.res, rr.err, rr.res.Diagnosis)
+	}
+}
+
+// expiring is a context whose deadline passes when the test says so.
+type expiring struct {
+	context.Context
+	done chan struct{}
+}
+
+func (c *expiring) Done() <-chan struct{} { return c.done }
+
+func (c *expiring) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
 	}
 }
