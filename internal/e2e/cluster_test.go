@@ -154,7 +154,7 @@ func workerImageOf(t *testing.T, dir string) image.Image {
 func stepImageOf(t *testing.T) image.Image {
 	t.Helper()
 	files := []image.File{{Path: "/bin/busybox", Source: busybox(t), Mode: 0o755}, {Path: "/tmp", Dir: true, Mode: fs.ModeSticky | 0o777}}
-	for _, applet := range []string{"sh", "echo", "cat", "ls", "id", "pwd", "sleep", "env", "wc", "seq", "true", "false", "mkdir", "cp", "printf", "test", "head"} {
+	for _, applet := range []string{"sh", "echo", "cat", "ls", "id", "pwd", "sleep", "env", "wc", "seq", "true", "false", "mkdir", "cp", "printf", "test", "head", "dd"} {
 		files = append(files, image.File{Path: "/bin/" + applet, Link: "busybox"})
 	}
 	return image.Image{Name: stepImage, Files: files, Entrypoint: []string{"/bin/sh"}, Env: []string{"PATH=/bin"}}

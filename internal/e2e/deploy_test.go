@@ -93,16 +93,20 @@ type deployment struct {
 
 // deploy starts it; workerEnv adds to (or overrides) the worker's
 // ConfigMap. Everything stops when the test ends.
-func deploy(ctx context.Context, t *testing.T, c *testcluster.Cluster, store blob.Store, storeCfg blob.Config, workerEnv map[string]string) *deployment {
+func deploy(ctx context.Context, t *testing.T, c *testcluster.Cluster, store blob.Store, storeCfg blob.Config, workerEnv map[string]string, launcherCfg ...func(*kube.Config)) *deployment {
 	t.Helper()
-	return deployTo(ctx, t, c, store, storeCfg, workerEnv, nil, nil)
+	return deployTo(ctx, t, c, store, storeCfg, workerEnv, nil, nil, launcherCfg...)
 }
 
 // deployTo is deploy with the provisioner serving on ln (nil: a new
 // loopback port) and the aggregator relaying to sink (nil: d.sink, in
 // memory), for a test with a real wharf-api, which needs the engine's URL
 // before it starts.
-func deployTo(ctx context.Context, t *testing.T, c *testcluster.Cluster, store blob.Store, storeCfg blob.Config, workerEnv map[string]string, ln net.Listener, sink aggregator.Sink) *deployment {
+//
+// launcherCfg changes the provisioner's launcher settings; with
+// MaxRunning set, the provisioner's queue is passed every second, as
+// `wharfjobs provisioner` does every WHARFJOBS_QUEUE_RELEASE_INTERVAL.
+func deployTo(ctx context.Context, t *testing.T, c *testcluster.Cluster, store blob.Store, storeCfg blob.Config, workerEnv map[string]string, ln net.Listener, sink aggregator.Sink, launcherCfg ...func(*kube.Config)) *deployment {
 	t.Helper()
 	env := map[string]string{
 		"WHARFJOBS_STORE":            "minio",
@@ -130,9 +134,27 @@ func deployTo(ctx context.Context, t *testing.T, c *testcluster.Cluster, store b
 	}
 
 	launcher := &kube.Launcher{Client: c.Client, Config: kube.Config{Namespace: namespace, Image: workerImage, CPURequest: "10m"}}
+	for _, f := range launcherCfg {
+		f(&launcher.Config)
+	}
 	prov, err := provisioner.New(launcher, store, provisioner.Config{Token: "e2e-token"}, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if launcher.Config.MaxRunning > 0 {
+		qctx, stopQueue := context.WithCancel(ctx)
+		queueDone := make(chan struct{})
+		go func() {
+			defer close(queueDone)
+			for qctx.Err() == nil {
+				_ = prov.Queue().Pass(qctx)
+				select {
+				case <-qctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+		}()
+		t.Cleanup(func() { stopQueue(); <-queueDone })
 	}
 	d := &deployment{api: httptest.NewUnstartedServer(prov), sink: aggregatortest.NewMemorySink()}
 	if ln != nil {
