@@ -605,7 +605,7 @@ func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, 
 					r.streamLogs(ctx, name, stdout, stderr)
 				}()
 			}
-			text, known := waitingStatus(pod)
+			text, known := kube.WaitingStatus(pod)
 			if !known && eventsAllowed {
 				// One more call per poll, only while the pod waits on its
 				// node for something its status does not name (a pull).
@@ -613,7 +613,7 @@ func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, 
 				if apierrors.IsForbidden(err) {
 					eventsAllowed = false // the Role lacks list on events
 				}
-				text = pulling(evs)
+				text = kube.Pulling(evs)
 			}
 			if line := w.line(name, text); line != "" {
 				_, _ = io.WriteString(stderr, line)
@@ -645,15 +645,15 @@ func (r *Runner) inspect(pod *corev1.Pod, w *waits, now time.Time) (worker.Resul
 	if pod.Status.Reason == string(build.ReasonEvicted) {
 		return worker.Result{ExitCode: -1, Reason: build.ReasonEvicted.With(pod.Status.Message)}, true
 	}
-	for _, cs := range containerStatuses(pod) {
+	for _, cs := range kube.ContainerStatuses(pod) {
 		if wt := cs.State.Waiting; wt != nil && kube.StuckReasons[wt.Reason] {
 			// A failing pull may yet succeed: it ends the step only after
 			// ImagePullTimeout. The other stuck reasons will not clear.
-			if pullReasons[wt.Reason] && r.Config.ImagePullTimeout > 0 && !w.pullFailingSince.IsZero() &&
+			if kube.PullReasons[wt.Reason] && r.Config.ImagePullTimeout > 0 && !w.pullFailingSince.IsZero() &&
 				now.Sub(w.pullFailingSince) < r.Config.ImagePullTimeout {
 				continue
 			}
-			return worker.Result{ExitCode: -1, Reason: withMessage(wt.Reason+": "+imageOf(pod, cs), wt.Message)}, true
+			return worker.Result{ExitCode: -1, Reason: kube.WithMessage(wt.Reason+": "+kube.ImageOf(pod, cs), wt.Message)}, true
 		}
 		if t := cs.State.Terminated; t != nil && cs.Name == "workspace" && t.ExitCode != 0 {
 			if stepExecReason(t.Message) {
@@ -683,7 +683,7 @@ func (r *Runner) inspect(pod *corev1.Pod, w *waits, now time.Time) (worker.Resul
 	}
 	if pod.Status.Phase == corev1.PodPending && r.Config.PendingTimeout > 0 && !w.unscheduledSince.IsZero() &&
 		now.Sub(w.unscheduledSince) > r.Config.PendingTimeout {
-		msg, _ := unschedulable(pod)
+		msg, _ := kube.Unschedulable(pod)
 		return worker.Result{ExitCode: -1, Reason: build.ReasonUnschedulable.With(msg)}, true
 	}
 	return worker.Result{}, false

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
+	"github.com/wharfjobs/wharfjobs/job/kube"
 	"github.com/wharfjobs/wharfjobs/job/worker"
 )
 
@@ -114,7 +115,7 @@ func TestWaiting(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := Waiting(c.pod, c.events); got != c.want {
+			if got := kube.Waiting(c.pod, c.events); got != c.want {
 				t.Errorf("Waiting = %q, want %q", got, c.want)
 			}
 		})
