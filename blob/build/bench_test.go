@@ -95,7 +95,8 @@ func writeLog(b *testing.B, s blob.Store, ref string, size int) {
 	}
 }
 
-// benchReader reads a 100 MB log as raw bytes and as decoded records.
+// benchReader reads a 100 MB log as raw bytes (MB/s of JSON) and as
+// decoded records (MB/s of text).
 func benchReader(b *testing.B, s blob.Store, compacted bool) {
 	ctx := context.Background()
 	ref := fmt.Sprintf("read-%d", time.Now().UnixNano())
@@ -127,6 +128,22 @@ func benchReader(b *testing.B, s blob.Store, compacted bool) {
 			}
 			var bytes int64
 			err = build.ScanRecords(rc, func(r build.Record) error { bytes += int64(len(r.Text)); return nil })
+			rc.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(bytes)
+		}
+	})
+	// views: the records lent, as `wharfjobs logs` reads them.
+	b.Run("views", func(b *testing.B) {
+		for b.Loop() {
+			rc, err := build.OpenLog(ctx, s, ref)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var bytes int64
+			err = build.ScanRecordViews(rc, func(r *build.Record) error { bytes += int64(len(r.Text)); return nil })
 			rc.Close()
 			if err != nil {
 				b.Fatal(err)
