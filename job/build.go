@@ -27,6 +27,10 @@ type Build struct {
 	// Stuck names why the worker cannot start, e.g. "ImagePullBackOff:
 	// wharfjobs:1.2", when its pod waits for something that will not come.
 	Stuck string
+	// Waiting says why the worker's pod has not started while it is
+	// pending ("waiting for a node: ...", "pulling image ..."), as
+	// kube.Waiting tells it; "" when it says nothing.
+	Waiting string
 }
 
 // Queue is the launcher's queue of builds waiting for a slot.

@@ -118,6 +118,9 @@ type Aggregator struct {
 	// ids caches wharf-api build ids and instances by ref.
 	ids    map[string]requestInfo
 	states map[string]job.Build
+	// waitTold is the last waiting text written to each Scheduling
+	// build's log (tellWaiting).
+	waitTold map[string]string
 	// statesOK is set when states came from a successful listing, so a
 	// build missing from it really has no Job; listed is when.
 	statesOK bool

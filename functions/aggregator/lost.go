@@ -121,6 +121,7 @@ func (a *Aggregator) failIfLost(ctx context.Context, ref string, st build.Status
 	jv := a.jobOf(st.Ref)
 	reason := lostReason(st, jv, time.Now(), a.cfg)
 	if reason == "" {
+		a.tellWaiting(ctx, ref, st, jv)
 		return st, nil
 	}
 	if err := build.WriteSystemLine(ctx, a.store, ref, "build failed: "+reason, a.cfg.Logger); err != nil {
@@ -218,4 +219,34 @@ func (a *Aggregator) diagnoseLost(ctx context.Context, ref string, jv jobView, r
 		return ""
 	}
 	return d.Summary
+}
+
+// tellWaiting writes why a Scheduling build's worker pod waits ("worker
+// pod waiting for a node: ...", "worker pod pulling image ...") into its
+// log when that changes, as the kube runner does for step pods: wharf-web
+// shows the log, and a build that never starts says why. The texts told
+// are remembered per replica; a restarted aggregator may tell the current
+// one once more.
+func (a *Aggregator) tellWaiting(ctx context.Context, ref string, st build.Status, jv jobView) {
+	if st.Status != build.Scheduling || !jv.has || jv.job.Waiting == "" {
+		if st.Status != build.Scheduling {
+			a.mu.Lock()
+			delete(a.waitTold, ref)
+			a.mu.Unlock()
+		}
+		return
+	}
+	a.mu.Lock()
+	if a.waitTold == nil {
+		a.waitTold = map[string]string{}
+	}
+	told := a.waitTold[ref] == jv.job.Waiting
+	a.waitTold[ref] = jv.job.Waiting
+	a.mu.Unlock()
+	if told {
+		return
+	}
+	if err := build.WriteSystemLine(ctx, a.store, ref, "worker pod "+jv.job.Waiting, a.cfg.Logger); err != nil {
+		a.cfg.Logger.Warn("cannot write why a build waits", "build", ref, "error", err)
+	}
 }

@@ -195,3 +195,39 @@ func TestLostBuildIsDiagnosed(t *testing.T) {
 		t.Errorf("Diagnose asked for %v", jobs.asked)
 	}
 }
+
+// A Scheduling build's log says why its worker pod waits, once per
+// change of the reason, and nothing once it runs.
+func TestWorkerPodWaitingLines(t *testing.T) {
+	s, _ := fs.Open(t.TempDir())
+	ctx := context.Background()
+	if _, err := build.WriteStatus(ctx, s, "w", build.Status{Status: build.Scheduling}, ""); err != nil {
+		t.Fatal(err)
+	}
+	jobs := fakeJobs{"w": {Ref: "w", WorkerID: "wharf-build-w", Phase: "Scheduling", Waiting: "waiting for a node: 0/1 nodes are available: 1 Insufficient memory."}}
+	sink := aggregatortest.NewMemorySink()
+	a := aggregator.New(s, sink, jobs, aggregator.Config{HeartbeatTimeout: time.Minute, Logger: quiet})
+	pass := func() {
+		t.Helper()
+		if err := a.Once(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pass()
+	pass()
+	jobs["w"] = job.Build{Ref: "w", WorkerID: "wharf-build-w", Phase: "Scheduling", Waiting: `pulling image "wharfjobs:1.2"`}
+	pass()
+	pass()
+	build.UpdateStatus(ctx, s, "w", func(st *build.Status) error { st.Status = build.Running; return nil })
+	jobs["w"] = job.Build{Ref: "w", WorkerID: "wharf-build-w", Phase: "Running", Waiting: `pulling image "wharfjobs:1.2"`}
+	pass()
+	lines, _, _ := sink.Received("w")
+	var got []string
+	for _, l := range lines {
+		got = append(got, l.Text)
+	}
+	want := []string{"worker pod waiting for a node: 0/1 nodes are available: 1 Insufficient memory.", `worker pod pulling image "wharfjobs:1.2"`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("lines %q, want %q", got, want)
+	}
+}

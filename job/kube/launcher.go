@@ -287,6 +287,7 @@ func (l *Launcher) States(ctx context.Context) (map[string]job.Build, error) {
 			}
 		}
 		if p.Status.Phase == corev1.PodPending {
+			b.Waiting = l.waiting(ctx, &p)
 			for _, c := range p.Status.Conditions {
 				if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable &&
 					time.Since(c.LastTransitionTime.Time) > l.unschedulableLimit() {
@@ -297,6 +298,20 @@ func (l *Launcher) States(ctx context.Context) (map[string]job.Build, error) {
 		out[b.Ref] = b
 	}
 	return out, nil
+}
+
+// waiting is why a pending worker pod waits: from its status, or (an
+// image being pulled) from its Events, listed only then.
+func (l *Launcher) waiting(ctx context.Context, p *corev1.Pod) string {
+	if text, known := WaitingStatus(p); known {
+		return text
+	}
+	g := Gatherer{Client: l.Client, Namespace: l.ns(), Timeout: l.Config.withDefaults().RequestTimeout}
+	events, err := g.Events(ctx, map[string]bool{p.Name: true})
+	if err != nil {
+		return ""
+	}
+	return Pulling(events)
 }
 
 func (l *Launcher) unschedulableLimit() time.Duration {

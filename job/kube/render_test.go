@@ -81,3 +81,47 @@ func TestStatesFindsStuckWorkers(t *testing.T) {
 		t.Fatalf("states %+v", states)
 	}
 }
+
+// States tells why a pending worker pod waits: the scheduler's message,
+// or the image its Events say is being pulled.
+func TestStatesTellWhyAWorkerWaits(t *testing.T) {
+	cs := fake.NewClientset()
+	l := &Launcher{Client: cs, Config: Config{Namespace: "b"}}
+	ctx := context.Background()
+	for _, ref := range []string{"1", "2"} {
+		if _, _, err := l.Launch(ctx, job.Request{BuildRef: ref, GitFullURL: "https://g/x.git"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pods := []*corev1.Pod{
+		{ObjectMeta: metav1.ObjectMeta{Name: "w1", Namespace: "b", Labels: Labels(job.Request{BuildRef: "1"}, ComponentWorker)},
+			Status: corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+				Reason: corev1.PodReasonUnschedulable, Message: "0/3 nodes are available: 3 Insufficient memory.", LastTransitionTime: metav1.Now()}}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "w2", Namespace: "b", Labels: Labels(job.Request{BuildRef: "2"}, ComponentWorker)},
+			Spec:   corev1.PodSpec{NodeName: "n1"},
+			Status: corev1.PodStatus{Phase: corev1.PodPending}},
+	}
+	for _, p := range pods {
+		if _, err := cs.CoreV1().Pods("b").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "w2.1", Namespace: "b"}, InvolvedObject: corev1.ObjectReference{Kind: "Pod", Name: "w2"},
+		Reason: "Pulling", Message: `Pulling image "wharfjobs:1.2"`, LastTimestamp: metav1.Now()}
+	if _, err := cs.CoreV1().Events("b").Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	states, err := l.States(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := states["1"].Waiting; got != "waiting for a node: 0/3 nodes are available: 3 Insufficient memory." {
+		t.Errorf("build 1 waiting %q", got)
+	}
+	if got := states["2"].Waiting; got != `pulling image "wharfjobs:1.2"` {
+		t.Errorf("build 2 waiting %q", got)
+	}
+	if states["1"].Stuck != "" {
+		t.Errorf("a fresh unschedulable pod is stuck: %q", states["1"].Stuck)
+	}
+}
