@@ -25,8 +25,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/wharfjobs/wharfjobs/backoff"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/internal/settings"
 	"github.com/wharfjobs/wharfjobs/job"
@@ -575,6 +577,9 @@ func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, 
 		}
 	}()
 	cancelled := worker.Result{ExitCode: -1, Reason: build.ReasonCancelled.String()}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	changed := r.podChanges(watchCtx, name)
 	for {
 		select {
 		case <-ctx.Done():
@@ -625,9 +630,68 @@ func (r *Runner) watch(ctx context.Context, name string, restores bool, stdout, 
 		}
 		select {
 		case <-ctx.Done():
+		case <-changed:
 		case <-time.After(interval):
 		}
 	}
+}
+
+// podChanges signals each change of the named Pod, from a watch that is
+// set up again (with backoff) whenever the API server ends it, until ctx
+// ends. The first watch is set up before it returns, so no change after
+// the caller's next read is missed; a watch set up again signals once, for
+// what changed in between. The watch only wakes watch's loop early: the
+// loop still reads the Pod every PollInterval, so a watch that cannot be
+// had (no watch verb, an API server that drops it) costs only the poll's
+// delay.
+func (r *Runner) podChanges(ctx context.Context, name string) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	wake := func() {
+		select {
+		case out <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
+	pods := r.Client.CoreV1().Pods(r.Config.Namespace)
+	start := func() watch.Interface {
+		w, err := pods.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+		if err != nil {
+			return nil
+		}
+		return w
+	}
+	w := start()
+	go func() {
+		policy := backoff.Policy{Min: 500 * time.Millisecond, Max: 30 * time.Second}
+		for attempt := 0; ctx.Err() == nil; {
+			if w == nil {
+				if policy.Sleep(ctx, attempt) != nil {
+					return
+				}
+				attempt++
+				if w = start(); w == nil {
+					continue
+				}
+				wake()
+			}
+			attempt = 0
+			for open := true; open; {
+				select {
+				case <-ctx.Done():
+					open = false
+				case _, ok := <-w.ResultChan():
+					open = ok
+					wake()
+				}
+			}
+			w.Stop()
+			w = nil
+		}
+		if w != nil {
+			w.Stop()
+		}
+	}()
+	return out
 }
 
 func stepStarted(pod *corev1.Pod) bool {

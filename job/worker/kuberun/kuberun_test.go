@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -429,5 +430,32 @@ func TestPodWithFiles(t *testing.T) {
 	step.Container.OS = "windows"
 	if _, err := r.Pod(step, "ws-secret"); err == nil || !strings.Contains(err.Error(), "windows") {
 		t.Fatalf("windows step with files: %v", err)
+	}
+}
+
+// A watch on the step pod wakes the runner as the pod changes: with a
+// poll interval longer than the test's bound, the step still ends as soon
+// as its pod does.
+func TestPodChangesWakeTheRunner(t *testing.T) {
+	r, cs, _ := newRunner()
+	r.Config.PollInterval = time.Hour
+	// The pod ends only after the runner has read it once (and so sleeps).
+	read := make(chan struct{})
+	var once sync.Once
+	cs.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		once.Do(func() { close(read) })
+		return false, nil, nil
+	})
+	drive(t, cs, func(p *corev1.Pod) {
+		<-read
+		p.Status.Phase = corev1.PodFailed
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{terminated("step", 3, "Error")}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	res, err := r.Run(ctx, testStep("compile"), &out, &errb)
+	if err != nil || res.ExitCode != 3 {
+		t.Fatalf("result %+v, %v (a result of -1 Cancelled: the runner slept through the pod's change)", res, err)
 	}
 }
