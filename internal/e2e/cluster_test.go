@@ -83,6 +83,13 @@ func TestBuildRunsOnARealNode(t *testing.T) {
 	running := pods.workerRunning()
 	t.Logf("trigger to worker pod running: %v; to first log line at the sink: %v; to final status at the sink: %v",
 		running.Sub(trigger).Round(time.Millisecond), firstLine.Sub(trigger).Round(time.Millisecond), final.Sub(trigger).Round(time.Millisecond))
+	// The kubelet's own floor on this node, for the step pods' share: a
+	// pod shaped like a step pod (an init container, then the container)
+	// that does nothing, from create to Succeeded, and one without the
+	// init container. `make bench` reads this line.
+	stepShaped, plain := barePod(ctx, t, c, true), barePod(ctx, t, c, false)
+	t.Logf("bench: node first-line %.3f s, final %.3f s, bare step-shaped pod %.3f s, bare one-container pod %.3f s",
+		firstLine.Sub(trigger).Seconds(), final.Sub(trigger).Seconds(), stepShaped.Seconds(), plain.Seconds())
 
 	var text strings.Builder
 	for _, r := range recs {
@@ -305,4 +312,44 @@ func debugState(c *testcluster.Cluster) string {
 		}
 	}
 	return b.String()
+}
+
+// barePod runs a pod of the step image that does nothing (with an init
+// container that does nothing first, when withInit) and returns how long
+// it took from its creation until the API server showed it Succeeded:
+// what the kubelet costs a pod on this node, whatever runs it.
+func barePod(ctx context.Context, t *testing.T, c *testcluster.Cluster, withInit bool) time.Duration {
+	t.Helper()
+	name := "bare-pod"
+	if withInit {
+		name = "bare-pod-init"
+	}
+	yes, no, uid := true, false, int64(65532)
+	sec := &corev1.SecurityContext{AllowPrivilegeEscalation: &no, RunAsNonRoot: &yes, RunAsUser: &uid,
+		Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}, SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
+	ctr := corev1.Container{Name: "main", Image: stepImage, ImagePullPolicy: corev1.PullNever, Command: []string{"/bin/true"}, SecurityContext: sec}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{ctr}, AutomountServiceAccountToken: &no}}
+	if withInit {
+		init := ctr
+		init.Name = "init"
+		pod.Spec.InitContainers = []corev1.Container{init}
+	}
+	start := time.Now()
+	if _, err := c.Client.CoreV1().Pods(namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := testenv.WaitFor(ctx, time.Minute, 10*time.Millisecond, func() error {
+		p, err := c.Client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err == nil && p.Status.Phase != corev1.PodSucceeded {
+			err = fmt.Errorf("pod %s is %s", name, p.Status.Phase)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("%v: %s", err, debugState(c))
+	}
+	took := time.Since(start)
+	_ = c.Client.CoreV1().Pods(namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	return took
 }
