@@ -146,6 +146,10 @@ type Aggregator struct {
 	// notified counts keys from the change stream (our own cursor writes
 	// included), so a stream that never delivers can be told.
 	notified atomic.Uint64
+	// watch is the change stream's health and what the aggregator last
+	// saw of each build, which let it skip polling while the stream
+	// works (run.go).
+	watch watchState
 }
 
 // Ready reports whether Run can do its work: nil once a discovery pass

@@ -86,6 +86,24 @@ type Config struct {
 	// notifications) may deliver nothing while this aggregator writes
 	// before it warns, once, that the stream does not work.
 	SilentChangesAfter time.Duration `envconfig:"SILENT_CHANGES_AFTER" default:"30s" desc:"warn when the store's change notifications delivered nothing for this long while the aggregator was writing"`
+	// SafetySweepInterval applies while the change stream works (see
+	// ChangesKeepalive): a build is then visited when a notification names
+	// it, when a lost-build rule holds by what the aggregator last read of
+	// it (so HeartbeatTimeout and MissingGrace are kept without reading
+	// anything), and otherwise once per this interval, the builds spread
+	// evenly over it: that sweep reads its status and lists its chunks
+	// (two requests), to catch a notification the stream lost. Without a
+	// working stream every build is polled every PollInterval. A negative
+	// value turns the sweep off: every build is polled every PollInterval
+	// even with a working stream.
+	SafetySweepInterval time.Duration `envconfig:"SAFETY_SWEEP_INTERVAL" default:"30s" desc:"while the store's change notifications work, how often each build is checked anyway (spread evenly), instead of every POLL_INTERVAL (negative: poll every build every POLL_INTERVAL)"`
+	// ChangesKeepalive: the change stream counts as broken, so every
+	// build is polled every PollInterval again and the stream is
+	// subscribed anew, when it delivered nothing for twice this long; to
+	// hear from a quiet stream, the aggregator writes a probe object
+	// (builds/.relay-probe) every half of this. A stream that closes
+	// counts as broken at once.
+	ChangesKeepalive time.Duration `envconfig:"CHANGES_KEEPALIVE" default:"5s" desc:"the store's change notifications count as broken, and every build is polled again, after twice this long without one; a probe object is written every half of this while they are quiet"`
 	// Logger for the aggregator's own diagnostics.
 	Logger *slog.Logger `ignored:"true"`
 }
@@ -108,6 +126,8 @@ const (
 	defaultTriggerGrace       = 5 * time.Minute
 	defaultMissingGrace       = time.Minute
 	defaultSilentChangesAfter = 30 * time.Second
+	defaultSafetySweep        = 30 * time.Second
+	defaultChangesKeepalive   = 5 * time.Second
 )
 
 // withDefaults returns c with every zero setting replaced by its default.
@@ -133,6 +153,10 @@ func (c Config) withDefaults() Config {
 	orDefault(&c.CompactWait, defaultCompactWait)
 	orDefault(&c.TriggerGrace, defaultTriggerGrace)
 	orDefault(&c.SilentChangesAfter, defaultSilentChangesAfter)
+	if c.SafetySweepInterval == 0 { // negative turns it off
+		c.SafetySweepInterval = defaultSafetySweep
+	}
+	orDefault(&c.ChangesKeepalive, defaultChangesKeepalive)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -147,11 +171,11 @@ func orDefault[T int | time.Duration](v *T, def T) {
 }
 
 // Validate refuses settings that can only be mistakes: a negative count,
-// size, interval or duration (HotPollInterval excepted: negative turns it
-// off). Zero is always valid. Each error names the environment variable,
+// size, interval or duration (HotPollInterval and SafetySweepInterval
+// excepted: negative turns them off). Zero is always valid. Each error names the environment variable,
 // as the operator wrote it.
 func (c Config) Validate() error {
-	return settings.NonNegative(c, "HotPollInterval")
+	return settings.NonNegative(c, "HotPollInterval", "SafetySweepInterval")
 }
 
 // New returns an aggregator. A Config that Validate refuses makes Run and
@@ -161,5 +185,5 @@ func New(s blob.Store, sink Sink, jobs Jobs, cfg Config) *Aggregator {
 	cfg = cfg.withDefaults()
 	return &Aggregator{store: s, sink: sink, jobs: jobs, cfg: cfg, cfgErr: cfgErr, parked: map[string]string{}, busy: map[string]bool{}, dirty: map[string]bool{},
 		leases: map[string]heldBuild{}, finals: map[string]bool{}, ids: map[string]requestInfo{}, hot: map[string]time.Time{}, chunked: map[string]chunkWait{},
-		discoveryErr: errNoDiscovery}
+		discoveryErr: errNoDiscovery, watch: newWatchState()}
 }

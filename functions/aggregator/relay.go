@@ -23,6 +23,7 @@ var ErrOtherInstance = errors.New("build of another wharf instance")
 // errLeaseHeld when another replica holds the build, and ErrOtherInstance
 // for a build this aggregator must not relay.
 func (a *Aggregator) Relay(ctx context.Context, ref string) error {
+	start := time.Now()
 	if ours, err := a.ours(ctx, ref); err != nil {
 		return err
 	} else if !ours {
@@ -33,6 +34,7 @@ func (a *Aggregator) Relay(ctx context.Context, ref string) error {
 	a.mu.Unlock()
 	if parked {
 		a.setHot(ref, false)
+		a.noteVisit(ref, start, nil, true)
 		return nil // logged once when it was parked
 	}
 	a.mu.Lock()
@@ -46,6 +48,11 @@ func (a *Aggregator) Relay(ctx context.Context, ref string) error {
 	} else {
 		var err error
 		if r.lease, err = acquire(ctx, a.store, ref, a.cfg.Holder, a.cfg.LeaseDuration, time.Now()); err != nil {
+			if errors.Is(err, errLeaseHeld) {
+				a.noteVisit(ref, start, nil, true) // another replica's to relay
+			} else {
+				a.missedVisit(ref)
+			}
 			return err
 		}
 	}
@@ -55,12 +62,19 @@ func (a *Aggregator) Relay(ctx context.Context, ref string) error {
 	case err == nil && r.final:
 		a.finals[ref] = true
 		delete(a.leases, ref)
+		delete(a.watch.seen, ref)
 	case err == nil:
 		a.leases[ref] = heldBuild{lease: r.lease, cur: r.cur, etag: r.etag}
 	default:
 		delete(a.leases, ref) // read it all again next time
 	}
 	a.mu.Unlock()
+	switch {
+	case err == nil && !r.final:
+		a.noteVisit(ref, start, r.status, true)
+	case err != nil:
+		a.missedVisit(ref)
+	}
 	if errors.Is(err, ErrPermanent) {
 		a.mu.Lock()
 		a.parked[ref] = err.Error()
@@ -76,6 +90,54 @@ func (a *Aggregator) Relay(ctx context.Context, ref string) error {
 	return err
 }
 
+// peek tells whether ref needs a relay pass, without its lease: it reads
+// the status and, for a sweep, lists the chunks after the cursor this
+// replica last saw, one request each. A pass is needed when the status
+// differs from the one last relayed, a chunk is there, or the pass would
+// act on the build (actOnLocked: a lost rule, a worker pod's wait to
+// tell); also when this replica has never seen the build's cursor, or it
+// has no status. The cursor seen may be older than the real one (another
+// replica may have relayed since), never newer: a cursor only moves on,
+// so whatever is new to the real cursor is new to it too.
+func (a *Aggregator) peek(ctx context.Context, ref string, mode visitMode) (bool, error) {
+	start := time.Now()
+	a.mu.Lock()
+	h, held := a.leases[ref]
+	final := a.finals[ref]
+	_, parked := a.parked[ref]
+	a.mu.Unlock()
+	if final || parked {
+		return false, nil
+	}
+	if !held {
+		return true, nil
+	}
+	st, _, err := build.ReadStatus(ctx, a.store, ref)
+	if errors.Is(err, blob.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	a.mu.Lock()
+	act := a.actOnLocked(ref, st, a.jobOfLocked(ref), time.Now())
+	a.mu.Unlock()
+	if act || st.Status != h.cur.Status || st.Reason != h.cur.Reason {
+		return true, nil
+	}
+	if mode == visitSweep {
+		chunks, err := build.ListChunks(ctx, a.store, ref, h.cur.Seq, 1)
+		if err != nil {
+			return false, err
+		}
+		if len(chunks) > 0 {
+			return true, nil
+		}
+	}
+	a.noteVisit(ref, start, &st, mode == visitSweep)
+	return false, nil
+}
+
 // relay is one pass over one build by the lease holder.
 type relay struct {
 	a     *Aggregator
@@ -88,6 +150,8 @@ type relay struct {
 	cached *heldBuild
 	cur    cursor
 	etag   string
+	// status is the status the pass read (after failIfLost), nil if none.
+	status *build.Status
 }
 
 // keep renews the lease when it is past a third of its life and reports an
@@ -163,6 +227,7 @@ func (r *relay) run(ctx context.Context) error {
 		if st, err = r.a.failIfLost(ctx, r.ref, st); err != nil {
 			return err
 		}
+		r.status = &st
 	}
 	chunks, err := build.AllChunks(ctx, s, r.ref, cur.Seq)
 	if err != nil {
