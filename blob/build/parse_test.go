@@ -108,6 +108,9 @@ func checkParse(t *testing.T, p *recordParser, line []byte) {
 	if got != want {
 		t.Fatalf("%q:\nfast path    %#v\nencoding/json %#v", line, got, want)
 	}
+	if enc := got.AppendJSON(nil); p.canonical && string(enc[:len(enc)-1]) != string(line) {
+		t.Fatalf("%q taken as AppendJSON's line; it writes %q", line, enc)
+	}
 	// Borrowed text, and the parser's caches warm: the same again.
 	var again Record
 	if !p.fast(line, &again, true) || again != want {
@@ -127,14 +130,16 @@ func FuzzParseRecord(f *testing.F) {
 	for _, s := range parseSeeds {
 		f.Add([]byte(s))
 	}
-	warm := []byte(parseSeeds[0])
 	f.Fuzz(func(t *testing.T, line []byte) {
 		checkParse(t, new(recordParser), line)
-		// A parser whose caches hold another record's values.
+		// A parser whose caches hold other records' values: more heads
+		// than it keeps.
 		p := new(recordParser)
-		var r Record
-		if !p.fast(warm, &r, false) {
-			t.Fatal("fast path rejected AppendJSON's shape")
+		for _, warm := range []int{0, 1, 2, 5, 6, 3} {
+			var r Record
+			if !p.fast([]byte(parseSeeds[warm]), &r, false) {
+				t.Fatalf("fast path rejected seed %d", warm)
+			}
 		}
 		checkParse(t, p, line)
 	})
@@ -167,6 +172,9 @@ func FuzzParseRecordRoundTrip(f *testing.F) {
 		if got != want {
 			t.Fatalf("%q:\nfast path    %#v\nencoding/json %#v", js, got, want)
 		}
+		if enc := got.AppendJSON(nil); p.canonical && string(enc[:len(enc)-1]) != string(js) {
+			t.Fatalf("%q taken as AppendJSON's line; it writes %q", js, enc)
+		}
 	})
 }
 
@@ -174,9 +182,9 @@ func FuzzParseRecordRoundTrip(f *testing.F) {
 // back to encoding/json, or the speed is gone without a test failing.
 func TestParseRecordFastPathTaken(t *testing.T) {
 	ts := time.Date(2026, 11, 23, 21, 7, 52, 123456789, time.UTC)
-	for _, rec := range []Record{
+	for i, rec := range []Record{
 		{Build: "42", Stage: "build", Step: "compile", Stream: StreamStdout, Line: 7, Time: ts, Text: "ok"},
-		{Build: "42", Stream: StreamSystem, Line: 1, Time: ts.Truncate(time.Second), Text: "step build/compile started"},
+		{Build: "42", Stream: StreamSystem, Line: 1, Part: 3, Time: ts.Truncate(time.Second), Text: "step build/compile started"},
 		{Build: "42", Stage: "build", Step: "compile", Stream: StreamStderr, Line: 8, Part: 2, Time: ts, Text: "\x1b[31m\"err\"\t\\ \xff \u2028 日本"},
 	} {
 		line := rec.AppendJSON(nil)
@@ -184,6 +192,10 @@ func TestParseRecordFastPathTaken(t *testing.T) {
 		var got Record
 		if !p.fast(line[:len(line)-1], &got, false) {
 			t.Fatalf("fast path deferred %q", line)
+		}
+		// A plain text: RecordScanner.AppendJSON copies the line.
+		if p.canonical != (i < 2) {
+			t.Errorf("%q: canonical %v", line, p.canonical)
 		}
 		want := rec
 		want.Text = strings.ReplaceAll(want.Text, "\xff", `\xff`)
@@ -240,20 +252,30 @@ func TestScanRecordsSameAsEncodingJSON(t *testing.T) {
 			}
 		}
 	}
-	// Views: the same values while fn runs.
+	// RecordScanner: the same values while they are lent, and
+	// AppendJSON as the record's.
 	i := 0
-	err := ScanRecordViews(bytes.NewReader(log.Bytes()), func(rec *Record) error {
-		if *rec != want[i] {
-			t.Fatalf("view %d:\n got %#v\nwant %#v", i, *rec, want[i])
+	sc := NewRecordScanner(bytes.NewReader(log.Bytes()))
+	for sc.Scan() {
+		if *sc.Record() != want[i] {
+			t.Fatalf("lent record %d:\n got %#v\nwant %#v", i, *sc.Record(), want[i])
+		}
+		if got, want := sc.AppendJSON([]byte("x")), want[i].AppendJSON([]byte("x")); !bytes.Equal(got, want) {
+			t.Fatalf("AppendJSON %d: %q, want %q", i, got, want)
 		}
 		i++
-		return nil
-	})
-	if err != nil || i != len(want) {
-		t.Fatalf("ScanRecordViews: %d records, %v", i, err)
+	}
+	if sc.Err() != nil || i != len(want) {
+		t.Fatalf("RecordScanner: %d records, %v", i, sc.Err())
 	}
 	bad := append(bytes.Clone(log.Bytes()[:bytes.IndexByte(log.Bytes(), '\n')+1]), `{"build":"42","line":"seven"}`+"\n"...)
-	err = ScanRecords(bytes.NewReader(bad), func(Record) error { return nil })
+	sc = NewRecordScanner(bytes.NewReader(bad))
+	for sc.Scan() {
+	}
+	if err := sc.Err(); err == nil || !strings.HasPrefix(err.Error(), "line 2: log record: ") || sc.Scan() {
+		t.Fatalf("RecordScanner, bad line: %v", err)
+	}
+	err := ScanRecords(bytes.NewReader(bad), func(Record) error { return nil })
 	var typeErr *json.UnmarshalTypeError
 	if err == nil || !strings.HasPrefix(err.Error(), "line 2: log record: ") || !errors.As(err, &typeErr) {
 		t.Fatalf("bad line: %v", err)

@@ -61,6 +61,21 @@ func (r *Record) Source() string {
 // AppendJSON appends the record's JSON line (with the trailing newline) to
 // dst. It is the hot path of log shipping and avoids reflection.
 func (r *Record) AppendJSON(dst []byte) []byte {
+	dst = r.appendHead(dst)
+	dst = strconv.AppendUint(dst, r.Line, 10)
+	if r.Part != 0 {
+		dst = append(dst, `,"part":`...)
+		dst = strconv.AppendInt(dst, int64(r.Part), 10)
+	}
+	dst = append(dst, `,"ts":"`...)
+	dst = r.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","text":`...)
+	dst = appendString(dst, r.Text)
+	return append(dst, "}\n"...)
+}
+
+// appendHead appends the start of r's JSON line, up to its line number.
+func (r *Record) appendHead(dst []byte) []byte {
 	dst = append(dst, `{"build":`...)
 	dst = appendString(dst, r.Build)
 	if r.Stage != "" {
@@ -73,17 +88,7 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	}
 	dst = append(dst, `,"stream":`...)
 	dst = appendString(dst, r.Stream)
-	dst = append(dst, `,"line":`...)
-	dst = strconv.AppendUint(dst, r.Line, 10)
-	if r.Part != 0 {
-		dst = append(dst, `,"part":`...)
-		dst = strconv.AppendInt(dst, int64(r.Part), 10)
-	}
-	dst = append(dst, `,"ts":"`...)
-	dst = r.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
-	dst = append(dst, `","text":`...)
-	dst = appendString(dst, r.Text)
-	return append(dst, "}\n"...)
+	return append(dst, `,"line":`...)
 }
 
 const hexDigits = "0123456789abcdef"
@@ -172,38 +177,74 @@ const scanBufferSize = 256 << 10
 // each, in order, until r ends or fn returns an error. fn owns the record
 // it gets and may keep it.
 func ScanRecords(r io.Reader, fn func(Record) error) error {
-	return scanRecords(r, false, func(rec *Record) error { return fn(*rec) })
-}
-
-// ScanRecordViews is ScanRecords for callers that look at each record and
-// keep none (printing or counting a log): the record and its Text are only
-// valid until fn returns, because Text may point into the scanner's buffer,
-// which the next line overwrites. It allocates nothing per record for
-// lines in the shape AppendJSON writes.
-func ScanRecordViews(r io.Reader, fn func(*Record) error) error {
-	return scanRecords(r, true, fn)
-}
-
-func scanRecords(r io.Reader, borrow bool, fn func(*Record) error) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, scanBufferSize), maxRecordLine)
-	var p recordParser
-	var rec Record
-	n := 0
-	for sc.Scan() {
-		n++
-		if len(sc.Bytes()) == 0 {
-			continue
-		}
-		if err := p.parse(sc.Bytes(), &rec, borrow); err != nil {
-			return fmt.Errorf("line %d: %w", n, err)
-		}
-		if err := fn(&rec); err != nil {
+	s := NewRecordScanner(r)
+	s.own = true
+	for s.Scan() {
+		if err := fn(s.rec); err != nil {
 			return err
 		}
 	}
-	return sc.Err()
+	return s.Err()
 }
+
+// RecordScanner reads newline-delimited records one at a time, for
+// readers that look at each record and keep none (printing or counting a
+// log): it lends each record, whose Text may point into the scanner's
+// buffer, until the next Scan. It allocates nothing per record for lines
+// in the shape AppendJSON writes. Empty lines are skipped.
+type RecordScanner struct {
+	sc  *bufio.Scanner
+	p   recordParser
+	rec Record
+	n   int // lines read
+	err error
+	own bool // copy each text (ScanRecords)
+}
+
+// NewRecordScanner returns a scanner of the records r holds.
+func NewRecordScanner(r io.Reader) *RecordScanner {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, scanBufferSize), maxRecordLine)
+	return &RecordScanner{sc: sc}
+}
+
+// Scan reads the next record. It returns false at the end of the input or
+// at the first error: a line that is not a record, or the reader's.
+func (s *RecordScanner) Scan() bool {
+	if s.err != nil {
+		return false
+	}
+	for s.sc.Scan() {
+		s.n++
+		if len(s.sc.Bytes()) == 0 {
+			continue
+		}
+		if err := s.p.parse(s.sc.Bytes(), &s.rec, !s.own); err != nil {
+			s.err = fmt.Errorf("line %d: %w", s.n, err)
+			return false
+		}
+		return true
+	}
+	s.err = s.sc.Err()
+	return false
+}
+
+// Record is the record Scan read, lent until the next Scan.
+func (s *RecordScanner) Record() *Record { return &s.rec }
+
+// AppendJSON appends what Record().AppendJSON appends. When the line read
+// is in exactly that form already, as AppendJSON wrote it, it is copied
+// instead of encoded again.
+func (s *RecordScanner) AppendJSON(dst []byte) []byte {
+	if s.p.canonical {
+		dst = append(dst, s.sc.Bytes()...)
+		return append(dst, '\n')
+	}
+	return s.rec.AppendJSON(dst)
+}
+
+// Err returns the error that ended Scan, nil at the end of the input.
+func (s *RecordScanner) Err() error { return s.err }
 
 // recordParser decodes log records. Lines in exactly the shape AppendJSON
 // writes (its key order, no whitespace, no null, numbers as AppendJSON
@@ -215,10 +256,17 @@ func scanRecords(r io.Reader, borrow bool, fn func(*Record) error) error {
 // the last timestamp's second.
 type recordParser struct {
 	build, stage, step, stream shortField
-	// prefix is the last line decoded up to its line number, prefixRec
-	// what it held.
-	prefix    []byte
-	prefixRec Record
+	// heads are the last lines decoded, up to their line numbers: a
+	// build's log interleaves a few (a step's stdout and stderr, the
+	// system's lines). next is the one to replace.
+	heads [4]head
+	next  int
+	// prefixCanonical is set when AppendJSON writes the head of the last
+	// line decoded as that line has it.
+	prefixCanonical bool
+	// canonical is set when the last line decoded is AppendJSON's line of
+	// its record, byte for byte (but the newline).
+	canonical bool
 	// scratch holds an unescaped short field; text an unescaped text.
 	scratch, text []byte
 	// tsKey is the date and time up to the second of the last timestamp
@@ -237,12 +285,21 @@ type shortField struct {
 	plain bool
 }
 
+// head is the start of a line up to its line number, and the values it
+// decodes to.
+type head struct {
+	prefix                     []byte
+	build, stage, step, stream string
+	canonical                  bool
+}
+
 // parse decodes line into r. With borrow, r.Text may point into line or into
 // the parser's buffer: valid until line changes or the next parse.
 func (p *recordParser) parse(line []byte, r *Record, borrow bool) error {
 	if p.fast(line, r, borrow) {
 		return nil
 	}
+	p.canonical = false
 	rec, err := parseJSON(line)
 	if err != nil {
 		return err
@@ -272,6 +329,7 @@ func (p *recordParser) fast(line []byte, r *Record, borrow bool) bool {
 	if !ok {
 		return false
 	}
+	canonical := p.prefixCanonical
 	if r.Line, i, ok = parseUint(line, i, math.MaxUint64); !ok {
 		return false
 	}
@@ -282,13 +340,16 @@ func (p *recordParser) fast(line []byte, r *Record, borrow bool) bool {
 			return false
 		}
 		r.Part = int(part)
+		canonical = canonical && part != 0
 	}
 	if i, ok = skipKey(line, i, keyTS); !ok {
 		return false
 	}
-	if r.Time, i, ok = p.time(line, i); !ok {
+	var tsCanonical bool
+	if r.Time, i, tsCanonical, ok = p.time(line, i); !ok {
 		return false
 	}
+	canonical = canonical && tsCanonical
 	if i, ok = skipKey(line, i, keyText); !ok {
 		return false
 	}
@@ -298,8 +359,9 @@ func (p *recordParser) fast(line []byte, r *Record, borrow bool) bool {
 	var val []byte
 	if n := len(line); n-i >= 3 && line[i] == '"' && line[n-2] == '"' && line[n-1] == '}' &&
 		printableASCII(line[i+1:n-2]) && bytes.IndexByte(line[i+1:n-2], '"') < 0 && bytes.IndexByte(line[i+1:n-2], '\\') < 0 {
-		val = line[i+1 : n-2]
+		val = line[i+1 : n-2] // as AppendJSON writes such a text
 	} else {
+		canonical = false
 		var esc bool
 		if val, esc, i, ok = scanString(line, i, p.text[:0]); !ok || i != len(line)-1 || line[i] != '}' {
 			return false
@@ -313,17 +375,22 @@ func (p *recordParser) fast(line []byte, r *Record, borrow bool) bool {
 	} else {
 		r.Text = string(val)
 	}
+	p.canonical = canonical
 	return true
 }
 
 // head decodes build, stage, step and stream, up to the line number, and
-// returns the index of the line number. Consecutive lines mostly begin
-// with the same bytes up to there: then they decode to the same values,
-// which the parser kept from the last line it decoded in full.
+// returns the index of the line number. Lines mostly begin with the same
+// bytes up to there as one of the last few: then they decode to the same
+// values, which the parser kept.
 func (p *recordParser) head(line []byte, r *Record) (int, bool) {
-	if n := len(p.prefix); n > 0 && len(line) > n && string(line[:n]) == string(p.prefix) {
-		r.Build, r.Stage, r.Step, r.Stream = p.prefixRec.Build, p.prefixRec.Stage, p.prefixRec.Step, p.prefixRec.Stream
-		return n, true
+	for k := range p.heads {
+		h := &p.heads[k]
+		if n := len(h.prefix); n > 0 && len(line) > n && string(line[:n]) == string(h.prefix) {
+			r.Build, r.Stage, r.Step, r.Stream = h.build, h.stage, h.step, h.stream
+			p.prefixCanonical = h.canonical
+			return n, true
+		}
 	}
 	i, ok := skipKey(line, 0, keyBuild)
 	if !ok {
@@ -356,8 +423,13 @@ func (p *recordParser) head(line []byte, r *Record) (int, bool) {
 	if i, ok = skipKey(line, i, keyLine); !ok {
 		return i, false
 	}
-	p.prefix = append(p.prefix[:0], line[:i]...)
-	p.prefixRec = Record{Build: r.Build, Stage: r.Stage, Step: r.Step, Stream: r.Stream}
+	h := &p.heads[p.next]
+	p.next = (p.next + 1) % len(p.heads)
+	h.prefix = append(h.prefix[:0], line[:i]...)
+	h.build, h.stage, h.step, h.stream = r.Build, r.Stage, r.Step, r.Stream
+	p.scratch = r.appendHead(p.scratch[:0])
+	h.canonical = string(p.scratch) == string(h.prefix)
+	p.prefixCanonical = h.canonical
 	return i, true
 }
 
@@ -421,23 +493,25 @@ func parseUint(line []byte, i int, max uint64) (uint64, int, bool) {
 // exactly the form AppendFormat(RFC3339Nano) gives a UTC time:
 // 2006-01-02T15:04:05, then up to nine digits of fraction, then Z.
 // encoding/json (time.Time's UnmarshalJSON) accepts more forms, with
-// other zones among them; those go to it.
-func (p *recordParser) time(line []byte, i int) (time.Time, int, bool) {
+// other zones among them; those go to it. canonical reports whether the
+// timestamp is as AppendFormat writes its value: without trailing zeros.
+func (p *recordParser) time(line []byte, i int) (t time.Time, next int, canonical, ok bool) {
 	const secLen = len("2006-01-02T15:04:05")
 	if len(line)-i < secLen+2 {
-		return time.Time{}, i, false
+		return time.Time{}, i, false, false
 	}
 	key := line[i : i+secLen]
 	if !p.tsOK || string(key) != string(p.tsKey[:]) {
 		sec, ok := parseSecond(key)
 		if !ok {
-			return time.Time{}, i, false
+			return time.Time{}, i, false, false
 		}
 		copy(p.tsKey[:], key)
 		p.tsSec, p.tsOK = sec, true
 	}
 	i += secLen
 	nsec := 0
+	canonical = true
 	if line[i] == '.' {
 		i++
 		start := i
@@ -446,18 +520,19 @@ func (p *recordParser) time(line []byte, i int) (time.Time, int, bool) {
 		}
 		n := i - start
 		if n == 0 {
-			return time.Time{}, i, false
+			return time.Time{}, i, false, false
 		}
+		canonical = line[i-1] != '0'
 		for ; n < 9; n++ {
 			nsec *= 10
 		}
 	}
 	if i >= len(line) || line[i] != 'Z' {
-		return time.Time{}, i, false
+		return time.Time{}, i, false, false
 	}
 	// The same value (location UTC, no monotonic reading) as time.Date
 	// gives, and so as the time package's RFC 3339 parser.
-	return time.Unix(p.tsSec, int64(nsec)).UTC(), i + 1, true
+	return time.Unix(p.tsSec, int64(nsec)).UTC(), i + 1, canonical, true
 }
 
 // parseSecond decodes "2006-01-02T15:04:05" as Unix seconds, checking
