@@ -113,6 +113,9 @@ func watchMinIO(agg *aggregator.Aggregator, store blob.Store, logger *slog.Logge
 		return
 	}
 	agg.WatchChanges(func(ctx context.Context) <-chan string {
-		return ms.Watch(ctx, build.Root, func(err error) { logger.Warn("bucket notifications (polling goes on)", "error", err) })
+		return ms.Watch(ctx, build.Root, func(err error) {
+			logger.Warn("bucket notifications failed: polling every build until they deliver again", "error", err)
+			agg.ChangeStreamFailed(err)
+		})
 	})
 }

@@ -163,8 +163,10 @@ func (a *Aggregator) Ready() error {
 var errNoDiscovery = errors.New("no discovery pass finished yet")
 
 // WatchChanges makes Run relay a build as soon as an object of it is
-// created, with polling (PollInterval) kept as the safety net. changes
-// streams created keys, for example minio.Store.Watch.
+// created. changes streams created keys, for example minio.Store.Watch.
+// While the stream is healthy (run.go) a build is visited when a key of it
+// arrives and by the safety sweep (SafetySweepInterval); when the stream
+// breaks or stays silent, every build is polled every PollInterval again.
 func (a *Aggregator) WatchChanges(changes func(ctx context.Context) <-chan string) {
 	a.changes = changes
 }
