@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -477,8 +479,29 @@ emit:
 }
 
 // BenchmarkWorkerMillionLines: a step prints 1,000,000 lines of 100 bytes
-// through the local runner into a real MinIO; reports the worker process's
-// peak RSS and the shipping rate.
+// through the local runner into a real MinIO, the worker a child process
+// with GOMEMLIMIT=24MiB as in a build Job. Every iteration then runs the
+// LogWriter alone into the same MinIO (blob/build's BenchmarkWriterMinIO:
+// the same records, written in this process, and Close), with the timer
+// stopped, so the two are compared under the same load of the machine.
+//
+//   - MB/s: text over the worker process's life: start, step, closing the
+//     log, the final status and compacting the log into log.ndjson;
+//   - step-MB/s: text over the step, which ends when its last line is
+//     queued (the writer holds lines back while the store lags);
+//   - ship-MB/s: text over the step's start to the final status, which the
+//     worker records once the log is closed: every line in the store;
+//   - writer-MB/s: the LogWriter alone, NewLogWriter to Close;
+//   - ratio-to-writer: MB/s over writer-MB/s; ship-ratio: ship-MB/s over
+//     writer-MB/s;
+//   - compact-s: per run, the final status to the process's exit: compacting
+//     the 250 MB log (read back from the store and written as one object);
+//   - peak-RSS-MiB: the worker process's (getrusage), and peak-anon-MiB its
+//     anonymous memory sampled every 20ms, without the file pages of the
+//     test binary's code and data.
+//
+// WT_CPUPROFILE=path makes each worker process write a CPU profile to
+// path (the last run's is left), WT_MEMPROFILE=path its allocations.
 func BenchmarkWorkerMillionLines(b *testing.B) {
 	for _, unsigned := range []bool{false, true} {
 		name := "signed"
@@ -487,7 +510,9 @@ func BenchmarkWorkerMillionLines(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			bucket := miniotest.BucketName("bench")
-			s, err := minio.Open(context.Background(), srv.Config(blob.BackendMinIO, bucket))
+			cfg := srv.Config(blob.BackendMinIO, bucket)
+			cfg.UnsignedPayload = unsigned
+			s, err := minio.Open(context.Background(), cfg)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -499,16 +524,25 @@ emit:
       cmds:
         - yes 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789 | head -n 1000000
 `)
-			var maxRSS int64
-			var stepTime time.Duration
+			const lines, text = 1_000_000, 100 * 1_000_000
+			var maxRSS, maxAnon int64
+			var stepTime, shipTime, compactTime, writerTime time.Duration
 			i := 0
 			for b.Loop() {
 				i++
 				ref := fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i)
 				cmd := helperCmd(b, s, bucket, ref, dir, unsigned)
-				out, err := cmd.CombinedOutput()
+				var out bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &out, &out
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				anon := sampleAnon(cmd.Process.Pid)
+				err := cmd.Wait()
+				exited := time.Now()
+				maxAnon = max(maxAnon, anon())
 				if err != nil {
-					b.Fatalf("worker: %v\n%s", err, out)
+					b.Fatalf("worker: %v\n%s", err, out.Bytes())
 				}
 				if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 					maxRSS = max(maxRSS, ru.Maxrss*1024)
@@ -517,14 +551,86 @@ emit:
 				if err != nil || st.Status != build.Completed {
 					b.Fatalf("status %+v %v", st, err)
 				}
-				// The step ends when its last line is shipped or queued:
-				// the writer holds it back while the store lags.
-				stepTime += st.Steps[0].FinishedAt.Sub(*st.Steps[0].StartedAt)
+				step := st.Steps[0]
+				stepTime += step.FinishedAt.Sub(*step.StartedAt)
+				shipTime += st.FinishedAt.Sub(*step.StartedAt)
+				compactTime += exited.Sub(*st.FinishedAt)
+
+				b.StopTimer()
+				writerTime += writeAlone(b, s, lines)
+				b.StartTimer()
 			}
-			b.SetBytes(100 * 1_000_000)
+			mbps := func(d time.Duration) float64 { return float64(text*i) / 1e6 / d.Seconds() }
+			b.SetBytes(text)
+			writer := mbps(writerTime)
+			b.ReportMetric(float64(lines*i)/b.Elapsed().Seconds(), "lines/s")
+			b.ReportMetric(mbps(stepTime), "step-MB/s")
+			b.ReportMetric(mbps(shipTime), "ship-MB/s")
+			b.ReportMetric(writer, "writer-MB/s")
+			b.ReportMetric(mbps(b.Elapsed())/writer, "ratio-to-writer")
+			b.ReportMetric(mbps(shipTime)/writer, "ship-ratio")
+			b.ReportMetric(compactTime.Seconds()/float64(i), "compact-s")
 			b.ReportMetric(float64(maxRSS)/(1<<20), "peak-RSS-MiB")
-			b.ReportMetric(float64(1_000_000*i)/b.Elapsed().Seconds(), "lines/s")
-			b.ReportMetric(float64(100*i)/stepTime.Seconds(), "step-MB/s")
+			b.ReportMetric(float64(maxAnon)/(1<<20), "peak-anon-MiB")
 		})
+	}
+}
+
+// writeAlone is blob/build's BenchmarkWriterMinIO once: lines 100-byte
+// records through a LogWriter with the production defaults, and Close,
+// into a new build of s. It returns the time taken.
+func writeAlone(b *testing.B, s blob.Store, lines int) time.Duration {
+	ctx := context.Background()
+	start := time.Now()
+	w, err := build.NewLogWriter(ctx, s, fmt.Sprintf("alone-%d", time.Now().UnixNano()), build.WriterConfig{SpillDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := build.Record{Stage: "build", Step: "compile", Stream: build.StreamStdout, Text: strings.Repeat("0123456789", 10)}
+	for n := 1; n <= lines; n++ {
+		rec.Line, rec.Time = uint64(n), time.Now()
+		if err := w.Write(rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+// sampleAnon samples process pid's anonymous resident memory (RssAnon)
+// every 20ms until the process is gone; the function it returns stops the
+// sampling and gives the peak in bytes.
+func sampleAnon(pid int) func() int64 {
+	var peak atomic.Int64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			if err != nil {
+				return
+			}
+			for l := range strings.Lines(string(b)) {
+				if v, ok := strings.CutPrefix(l, "RssAnon:"); ok {
+					var kb int64
+					fmt.Sscan(v, &kb)
+					if kb*1024 > peak.Load() {
+						peak.Store(kb * 1024)
+					}
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int64 {
+		close(stop)
+		<-done
+		return peak.Load()
 	}
 }
