@@ -47,7 +47,7 @@ IMAGE       ?= wharfjobs
 IMAGE_BASE  ?= debian:bookworm-slim
 DEBIAN_BASE := $(CACHE)/debian-bookworm-minbase.tar
 
-.PHONY: all build image image-tarball debian-base test vet unit bench lint fmt minio kube-bins etcd node-deps engines wharf-api registry kaniko helm staticcheck demo clean cluster-up cluster-down
+.PHONY: all build image image-tarball debian-base test vet unit bench bench-all lint fmt minio kube-bins etcd node-deps engines wharf-api registry kaniko helm staticcheck demo clean cluster-up cluster-down
 
 all: build
 
@@ -100,8 +100,12 @@ test: minio kube-bins etcd node-deps engines wharf-api registry kaniko helm debi
 vet:
 	$(GO) vet ./...
 
-## bench: Go benchmarks against a real MinIO and kube-apiserver on loopback, and the fs store
+## bench: the performance table of README.md (internal/benchtable: each measure beside its baseline in the same run, and the goal)
 bench: minio kube-bins etcd node-deps engines
+	$(GO) run ./internal/benchtable
+
+## bench-all: every Go benchmark against a real MinIO and kube-apiserver on loopback, and the fs store
+bench-all: minio kube-bins etcd node-deps engines
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 ## lint: gofmt check, go vet, staticcheck
