@@ -262,13 +262,6 @@ func (a *Aggregator) visitSoon(ctx context.Context, sem chan struct{}, ref strin
 	return true
 }
 
-// relayOnce relays ref unless a goroutine of this replica already is; then
-// that goroutine makes one more pass, so a change is never missed and a
-// build is never relayed twice at once by one replica.
-func (a *Aggregator) relayOnce(ctx context.Context, ref string) error {
-	return a.pass(ctx, ref, visitFull)
-}
-
 // visitMode is how much a visit of a build reads before it relays.
 type visitMode int
 
