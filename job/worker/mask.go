@@ -36,6 +36,9 @@ const minFragment = 4
 type masker struct {
 	pats    []string // longest first, distinct, none empty
 	longest int
+	// filter tells, in one pass over a text, that it holds none of pats
+	// (most log lines): Mask then returns at once.
+	filter prefilter
 }
 
 var _ build.Masker = (*masker)(nil)
@@ -87,6 +90,7 @@ func newMasker(secrets []string) *masker {
 		return m.pats[i] < m.pats[j]
 	})
 	m.longest = len(m.pats[0])
+	m.filter = newPrefilter(m.pats)
 	return m
 }
 
@@ -109,7 +113,7 @@ func encodings(s string) []string {
 // Mask returns s with every secret in it replaced. When s holds none it
 // returns s itself and allocates nothing: this runs for every log line.
 func (m *masker) Mask(s string) string {
-	if m == nil || !m.contains(s) {
+	if m == nil || !m.filter.mayContain(s) || !m.contains(s) {
 		return s
 	}
 	b, _ := m.MaskPrefix(make([]byte, 0, len(s)+len(maskedText)), s, true)
@@ -122,6 +126,104 @@ func (m *masker) contains(s string) bool {
 		if strings.Contains(s, p) {
 			return true
 		}
+	}
+	return false
+}
+
+// filterMin is the shortest pattern the prefilter's window covers;
+// shorter ones (raw secret values of 1-3 bytes) are searched for apart.
+const filterMin = minFragment
+
+// filterMax caps the prefilter's window, so shifts fit a byte.
+const filterMax = 64
+
+// prefilter finds out whether a text can hold one of a set of patterns in
+// one pass over it, most of it skipped: checking the patterns one by one
+// (strings.Contains) costs a pass over the line per pattern, and a
+// build's secrets with their encoded forms are a dozen patterns or more.
+//
+// It is Wu and Manber's multi-pattern search on the patterns' heads, their
+// first w bytes, w the length of the shortest pattern (at most filterMax):
+// a text that holds a pattern holds its head. A window of w bytes slides
+// over the text; the two bytes it ends with say how far it may move
+// without passing over a head: shift[block] is the least distance from
+// where that block ends in a head to the head's end, or w-1 where it is
+// in none. Where no shift is allowed the window is compared with the
+// heads. Blocks are hashed into a small table; a collision only makes a
+// shift shorter.
+type prefilter struct {
+	w     int
+	shift *[1 << filterBits]uint8
+	heads []string // distinct
+	short []string // the patterns under filterMin bytes
+}
+
+const filterBits = 12
+
+func blockHash(a, b byte) uint32 { return (uint32(a)<<8 | uint32(b)) * 0x9E3779B1 >> (32 - filterBits) }
+
+func newPrefilter(pats []string) prefilter {
+	var f prefilter
+	for _, p := range pats {
+		switch {
+		case len(p) < filterMin:
+			f.short = append(f.short, p)
+		case f.w == 0 || len(p) < f.w:
+			f.w = len(p)
+		}
+	}
+	if f.w == 0 {
+		return f
+	}
+	f.w = min(f.w, filterMax)
+	f.shift = new([1 << filterBits]uint8)
+	for i := range f.shift {
+		f.shift[i] = uint8(f.w - 1)
+	}
+	seen := map[string]bool{}
+	for _, p := range pats {
+		if len(p) < filterMin || seen[p[:f.w]] {
+			continue
+		}
+		h := p[:f.w]
+		seen[h] = true
+		f.heads = append(f.heads, h)
+		// The block ending at h[j] is w-1-j bytes from the head's end.
+		for j := 1; j < f.w; j++ {
+			b := blockHash(h[j-1], h[j])
+			f.shift[b] = min(f.shift[b], uint8(f.w-1-j))
+		}
+	}
+	return f
+}
+
+// mayContain reports whether s may hold one of the patterns; false means
+// it holds none.
+func (f *prefilter) mayContain(s string) bool {
+	for _, p := range f.short {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	if f.w == 0 {
+		return false
+	}
+	// pos is where the window ends. It never passes the end of a head in
+	// s: from a block outside the head's place the shift is at most
+	// w-1, which reaches the head's end at most; from a block inside it,
+	// at most the distance to its end.
+	for pos := f.w - 1; pos < len(s); {
+		if sh := f.shift[blockHash(s[pos-1], s[pos])]; sh > 0 {
+			pos += int(sh)
+			continue
+		}
+		win := s[pos+1-f.w : pos+1]
+		for _, h := range f.heads {
+			if h[0] == win[0] && win == h {
+				return true
+			}
+		}
+		pos++
 	}
 	return false
 }

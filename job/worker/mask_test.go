@@ -125,6 +125,73 @@ func TestMaskPrefixPiecesMatchWhole(t *testing.T) {
 	}
 }
 
+// TestPrefilterMissesNoSecret: Mask skips a line its prefilter finds no
+// pattern in, so the prefilter must never miss one. Random secrets, short
+// and long (the filter's window is capped), with their encoded forms, in
+// random texts of a small alphabet and of pieces of the patterns
+// themselves; Mask must give what masking the whole text gives.
+func TestPrefilterMissesNoSecret(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const alphabet = "ab=%-_cdZ2"
+	word := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	hits := 0
+	for round := range 3000 {
+		var secrets []string
+		for range 1 + r.IntN(4) {
+			switch r.IntN(4) {
+			case 0:
+				secrets = append(secrets, word(1+r.IntN(3)))
+			case 1:
+				secrets = append(secrets, word(60+r.IntN(100)))
+			default:
+				secrets = append(secrets, word(4+r.IntN(20)))
+			}
+		}
+		m := newMasker(secrets)
+		for range 20 {
+			var text strings.Builder
+			for range r.IntN(8) {
+				if r.IntN(2) == 0 {
+					p := m.pats[r.IntN(len(m.pats))]
+					i, j := r.IntN(len(p)+1), r.IntN(len(p)+1)
+					if r.IntN(2) == 0 {
+						i, j = 0, len(p)
+					}
+					text.WriteString(p[min(i, j):max(i, j)])
+				} else {
+					text.WriteString(word(r.IntN(30)))
+				}
+			}
+			s := text.String()
+			if m.contains(s) {
+				hits++
+				if !m.filter.mayContain(s) {
+					t.Fatalf("round %d: secrets %q: the prefilter misses a pattern in %q", round, secrets, s)
+				}
+			}
+			whole, _ := m.MaskPrefix(nil, s, true)
+			if got := m.Mask(s); got != string(whole) {
+				t.Fatalf("round %d: secrets %q: Mask(%q) = %q, masked whole %q", round, secrets, s, got, whole)
+			}
+		}
+	}
+	if hits < 10000 {
+		t.Fatalf("only %d texts held a secret", hits)
+	}
+	// A line of ordinary text skips the patterns: most of it is not even
+	// looked at.
+	m := newMasker([]string{"ghp_0123456789abcdefghijABCDEFGHIJ012345", "hunter2-secret"})
+	if m.filter.mayContain(strings.Repeat("an ordinary log line ", 5)) {
+		t.Fatal("the prefilter finds a secret in a plain line")
+	}
+}
+
 func TestMaskNoSecretAllocatesNothing(t *testing.T) {
 	m := newMasker([]string{"hunter2-secret", "token-0123456789", "line one of it\nline two of it"})
 	line := strings.Repeat("an ordinary log line ", 5)
@@ -327,11 +394,13 @@ func oldMasker(secrets []string) func(string) string {
 	return strings.NewReplacer(pairs...).Replace
 }
 
-// BenchmarkMask masks 100-byte log lines, the worker's hot path, with
-// the strings.Replacer of before (raw values only) and the masker (raw
-// values, their encodings and lines).
+// BenchmarkMask masks 100-byte log lines (digits, and an ordinary line of
+// text), the worker's hot path, with the strings.Replacer of before (raw
+// values only) and the masker (raw values, their encodings and lines).
 func BenchmarkMask(b *testing.B) {
 	plain := strings.Repeat("0123456789", 10)
+	// A line as builds print them: letters that the secrets have too.
+	logLine := "npm WARN deprecated request@2.88.2: request has been deprecated, see https://github.com/request/request/issues/3142"
 	sets := map[string][]string{
 		"token":            {"ghp_0123456789abcdefghijABCDEFGHIJ012345"},
 		"token+3passwords": {"ghp_0123456789abcdefghijABCDEFGHIJ012345", "hunter2-secret", "p@ss/w+rd?&x", "another-password-value"},
@@ -342,7 +411,7 @@ func BenchmarkMask(b *testing.B) {
 	for _, name := range names {
 		secrets := sets[name]
 		masked := plain[:60] + secrets[len(secrets)-1][:min(40, len(secrets[len(secrets)-1]))]
-		for _, line := range []struct{ name, text string }{{"nomatch", plain}, {"match", masked}} {
+		for _, line := range []struct{ name, text string }{{"nomatch", plain}, {"nomatch-log", logLine}, {"match", masked}} {
 			b.Run(name+"/"+line.name+"/replacer", func(b *testing.B) {
 				mask := oldMasker(secrets)
 				b.SetBytes(int64(len(line.text)))
