@@ -54,7 +54,7 @@ type follower struct {
 	ref    string
 	fn     func(Record) error
 	after  uint64 // last chunk read
-	offset int64  // bytes read so far, the same in chunks and log.ndjson
+	offset int64  // bytes of NDJSON read so far, the same in chunks and log.ndjson
 }
 
 func (f *follower) chunks(ctx context.Context) error {
@@ -86,9 +86,10 @@ func (f *follower) chunks(ctx context.Context) error {
 	return nil
 }
 
-// compacted reads log.ndjson from the current offset to its end.
+// compacted reads log.ndjson (decoded when it is zstd) from the current
+// offset to its end; CompactedSize, the offset after it, counts NDJSON.
 func (f *follower) compacted(ctx context.Context, state LogState) error {
-	rc, _, err := f.s.Get(ctx, LogKey(f.ref))
+	rc, err := openObject(ctx, f.s, LogKey(f.ref))
 	if err != nil {
 		return fmt.Errorf("follow log of build %s: %w", f.ref, err)
 	}

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -86,25 +87,40 @@ func compactedState(ctx context.Context, s blob.Store, ref string) (LogState, er
 	return *st.Log, nil
 }
 
-// maxChunkRead bounds one chunk read: a chunk is ChunkSize plus one record,
-// and a record's text is at most MaxText escaped.
+// maxChunkRead bounds one chunk read, as stored and decoded: a chunk is
+// ChunkSize plus one record, and a record's text is at most MaxText
+// escaped; an object holds chunks up to MaxObjectSize.
 const maxChunkRead = 64 << 20
 
-// ReadChunk returns the raw newline-delimited JSON of chunk seq.
+// ReadChunk returns the newline-delimited JSON of chunk seq: decoded when
+// the chunk is stored as zstd.
 func ReadChunk(ctx context.Context, s blob.Store, ref string, seq uint64) ([]byte, error) {
 	b, _, err := blob.ReadAll(ctx, s, ChunkKey(ref, seq), maxChunkRead)
+	if err == nil {
+		b, err = decodeObject(b)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read log chunk %d of build %s: %w", seq, ref, err)
 	}
 	return b, nil
 }
 
+// openObject opens a log object (a chunk, log.ndjson) as NDJSON.
+func openObject(ctx context.Context, s blob.Store, key string) (io.ReadCloser, error) {
+	rc, _, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return newNDJSONReader(rc)
+}
+
 // OpenLog streams the build's whole log as newline-delimited JSON, in
 // order: log.ndjson when the build's log was compacted, then any chunk
-// written after the compaction; else the chunks one after the other. The
-// compacted log is byte for byte the concatenation of the chunks it
-// replaced, so when a chunk disappears mid-read (compaction finished and
-// removed it) the reader carries on in log.ndjson at the same offset.
+// written after the compaction; else the chunks one after the other.
+// Each object is decoded when it is zstd. The compacted log decodes byte
+// for byte to the concatenation of the chunks it replaced, so when a
+// chunk disappears mid-read (compaction finished and removed it) the
+// reader carries on in log.ndjson at the same offset of NDJSON.
 func OpenLog(ctx context.Context, s blob.Store, ref string) (io.ReadCloser, error) {
 	if err := ValidateRef(ref); err != nil {
 		return nil, err
@@ -127,7 +143,7 @@ func OpenLog(ctx context.Context, s blob.Store, ref string) (io.ReadCloser, erro
 	}
 	r := &chunkReader{ctx: ctx, s: s, ref: ref, chunks: chunks}
 	if through > 0 {
-		rc, _, err := s.Get(ctx, LogKey(ref))
+		rc, err := openObject(ctx, s, LogKey(ref))
 		if err != nil {
 			return nil, fmt.Errorf("open log of build %s: compacted log: %w", ref, err)
 		}
@@ -136,17 +152,15 @@ func OpenLog(ctx context.Context, s blob.Store, ref string) (io.ReadCloser, erro
 	return r, nil
 }
 
-// chunkReader concatenates chunks, falling back to the compacted log.
+// chunkReader concatenates the NDJSON of chunks, falling back to the
+// compacted log.
 type chunkReader struct {
 	ctx    context.Context
 	s      blob.Store
 	ref    string
 	chunks []Chunk
 	cur    io.ReadCloser
-	offset int64 // bytes of chunks returned so far
-	// noFallback is set for compaction itself, which must not read the
-	// compacted log it is replacing.
-	noFallback bool
+	offset int64 // bytes of NDJSON returned so far
 }
 
 func (r *chunkReader) Read(p []byte) (int, error) {
@@ -155,8 +169,8 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 			if len(r.chunks) == 0 {
 				return 0, io.EOF
 			}
-			rc, _, err := r.s.Get(r.ctx, r.chunks[0].Key)
-			if errors.Is(err, blob.ErrNotFound) && !r.noFallback {
+			rc, err := openObject(r.ctx, r.s, r.chunks[0].Key)
+			if errors.Is(err, blob.ErrNotFound) {
 				return r.switchToCompacted(p)
 			}
 			if err != nil {
@@ -192,7 +206,7 @@ func (r *chunkReader) switchToCompacted(p []byte) (int, error) {
 	if state.CompactedThrough < r.chunks[0].Seq {
 		return 0, fmt.Errorf("read log of build %s: chunk %d vanished and is not compacted: %w", r.ref, r.chunks[0].Seq, blob.ErrNotFound)
 	}
-	rc, _, err := r.s.Get(r.ctx, LogKey(r.ref))
+	rc, err := openObject(r.ctx, r.s, LogKey(r.ref))
 	if err != nil {
 		return 0, fmt.Errorf("read log of build %s: a chunk vanished and no compacted log: %w", r.ref, err)
 	}
@@ -220,6 +234,12 @@ func (r *chunkReader) Close() error {
 // stay; DeleteChunks removes them once the relay no longer needs them.
 // Compacting again (after late lines) rewrites log.ndjson from all chunks,
 // so it refuses when earlier chunks are already gone.
+//
+// The chunks' bytes are concatenated as they are stored, so log.ndjson is
+// plain NDJSON when every chunk is, and one zstd stream (frame after
+// frame, which `zstd -d` reads whole) when any chunk is zstd: a plain
+// chunk among zstd ones (written before an upgrade, or a system line of
+// another component) goes in as a frame of stored blocks.
 func Compact(ctx context.Context, s blob.Store, ref string) (LogState, error) {
 	prev, err := compactedState(ctx, s, ref)
 	if err != nil {
@@ -239,16 +259,62 @@ func Compact(ctx context.Context, s blob.Store, ref string) (LogState, error) {
 		return LogState{}, fmt.Errorf("compact log of build %s: chunks %d..%d present, %d expected from 1: earlier chunks were deleted",
 			ref, chunks[0].Seq, chunks[len(chunks)-1].Seq, len(chunks))
 	}
-	var total int64
-	for _, c := range chunks {
-		total += c.Size
+	// The size of log.ndjson, which its upload needs first, depends on
+	// which chunks are zstd. A log is all of one kind, but for a build
+	// that changed hands mid-way (an upgrade) or ends in a plain system
+	// line (a lost worker): when the first and the last chunk are of one
+	// kind, the others are taken to be too, and checked as they are read;
+	// otherwise, or when that turns out wrong (the upload is then
+	// abandoned), each chunk is looked at first.
+	body := &compactBody{ctx: ctx, s: s, ref: ref, chunks: chunks,
+		kinds: make([]logKind, len(chunks)), known: make([]bool, len(chunks))}
+	first, last := 0, len(chunks)-1
+	for _, i := range []int{first, last} {
+		if body.known[i] {
+			continue
+		}
+		if err := body.look(i); err != nil {
+			return LogState{}, fmt.Errorf("compact log of build %s: %w", ref, err)
+		}
 	}
-	body := &chunkReader{ctx: ctx, s: s, ref: ref, chunks: chunks, noFallback: true}
-	defer body.Close()
-	if _, err := s.Put(ctx, LogKey(ref), body, total, blob.PutOptions{ContentType: "application/x-ndjson"}); err != nil {
-		return LogState{}, fmt.Errorf("compact log of build %s: %w", ref, err)
+	lookAll := body.kinds[first] != body.kinds[last]
+	var size int64
+	for attempt := 0; ; attempt++ {
+		for i := range chunks {
+			switch {
+			case body.known[i]:
+			case lookAll:
+				if err := body.look(i); err != nil {
+					return LogState{}, fmt.Errorf("compact log of build %s: %w", ref, err)
+				}
+			default:
+				body.kinds[i] = body.kinds[first]
+			}
+		}
+		size = body.start()
+		contentType := "application/x-ndjson"
+		if body.zstd {
+			contentType = "application/zstd"
+		}
+		_, err = s.Put(ctx, LogKey(ref), body, size, blob.PutOptions{ContentType: contentType})
+		body.close()
+		if err == nil {
+			break
+		}
+		if !body.changed || attempt > 0 {
+			return LogState{}, fmt.Errorf("compact log of build %s: %w", ref, err)
+		}
+		lookAll = true
 	}
-	state := LogState{CompactedThrough: chunks[len(chunks)-1].Seq, CompactedSize: total}
+	ndjson := body.ndjson
+	if body.unknownSize {
+		// A frame without its content size (not one this package wrote):
+		// count what the log decodes to.
+		if ndjson, err = decodedSize(ctx, s, LogKey(ref)); err != nil {
+			return LogState{}, fmt.Errorf("compact log of build %s: %w", ref, err)
+		}
+	}
+	state := LogState{CompactedThrough: chunks[len(chunks)-1].Seq, CompactedSize: ndjson, ObjectSize: size}
 	_, err = UpdateStatus(ctx, s, ref, func(st *Status) error {
 		if st.Status == "" {
 			return fmt.Errorf("build %s has no status document", ref)
@@ -260,6 +326,171 @@ func Compact(ctx context.Context, s blob.Store, ref string) (LogState, error) {
 		return LogState{}, fmt.Errorf("compact log of build %s: %w", ref, err)
 	}
 	return state, nil
+}
+
+// decodedSize reads the object key as NDJSON and returns its length.
+func decodedSize(ctx context.Context, s blob.Store, key string) (int64, error) {
+	rc, err := openObject(ctx, s, key)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	return io.Copy(io.Discard, rc)
+}
+
+// logKind is how a log object stores its NDJSON.
+type logKind uint8
+
+const (
+	kindPlain logKind = iota
+	kindZstd
+)
+
+// errKindChanged abandons a compaction whose guess of a chunk's kind was
+// wrong.
+var errKindChanged = errors.New("a log chunk is not of the kind the compaction expected")
+
+// compactBody is log.ndjson as it is uploaded: the chunks one after the
+// other, each checked to be of the kind its size was reckoned with.
+type compactBody struct {
+	ctx    context.Context
+	s      blob.Store
+	ref    string
+	chunks []Chunk
+	kinds  []logKind // of each chunk, known or taken to be
+	known  []bool    // kinds[i] was seen
+	zstd   bool      // log.ndjson is zstd
+
+	i       int // chunk being read
+	rc      io.ReadCloser
+	cur     io.Reader // what of chunk i goes into log.ndjson
+	sizer   *frameSizer
+	changed bool // a chunk was not of its kind in kinds
+
+	ndjson      int64 // bytes of NDJSON the chunks read so far hold
+	unknownSize bool  // a zstd frame did not say its content size
+}
+
+// look reads the first bytes of chunk i to learn its kind.
+func (b *compactBody) look(i int) error {
+	rc, _, err := b.s.Get(b.ctx, b.chunks[i].Key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	var head [4]byte
+	n, err := io.ReadFull(rc, head[:])
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		return err
+	}
+	b.kinds[i], b.known[i] = kindPlain, true
+	if isZstd(head[:n]) {
+		b.kinds[i] = kindZstd
+	}
+	return nil
+}
+
+// start readies the body for an upload and returns its size.
+func (b *compactBody) start() int64 {
+	b.close()
+	b.i, b.changed, b.ndjson, b.unknownSize, b.zstd = 0, false, 0, false, false
+	for _, k := range b.kinds {
+		b.zstd = b.zstd || k == kindZstd
+	}
+	var size int64
+	for i, c := range b.chunks {
+		if b.zstd && b.kinds[i] == kindPlain {
+			size += rawFrameSize(c.Size)
+		} else {
+			size += c.Size
+		}
+	}
+	return size
+}
+
+func (b *compactBody) close() {
+	if b.rc != nil {
+		_ = b.rc.Close()
+		b.rc, b.cur, b.sizer = nil, nil, nil
+	}
+}
+
+// open starts reading chunk b.i.
+func (b *compactBody) open() error {
+	c := b.chunks[b.i]
+	rc, _, err := b.s.Get(b.ctx, c.Key)
+	if err != nil {
+		return fmt.Errorf("chunk %d: %w", c.Seq, err)
+	}
+	var head [4]byte
+	n, err := io.ReadFull(rc, head[:])
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		_ = rc.Close()
+		return fmt.Errorf("chunk %d: %w", c.Seq, err)
+	}
+	kind := kindPlain
+	if isZstd(head[:n]) {
+		kind = kindZstd
+	}
+	b.known[b.i] = true
+	if kind != b.kinds[b.i] {
+		_ = rc.Close()
+		b.kinds[b.i], b.changed = kind, true
+		return errKindChanged
+	}
+	b.rc = rc
+	src := io.MultiReader(bytes.NewReader(head[:n]), rc)
+	switch {
+	case kind == kindZstd:
+		b.cur, b.sizer = src, newFrameSizer()
+	case b.zstd:
+		b.cur = newRawFrameReader(src, c.Size)
+		b.ndjson += c.Size
+	default:
+		b.cur = src
+	}
+	return nil
+}
+
+func (b *compactBody) Read(p []byte) (int, error) {
+	for {
+		if b.cur == nil {
+			if b.i == len(b.chunks) {
+				return 0, io.EOF
+			}
+			if err := b.open(); err != nil {
+				return 0, err
+			}
+		}
+		n, err := b.cur.Read(p)
+		switch {
+		case b.sizer != nil:
+			if _, serr := b.sizer.Write(p[:n]); serr != nil {
+				return 0, fmt.Errorf("chunk %d: %w", b.chunks[b.i].Seq, serr)
+			}
+		case !b.zstd:
+			b.ndjson += int64(n)
+		}
+		if err == io.EOF {
+			if b.sizer != nil {
+				if serr := b.sizer.close(); serr != nil {
+					return 0, fmt.Errorf("chunk %d: %w", b.chunks[b.i].Seq, serr)
+				}
+				b.ndjson += b.sizer.total
+				b.unknownSize = b.unknownSize || b.sizer.unknown
+			}
+			b.close()
+			b.i++
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("chunk %d: %w", b.chunks[b.i].Seq, err)
+		}
+		return n, nil
+	}
 }
 
 // ErrNotCompacted means log.ndjson does not hold the chunks to delete.
@@ -297,8 +528,8 @@ func deleteChunks(ctx context.Context, s blob.Store, ref string, all bool) error
 	if err != nil {
 		return fmt.Errorf("delete chunks of build %s: compacted log: %w", ref, err)
 	}
-	if info.Size != state.CompactedSize {
-		return fmt.Errorf("delete chunks of build %s: compacted log has %d bytes, status says %d", ref, info.Size, state.CompactedSize)
+	if info.Size != state.objectSize() {
+		return fmt.Errorf("delete chunks of build %s: compacted log has %d bytes, status says %d", ref, info.Size, state.objectSize())
 	}
 	for _, c := range chunks {
 		if c.Seq > state.CompactedThrough {

@@ -126,10 +126,23 @@ type Status struct {
 }
 
 // LogState records what log.ndjson holds: exactly the chunks 1 through
-// CompactedThrough, concatenated, CompactedSize bytes.
+// CompactedThrough, concatenated; CompactedSize bytes of NDJSON, the
+// offset in the log that follows them. The object itself is ObjectSize
+// bytes: fewer when it is zstd.
 type LogState struct {
 	CompactedThrough uint64 `json:"compactedThrough"`
 	CompactedSize    int64  `json:"compactedSize"`
+	// ObjectSize is the size of the log.ndjson object; 0 in a status
+	// written before logs were compressed, when it was CompactedSize.
+	ObjectSize int64 `json:"compactedObjectSize,omitempty"`
+}
+
+// objectSize is the size log.ndjson has when it is what s describes.
+func (s LogState) objectSize() int64 {
+	if s.ObjectSize > 0 {
+		return s.ObjectSize
+	}
+	return s.CompactedSize
 }
 
 // StepStatus is one step's state within a status document.
