@@ -23,7 +23,7 @@ func TestWriterConfigDefaults(t *testing.T) {
 	if err := fromEnv.Validate(); err != nil {
 		t.Errorf("the defaults do not validate: %v", err)
 	}
-	for _, bad := range []WriterConfig{{FlushInterval: -1}, {FlushLinger: -1}, {ChunkSize: -1}, {RetryMin: time.Second, RetryMax: time.Millisecond}} {
+	for _, bad := range []WriterConfig{{FlushInterval: -1}, {FlushLinger: -1}, {ChunkSize: -1}, {RetryMin: time.Second, RetryMax: time.Millisecond}, {Compression: "gzip"}} {
 		if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "WHARFJOBS_LOG_") {
 			t.Errorf("Validate(%+v) = %v, want an error naming the variable", bad, err)
 		}

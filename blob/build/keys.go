@@ -4,8 +4,8 @@
 //
 //	builds/<ref>/request.json          the request, secrets removed
 //	builds/<ref>/status.json           current status document
-//	builds/<ref>/log/<seq 10 digits>   log chunk: newline-delimited JSON records
-//	builds/<ref>/log.ndjson            whole log, compacted when the build ends
+//	builds/<ref>/log/<seq 10 digits>   log chunk: newline-delimited JSON records (zstd by default)
+//	builds/<ref>/log.ndjson            whole log, compacted when the build ends (zstd when a chunk is)
 //	builds/<ref>/diagnosis.json        a failed build's post-mortem (pods, Events, nodes)
 //	builds/<ref>/artifacts/<stage>/<step>/<path>     artifact files
 //	builds/<ref>/test-results/<stage>/<step>/<path>  test results as TRX
@@ -15,7 +15,9 @@
 //	builds/<ref>/relay/cursor          last chunk seq + status relayed
 //
 // Chunk sequence numbers start at 1 and are zero-padded, so keys sort in
-// time order. A chunk is written create-only and never rewritten.
+// time order. A chunk is written create-only and never rewritten. A log
+// object is plain NDJSON or NDJSON as zstd frames (CompressionZstd); the
+// readers here tell them apart by their first bytes and hand out NDJSON.
 package build
 
 import (

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/wharfjobs/wharfjobs/backoff"
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/internal/settings"
@@ -51,6 +52,12 @@ type WriterConfig struct {
 	RetryMax time.Duration `envconfig:"LOG_RETRY_MAX" default:"10s" desc:"longest backoff between failed log uploads"`
 	// UploadTimeout bounds one chunk upload [30s].
 	UploadTimeout time.Duration `envconfig:"LOG_UPLOAD_TIMEOUT" default:"30s" desc:"bound of one log chunk upload"`
+	// Compression is how chunks are stored [zstd]: CompressionZstd (each
+	// sealed chunk one zstd frame, compressed by the uploader) or
+	// CompressionNone (plain NDJSON). The sizes above (ChunkSize,
+	// MaxObjectSize, MemoryLimit) count NDJSON bytes either way: they bound
+	// memory and what a reader gets from one object.
+	Compression string `envconfig:"LOG_COMPRESSION" default:"zstd" desc:"how log chunks are stored: zstd (NDJSON as zstd frames) or none (plain NDJSON)"`
 	// Logger receives upload failures (never log text) [slog.Default()].
 	Logger *slog.Logger `ignored:"true"`
 }
@@ -66,6 +73,7 @@ const (
 	DefaultRetryMin      = 200 * time.Millisecond
 	DefaultRetryMax      = 10 * time.Second
 	DefaultUploadTimeout = 30 * time.Second
+	DefaultCompression   = CompressionZstd
 )
 
 // Validate refuses negative durations and sizes; the error names the
@@ -76,6 +84,11 @@ func (c WriterConfig) Validate() error {
 	}
 	if c.RetryMin > 0 && c.RetryMax > 0 && c.RetryMax < c.RetryMin {
 		return fmt.Errorf("WHARFJOBS_LOG_RETRY_MAX=%s: expected at least WHARFJOBS_LOG_RETRY_MIN (%s)", c.RetryMax, c.RetryMin)
+	}
+	switch c.Compression {
+	case "", CompressionZstd, CompressionNone:
+	default:
+		return fmt.Errorf("WHARFJOBS_LOG_COMPRESSION=%s: expected %s or %s (default %s)", c.Compression, CompressionZstd, CompressionNone, DefaultCompression)
 	}
 	return nil
 }
@@ -109,6 +122,9 @@ func (c *WriterConfig) defaults() {
 	if c.UploadTimeout <= 0 {
 		c.UploadTimeout = DefaultUploadTimeout
 	}
+	if c.Compression == "" {
+		c.Compression = DefaultCompression
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -118,6 +134,7 @@ func (c *WriterConfig) defaults() {
 type WriterStats struct {
 	Records        uint64
 	Bytes          uint64 // JSON bytes uploaded
+	StoredBytes    uint64 // bytes of the objects uploaded: Bytes compressed
 	Chunks         uint64 // chunks uploaded
 	Spilled        uint64 // chunks that went through SpillDir
 	FailedUploads  uint64 // upload attempts that failed and were retried
@@ -154,6 +171,11 @@ var ErrClosed = errors.New("log writer closed")
 // spill files after that, so an outage costs disk space, not lines. A
 // retried upload whose earlier attempt did land (same content under the
 // same key) counts as done, so no chunk is written twice.
+//
+// Chunks wait as NDJSON, in memory and in spill files; the uploader
+// compresses each into one zstd frame (Compression) just before the
+// upload, so Write does not pay for it and the producer and the
+// compression run side by side.
 type LogWriter struct {
 	store blob.Store
 	ref   string
@@ -183,6 +205,10 @@ type LogWriter struct {
 	// bufs recycles chunk buffers: a burst of output would otherwise
 	// allocate (and make the GC scan) its whole size once more.
 	bufs sync.Pool
+	// zbuf holds the compressed body of the object being uploaded, enc
+	// compresses it; only the uploader goroutine uses them.
+	zbuf []byte
+	enc  *zstd.Encoder
 }
 
 func (w *LogWriter) getBuf() []byte {
@@ -204,7 +230,11 @@ func (w *LogWriter) putBuf(b []byte) {
 // whatever is there: how the components that are not the worker (a lost
 // build, a failed launch, a lost trigger) tell the build's readers why.
 func WriteSystemLine(ctx context.Context, s blob.Store, ref, text string, logger *slog.Logger) error {
-	w, err := NewLogWriter(ctx, s, ref, WriterConfig{Logger: logger})
+	// Plain: one line gains nothing from compression, and a plain chunk
+	// fits a build of either kind (compaction wraps it in a frame when the
+	// rest is zstd), so an operator's WHARFJOBS_LOG_COMPRESSION=none,
+	// which only the worker reads, holds for the whole log.
+	w, err := NewLogWriter(ctx, s, ref, WriterConfig{Logger: logger, Compression: CompressionNone})
 	if err != nil {
 		return err
 	}
@@ -413,6 +443,12 @@ func (w *LogWriter) tick() {
 // upload sends queued chunks in order until the writer is closed and empty
 // or its context is cancelled.
 func (w *LogWriter) upload() {
+	defer func() {
+		if w.enc != nil {
+			putEncoder(w.enc)
+			w.enc = nil
+		}
+	}()
 	policy := backoff.Policy{Min: w.cfg.RetryMin, Max: w.cfg.RetryMax}
 	failures := 0
 	pending := 0 // chunks in the batch of a failed attempt, to resend as is
@@ -449,7 +485,7 @@ func (w *LogWriter) upload() {
 		seq := w.stats.NextSeq
 		w.mu.Unlock()
 
-		parts, err := w.put(batch, size, seq)
+		parts, stored, err := w.put(batch, size, seq)
 		w.mu.Lock()
 		if err == nil {
 			for i := range batch {
@@ -469,6 +505,7 @@ func (w *LogWriter) upload() {
 			w.stats.NextSeq++
 			w.stats.Chunks++
 			w.stats.Bytes += uint64(size)
+			w.stats.StoredBytes += uint64(stored)
 			w.stats.LastUploadTime = time.Now()
 			w.failing = false
 			w.room.Broadcast()
@@ -497,20 +534,27 @@ func (w *LogWriter) upload() {
 	}
 }
 
-// put uploads the batch as chunk seq. When the key is taken it tells apart
-// its own earlier attempt that landed (same MD5) from another writer's
-// chunk, and in the latter case moves on to the first free number.
-func (w *LogWriter) put(batch []chunk, size int, seq uint64) ([][]byte, error) {
+// put uploads the batch as chunk seq and returns the chunks' NDJSON and
+// the bytes stored. Compressed, each chunk of the batch is one zstd frame
+// of the object. When the key is taken it tells apart its own earlier
+// attempt that landed (same MD5 of the same body: a retry compresses the
+// same chunks into the same frames) from another writer's chunk, and in
+// the latter case moves on to the first free number.
+func (w *LogWriter) put(batch []chunk, size int, seq uint64) ([][]byte, int, error) {
 	parts := make([][]byte, len(batch))
 	for i, c := range batch {
 		parts[i] = c.data
 		if parts[i] == nil {
 			var err error
 			if parts[i], err = w.readSpill(c.spill, c.size); err != nil {
-				return nil, fmt.Errorf("read spilled chunk: %w", err)
+				return nil, 0, fmt.Errorf("read spilled chunk: %w", err)
 			}
 		}
 	}
+	if seq > MaxSeq {
+		return nil, 0, fmt.Errorf("build %s: log chunk sequence exhausted", w.ref)
+	}
+	contentType, stored := "application/x-ndjson", size
 	body := func() io.Reader {
 		rs := make([]io.Reader, len(parts))
 		for i, p := range parts {
@@ -518,35 +562,46 @@ func (w *LogWriter) put(batch []chunk, size int, seq uint64) ([][]byte, error) {
 		}
 		return io.MultiReader(rs...)
 	}
-	if seq > MaxSeq {
-		return nil, fmt.Errorf("build %s: log chunk sequence exhausted", w.ref)
+	if w.cfg.Compression == CompressionZstd {
+		// zbuf is the uploader's alone (put runs on its goroutine), reused
+		// from one object to the next.
+		if w.enc == nil {
+			w.enc = getEncoder()
+		}
+		w.zbuf = w.zbuf[:0]
+		for _, p := range parts {
+			w.zbuf = appendZstd(w.enc, w.zbuf, p)
+		}
+		z := w.zbuf
+		contentType, stored = "application/zstd", len(z)
+		body = func() io.Reader { return bytes.NewReader(z) }
 	}
 	ctx, cancel := context.WithTimeout(w.upCtx, w.cfg.UploadTimeout)
 	defer cancel()
 	key := ChunkKey(w.ref, seq)
-	_, err := w.store.Put(ctx, key, body(), int64(size),
-		blob.PutOptions{ContentType: "application/x-ndjson", IfNoneMatch: true})
+	_, err := w.store.Put(ctx, key, body(), int64(stored),
+		blob.PutOptions{ContentType: contentType, IfNoneMatch: true})
 	if err == nil || !errors.Is(err, blob.ErrPreconditionFailed) {
-		return parts, err
+		return parts, stored, err
 	}
 	info, serr := w.store.Stat(ctx, key)
 	if serr != nil {
-		return nil, fmt.Errorf("chunk %s exists but cannot be checked: %w", key, serr)
+		return nil, 0, fmt.Errorf("chunk %s exists but cannot be checked: %w", key, serr)
 	}
 	h := md5.New()
 	_, _ = io.Copy(h, body())
 	if info.ETag == hex.EncodeToString(h.Sum(nil)) {
-		return parts, nil // an earlier attempt landed; its answer was lost
+		return parts, stored, nil // an earlier attempt landed; its answer was lost
 	}
 	last, lerr := LastChunk(ctx, w.store, w.ref)
 	if lerr != nil {
-		return nil, lerr
+		return nil, 0, lerr
 	}
 	w.mu.Lock()
 	w.stats.SeqConflicts++
 	w.stats.NextSeq = max(w.stats.NextSeq, last+1)
 	w.mu.Unlock()
-	return nil, fmt.Errorf("chunk %s: %w", key, errSeqTaken)
+	return nil, 0, fmt.Errorf("chunk %s: %w", key, errSeqTaken)
 }
 
 // readSpill reads a spilled chunk into a pooled buffer.

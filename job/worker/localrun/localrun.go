@@ -138,15 +138,28 @@ func shell(step worker.Step) string {
 func (r Runner) runScript(ctx context.Context, step worker.Step, script string, stdout, stderr io.Writer) (int, error) {
 	cmd := exec.Command(shell(step), script)
 	cmd.Dir = step.Workspace
-	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.Env = stepEnviron(step.Environ())
 	// Own process group, so stopping the step stops everything it started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	outs, perr := newOutputs(cmd, stdout, stderr)
+	if perr != nil {
+		return -1, fmt.Errorf("start %s: %w", shell(step), perr)
+	}
 	if err := cmd.Start(); err != nil {
+		outs.abort()
 		return -1, fmt.Errorf("start %s: %w", shell(step), err)
 	}
+	outs.start()
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	// As exec.Cmd's Wait with writers: the step has ended when its
+	// process has and its output is read to the end.
+	go func() {
+		err := cmd.Wait()
+		if werr := outs.wait(); err == nil {
+			err = werr
+		}
+		done <- err
+	}()
 	var err error
 	select {
 	case err = <-done:
@@ -189,4 +202,122 @@ func stepEnviron(vars map[string]string) []string {
 		env = append(env, k+"="+vars[k])
 	}
 	return env
+}
+
+// pipeSize is the capacity the runner asks for the pipes of a step's
+// stdout and stderr (Linux's default is 64 KiB; 1 MiB is what
+// /proc/sys/fs/pipe-max-size allows unprivileged processes by default),
+// and readSize how much of one it takes in one read. While the worker is
+// busy a step can run ahead by a pipe's capacity, and what piled up is
+// then taken in few reads and handed to the log as one Write: fewer
+// wake-ups of the step and the worker, fewer Writes, each of more lines.
+const (
+	pipeSize = 1 << 20
+	readSize = 128 << 10
+)
+
+// outputs copies a step's stdout and stderr from pipes of its own to the
+// step's writers, as exec.Cmd does for writers that are not files but with
+// larger pipes and reads.
+type outputs struct {
+	reads  []*os.File // the pipes' read ends
+	child  []*os.File // their write ends, which the step's process gets
+	copies []func() error
+	errs   chan error
+}
+
+func newOutputs(cmd *exec.Cmd, stdout, stderr io.Writer) (*outputs, error) {
+	o := &outputs{}
+	var err error
+	if cmd.Stdout, err = o.pipe(stdout); err != nil {
+		o.abort()
+		return nil, err
+	}
+	if sameWriter(stdout, stderr) {
+		// One pipe for both, as exec.Cmd does: one goroutine writes.
+		cmd.Stderr = cmd.Stdout
+	} else if cmd.Stderr, err = o.pipe(stderr); err != nil {
+		o.abort()
+		return nil, err
+	}
+	return o, nil
+}
+
+// pipe returns what the step's process writes to for w: as with exec.Cmd,
+// nil (the null device) and a file are passed on as they are, any other
+// writer gets a pipe whose read end is copied to it.
+func (o *outputs) pipe(w io.Writer) (io.Writer, error) {
+	if f, ok := w.(*os.File); ok || w == nil {
+		if f == nil {
+			return nil, nil
+		}
+		return f, nil
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	o.reads, o.child = append(o.reads, pr), append(o.child, pw)
+	// Best effort: the default size works, only slower.
+	growPipe(pw, pipeSize)
+	o.copies = append(o.copies, func() error {
+		defer pr.Close()
+		buf := make([]byte, readSize)
+		for {
+			n, err := pr.Read(buf)
+			if n > 0 {
+				if _, werr := w.Write(buf[:n]); werr != nil {
+					return werr
+				}
+			}
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	})
+	return pw, nil
+}
+
+// sameWriter reports whether a and b are the same writer, as exec.Cmd
+// compares Stdout and Stderr; values whose type cannot be compared differ.
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
+}
+
+// start closes the write ends the step's process now holds, so a read
+// ends when the step's processes close theirs, and starts the copies.
+func (o *outputs) start() {
+	for _, f := range o.child {
+		f.Close()
+	}
+	o.errs = make(chan error, len(o.copies))
+	for _, c := range o.copies {
+		go func() { o.errs <- c() }()
+	}
+}
+
+// wait waits for the copies to end and returns the first error.
+func (o *outputs) wait() error {
+	var first error
+	for range o.copies {
+		if err := <-o.errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// abort closes the pipes of a step that did not start.
+func (o *outputs) abort() {
+	for _, f := range append(o.reads, o.child...) {
+		f.Close()
+	}
 }
