@@ -205,14 +205,17 @@ func stepEnviron(vars map[string]string) []string {
 }
 
 // pipeSize is the capacity the runner asks for the pipes of a step's
-// stdout and stderr (Linux's default is 64 KiB; 1 MiB is what
-// /proc/sys/fs/pipe-max-size allows unprivileged processes by default),
-// and readSize how much of one it takes in one read. While the worker is
-// busy a step can run ahead by a pipe's capacity, and what piled up is
-// then taken in few reads and handed to the log as one Write: fewer
-// wake-ups of the step and the worker, fewer Writes, each of more lines.
+// stdout and stderr (Linux's default is 64 KiB), and readSize how much of
+// one it takes in one read. While the worker is busy a step can run ahead
+// by a pipe's capacity, and what piled up is then taken in few reads and
+// handed to the log as one Write: fewer wake-ups of the step and the
+// worker, fewer Writes, each of more lines. 1 MiB pipes (the most an
+// unprivileged process may ask for) gained little more, and pipes count
+// against a user's pipe-user-pages-soft (64 MiB): past it, every new pipe
+// of that user, a step's own `a | b` too, gets 8 KiB. At 256 KiB a stage
+// takes 64 parallel steps to get there.
 const (
-	pipeSize = 1 << 20
+	pipeSize = 256 << 10
 	readSize = 128 << 10
 )
 

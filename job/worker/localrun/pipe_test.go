@@ -34,7 +34,7 @@ func (w *blockedWriter) Write(p []byte) (int, error) {
 
 // TestStepRunsAheadOfABusyWorker: while the worker is busy with what it
 // read (its Write into the log waits), a step can write as much as the
-// pipe holds, 1 MiB, rather than Linux's default 64 KiB.
+// pipe holds, 256 KiB, rather than Linux's default 64 KiB.
 func TestStepRunsAheadOfABusyWorker(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("pipes are resized on Linux only")
@@ -56,7 +56,7 @@ func TestStepRunsAheadOfABusyWorker(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		var err error
-		res, err = Runner{}.Run(context.Background(), pipeStep(t, "head -c 786432 /dev/zero", "touch "+marker, "echo end"), out, &bytes.Buffer{})
+		res, err = Runner{}.Run(context.Background(), pipeStep(t, "head -c 204800 /dev/zero", "touch "+marker, "echo end"), out, &bytes.Buffer{})
 		done <- err
 	}()
 	deadline := time.Now().Add(30 * time.Second)
@@ -66,7 +66,7 @@ func TestStepRunsAheadOfABusyWorker(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			close(out.release)
-			t.Fatal("the step could not write 768 KiB while the worker was busy")
+			t.Fatal("the step could not write 200 KiB while the worker was busy")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -74,7 +74,7 @@ func TestStepRunsAheadOfABusyWorker(t *testing.T) {
 	if err := <-done; err != nil || res.ExitCode != 0 {
 		t.Fatalf("Run: %+v, %v", res, err)
 	}
-	if got := out.buf.String(); len(got) != 786432+4 || !strings.HasSuffix(got, "\x00end\n") {
+	if got := out.buf.String(); len(got) != 204800+4 || !strings.HasSuffix(got, "\x00end\n") {
 		t.Fatalf("stdout: %d bytes, ends %q", len(got), got[max(0, len(got)-8):])
 	}
 }
