@@ -212,8 +212,9 @@ func stepEnviron(vars map[string]string) []string {
 // worker, fewer Writes, each of more lines. 1 MiB pipes (the most an
 // unprivileged process may ask for) gained little more, and pipes count
 // against a user's pipe-user-pages-soft (64 MiB): past it, every new pipe
-// of that user, a step's own `a | b` too, gets 8 KiB. At 256 KiB a stage
-// takes 64 parallel steps to get there.
+// of that user, a step's own `a | b` too, gets 8 KiB. With two pipes of
+// 256 KiB a step, a stage takes 128 parallel steps to get there (32 with
+// 1 MiB).
 const (
 	pipeSize = 256 << 10
 	readSize = 128 << 10
