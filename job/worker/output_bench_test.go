@@ -2,33 +2,15 @@ package worker
 
 import (
 	"context"
-	"io"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/blobtest"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 )
-
-// discardStore keeps nothing: a LogWriter over it costs what the path to
-// the store costs, without a store.
-type discardStore struct{}
-
-func (discardStore) Put(_ context.Context, key string, r io.Reader, _ int64, _ blob.PutOptions) (blob.Info, error) {
-	n, err := io.Copy(io.Discard, r)
-	return blob.Info{Key: key, Size: n, ETag: "-"}, err
-}
-func (discardStore) Get(context.Context, string) (io.ReadCloser, blob.Info, error) {
-	return nil, blob.Info{}, blob.ErrNotFound
-}
-func (discardStore) Stat(context.Context, string) (blob.Info, error) {
-	return blob.Info{}, blob.ErrNotFound
-}
-func (discardStore) List(context.Context, blob.ListOptions) ([]blob.Info, error) { return nil, nil }
-func (discardStore) Delete(context.Context, string) error                        { return nil }
 
 // BenchmarkStepOutput is the worker's side of a step's output without the
 // store: 1M log lines of 100 bytes, as a step's stdout pipe hands them over
@@ -45,7 +27,7 @@ func BenchmarkStepOutput(b *testing.B) {
 	block := []byte(strings.Repeat(text+"\n", 10_000))
 	total := lines * (len(text) + 1)
 	newWriter := func(b *testing.B) *build.LogWriter {
-		w, err := build.NewLogWriter(context.Background(), discardStore{}, "bench", build.WriterConfig{SpillDir: b.TempDir()})
+		w, err := build.NewLogWriter(context.Background(), blobtest.Discard{}, "bench", build.WriterConfig{SpillDir: b.TempDir()})
 		if err != nil {
 			b.Fatal(err)
 		}

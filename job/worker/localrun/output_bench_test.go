@@ -8,29 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/blobtest"
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/job/pipeline"
 	"github.com/wharfjobs/wharfjobs/job/worker"
 	"github.com/wharfjobs/wharfjobs/job/worker/localrun"
 )
-
-// discardStore keeps nothing: a LogWriter over it costs what the path to
-// the store costs, without a store.
-type discardStore struct{}
-
-func (discardStore) Put(_ context.Context, key string, r io.Reader, _ int64, _ blob.PutOptions) (blob.Info, error) {
-	n, err := io.Copy(io.Discard, r)
-	return blob.Info{Key: key, Size: n, ETag: "-"}, err
-}
-func (discardStore) Get(context.Context, string) (io.ReadCloser, blob.Info, error) {
-	return nil, blob.Info{}, blob.ErrNotFound
-}
-func (discardStore) Stat(context.Context, string) (blob.Info, error) {
-	return blob.Info{}, blob.ErrNotFound
-}
-func (discardStore) List(context.Context, blob.ListOptions) ([]blob.Info, error) { return nil, nil }
-func (discardStore) Delete(context.Context, string) error                        { return nil }
 
 // counter counts what is written to it, and the writes.
 type counter struct{ bytes, writes atomic.Int64 }
@@ -76,7 +59,7 @@ func BenchmarkStepOutputPipe(b *testing.B) {
 		b.SetBytes(lines * text)
 		defer reportCPU(b)()
 		for b.Loop() {
-			w, err := build.NewLogWriter(context.Background(), discardStore{}, "bench", build.WriterConfig{SpillDir: b.TempDir()})
+			w, err := build.NewLogWriter(context.Background(), blobtest.Discard{}, "bench", build.WriterConfig{SpillDir: b.TempDir()})
 			if err != nil {
 				b.Fatal(err)
 			}
