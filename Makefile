@@ -47,7 +47,7 @@ IMAGE       ?= wharfjobs
 IMAGE_BASE  ?= debian:bookworm-slim
 DEBIAN_BASE := $(CACHE)/debian-bookworm-minbase.tar
 
-.PHONY: all build image image-tarball debian-base test vet unit bench bench-all lint fmt minio kube-bins etcd node-deps engines wharf-api registry kaniko helm staticcheck demo clean cluster-up cluster-down
+.PHONY: all build image image-tarball debian-base test vet unit bench bench-all lint fmt minio kube-bins etcd node-deps engines tools wharf-api registry kaniko helm staticcheck demo clean cluster-up cluster-down
 
 all: build
 
@@ -94,7 +94,7 @@ $(DEBIAN_BASE):
 	rm -rf $(CACHE)/debian-base-tmp
 
 ## test: vet, then every test (unit, and integration against a real MinIO and a real kube-apiserver) with the race detector
-test: minio kube-bins etcd node-deps engines wharf-api registry kaniko helm debian-base vet
+test: minio kube-bins etcd node-deps engines tools wharf-api registry kaniko helm debian-base vet
 	$(GO) test $(TEST_FLAGS) ./...
 
 vet:
@@ -180,6 +180,14 @@ engines:
 	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
 	    trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
 	    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; fi; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; fi
+
+## tools: install Debian's zstd (when missing): tests read the log chunks with the reference decoder as an operator would (`mc cat ... | zstd -d`)
+TOOL_DEBS := zstd
+tools:
+	@missing=""; \
+	for p in $(TOOL_DEBS); do $(DEB_INSTALLED) || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing from Debian:$$missing"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; fi
 
 ## etcd: install Debian's etcd-server when no etcd is on the PATH
