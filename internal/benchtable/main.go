@@ -116,23 +116,20 @@ var rows = []row{
 		},
 	},
 	{
-		name: "writer", pkg: "./blob/build/", bench: "^BenchmarkWriterMinIO$", benchtime: "2x",
-		cells: func(r results, _ string) (string, string, string) {
-			// Only feeds the worker row: the LogWriter alone.
-			return "", "", ""
-		},
-	},
-	{
 		name: "worker", pkg: "./job/worker/", bench: "^BenchmarkWorkerMillionLines$", benchtime: "2x",
 		goal: "≥ 90% of the LogWriter alone, ≥ 100 MB/s of text, peak RSS ≤ 32 MiB",
 		cells: func(r results, _ string) (string, string, string) {
-			w, ok1 := r.get("BenchmarkWorkerMillionLines/signed", "step-MB/s")
+			// The worker benchmark runs the LogWriter alone into the same
+			// MinIO between its own runs, so the ratio compares two figures
+			// from the same minutes on the same cores.
+			ship, ok1 := r.get("BenchmarkWorkerMillionLines/signed", "ship-MB/s")
+			lw, ok2 := r.get("BenchmarkWorkerMillionLines/signed", "writer-MB/s")
+			ratio, ok3 := r.get("BenchmarkWorkerMillionLines/signed", "ratio-to-writer")
 			rss, _ := r.get("BenchmarkWorkerMillionLines/signed", "peak-RSS-MiB")
-			lw, ok2 := r.get("BenchmarkWriterMinIO", "MB/s")
-			if !(ok1 && ok2) {
+			if !(ok1 && ok2 && ok3) {
 				return missing, missing, missing
 			}
-			return fmt.Sprintf("%.0f MB/s of text, peak RSS %.1f MiB", w, rss), fmt.Sprintf("LogWriter alone: %.0f MB/s", lw), fmt.Sprintf("%.2fx", w/lw)
+			return fmt.Sprintf("%.0f MB/s of text shipped, peak RSS %.1f MiB", ship, rss), fmt.Sprintf("LogWriter alone: %.0f MB/s", lw), fmt.Sprintf("%.2fx", ratio)
 		},
 	},
 	{
@@ -147,10 +144,15 @@ var rows = []row{
 			for i := 1; i <= 4; i++ {
 				f[i], _ = strconv.ParseFloat(m[i], 64)
 			}
-			floor := f[4] + 2*f[3] // the worker's pod and two step pods
+			// Three do-nothing pods one after the other, each from create
+			// to the kubelet reporting it Succeeded: what a build of two
+			// sequential steps costs if each pod's end waited for that
+			// report. The build's worker sees a step's end sooner (its
+			// log stream ends, the pod watch), so it can beat this.
+			naive := f[4] + 2*f[3]
 			return fmt.Sprintf("first line %.2f s, final %.2f s", f[1], f[2]),
-				fmt.Sprintf("kubelet floor: worker pod %.2f s + 2 step-shaped pods %.2f s = %.2f s", f[4], 2*f[3], floor),
-				fmt.Sprintf("%.2fx", f[2]/floor)
+				fmt.Sprintf("bare pods create → Succeeded: one-container %.2f s + 2 step-shaped (init container) %.2f s = %.2f s", f[4], 2*f[3], naive),
+				fmt.Sprintf("%.2fx", f[2]/naive)
 		},
 	},
 	{
@@ -159,12 +161,13 @@ var rows = []row{
 		cells: func(r results, _ string) (string, string, string) {
 			text, ok1 := r.get("BenchmarkLogsCommand/text", "MB/s")
 			raw, ok2 := r.get("BenchmarkLogsCommand/raw", "log-MB/s")
+			rawText, _ := r.get("BenchmarkLogsCommand/raw", "MB/s")
 			get, ok3 := r.get("BenchmarkLogsCommand/get", "MB/s")
 			getLog, _ := r.get("BenchmarkLogsCommand/get", "log-MB/s")
 			if !(ok1 && ok2 && ok3) {
 				return missing, missing, missing
 			}
-			return fmt.Sprintf("`logs`: %.0f MB/s of text; `--raw`: %.0f MB/s of log read", text, raw),
+			return fmt.Sprintf("`logs`: %.0f MB/s of text; `--raw`: %.0f MB/s of log read (%.0f MB/s of text)", text, raw, rawText),
 				fmt.Sprintf("GET of log.ndjson: %.0f MB/s of text (%.0f of log)", get, getLog),
 				fmt.Sprintf("%.2fx / %.2fx", text/get, raw/getLog)
 		},
@@ -182,9 +185,6 @@ func main() {
 		if n != "" {
 			want[n] = true
 		}
-	}
-	if want["worker"] {
-		want["writer"] = true
 	}
 	r := results{}
 	logs := map[string]string{}
