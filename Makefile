@@ -32,6 +32,8 @@ STATICCHECK := $(CACHE_BIN)/staticcheck-$(STATICCHECK_VERSION)
 REGISTRY_STAMP := $(CACHE_BIN)/.registry-$(REGISTRY_VERSION)
 KANIKO_STAMP   := $(CACHE_BIN)/.kaniko-$(KANIKO_VERSION)
 HELM_STAMP     := $(CACHE_BIN)/.helm-$(HELM_VERSION)
+COREDNS_VERSION := v1.15.0
+COREDNS_STAMP  := $(CACHE_BIN)/.coredns-$(COREDNS_VERSION)
 
 GO          ?= go
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -47,7 +49,7 @@ IMAGE       ?= wharfjobs
 IMAGE_BASE  ?= debian:bookworm-slim
 DEBIAN_BASE := $(CACHE)/debian-bookworm-minbase.tar
 
-.PHONY: all build image image-tarball debian-base test vet unit bench bench-all lint fmt minio kube-bins etcd node-deps engines tools wharf-api registry kaniko helm staticcheck demo clean cluster-up cluster-down
+.PHONY: all build image image-tarball debian-base test vet unit bench bench-all lint fmt minio kube-bins etcd node-deps engines tools wharf-api registry kaniko helm coredns staticcheck demo clean cluster-up cluster-down
 
 all: build
 
@@ -94,18 +96,18 @@ $(DEBIAN_BASE):
 	rm -rf $(CACHE)/debian-base-tmp
 
 ## test: vet, then every test (unit, and integration against a real MinIO and a real kube-apiserver) with the race detector
-test: minio kube-bins etcd node-deps engines tools wharf-api registry kaniko helm debian-base vet
+test: minio kube-bins coredns etcd node-deps engines tools wharf-api registry kaniko helm debian-base vet
 	$(GO) test $(TEST_FLAGS) ./...
 
 vet:
 	$(GO) vet ./...
 
 ## bench: the performance table of README.md (internal/benchtable: each measure beside its baseline in the same run, and the goal)
-bench: minio kube-bins etcd node-deps engines
+bench: minio kube-bins coredns etcd node-deps engines
 	$(GO) run ./internal/benchtable
 
 ## bench-all: every Go benchmark against a real MinIO and kube-apiserver on loopback, and the fs store
-bench-all: minio kube-bins etcd node-deps engines
+bench-all: minio kube-bins coredns etcd node-deps engines
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 ## lint: gofmt check, go vet, staticcheck
@@ -131,8 +133,8 @@ $(MINIO_STAMP): hack/minio/flush.go
 	@rm -f $(CACHE_BIN)/.minio-*
 	@touch $@
 
-## kube-bins: build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kubectl from k8s.io/kubernetes into .cache/bin (once)
-KUBE_BINS := kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl
+## kube-bins: build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl from k8s.io/kubernetes into .cache/bin (once)
+KUBE_BINS := kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl
 KUBE_TARGETS := $(addprefix $(CACHE_BIN)/,$(KUBE_BINS))
 kube-bins: $(KUBE_TARGETS)
 # The version is in hack/kube/go.mod: bumping it rebuilds every binary.
@@ -158,8 +160,8 @@ $(WHARF_API):
 # also succeeds for a package removed with its configuration files kept.
 DEB_INSTALLED = dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q '^install ok installed$$'
 
-## node-deps: install Debian's containerd, runc, CNI plugins, busybox-static and git for the test node (when missing)
-NODE_DEBS := containerd runc containernetworking-plugins busybox-static iproute2 git
+## node-deps: install Debian's containerd, runc, CNI plugins, busybox-static, iproute2, iptables (kube-proxy's) and git for the test node (when missing)
+NODE_DEBS := containerd runc containernetworking-plugins busybox-static iproute2 iptables git
 node-deps:
 	@missing=""; \
 	for p in $(NODE_DEBS); do $(DEB_INSTALLED) || missing="$$missing $$p"; done; \
@@ -224,6 +226,18 @@ $(KANIKO_STAMP):
 	@rm -f $(CACHE_BIN)/.kaniko-*
 	@touch $@
 
+## coredns: build CoreDNS $(COREDNS_VERSION) into .cache/bin (once), the test node's cluster DNS
+coredns: $(COREDNS_STAMP)
+$(COREDNS_STAMP):
+	@mkdir -p $(CACHE_BIN)
+	@echo "building CoreDNS $(COREDNS_VERSION) into $(CACHE_BIN) (minutes, once)"
+	rm -rf $(CACHE)/coredns-tmp
+	GOBIN=$(CACHE)/coredns-tmp CGO_ENABLED=0 $(GO) install -trimpath github.com/coredns/coredns@$(COREDNS_VERSION)
+	mv $(CACHE)/coredns-tmp/coredns $(CACHE_BIN)/coredns
+	rm -rf $(CACHE)/coredns-tmp
+	@rm -f $(CACHE_BIN)/.coredns-*
+	@touch $@
+
 ## helm: build helm $(HELM_VERSION) (static) into .cache/bin (once), the helm steps' tool
 helm: $(HELM_STAMP)
 $(HELM_STAMP):
@@ -246,7 +260,7 @@ $(STATICCHECK):
 	rm -rf $(CACHE)/staticcheck-tmp
 
 ## cluster-up / cluster-down: the tests' cluster (control plane and a node with containerd) by hand, for kubectl
-cluster-up: kube-bins etcd node-deps
+cluster-up: kube-bins coredns etcd node-deps
 	$(GO) run ./internal/testcluster/clusterctl up
 cluster-down:
 	$(GO) run ./internal/testcluster/clusterctl down
