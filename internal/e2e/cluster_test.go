@@ -161,7 +161,7 @@ func workerImageOf(t *testing.T, dir string) image.Image {
 func stepImageOf(t *testing.T) image.Image {
 	t.Helper()
 	files := []image.File{{Path: "/bin/busybox", Source: busybox(t), Mode: 0o755}, {Path: "/tmp", Dir: true, Mode: fs.ModeSticky | 0o777}}
-	for _, applet := range []string{"sh", "echo", "cat", "ls", "id", "pwd", "sleep", "env", "wc", "seq", "true", "false", "mkdir", "cp", "printf", "test", "head", "dd"} {
+	for _, applet := range []string{"sh", "echo", "cat", "ls", "id", "pwd", "sleep", "env", "wc", "seq", "true", "false", "mkdir", "cp", "printf", "test", "head", "dd", "httpd", "wget", "nslookup", "nc", "grep", "sed", "tail", "timeout"} {
 		files = append(files, image.File{Path: "/bin/" + applet, Link: "busybox"})
 	}
 	return image.Image{Name: stepImage, Files: files, Entrypoint: []string{"/bin/sh"}, Env: []string{"PATH=/bin"}}
@@ -318,16 +318,22 @@ func debugState(c *testcluster.Cluster) string {
 // container that does nothing first, when withInit) and returns how long
 // it took from its creation until the API server showed it Succeeded:
 // what the kubelet costs a pod on this node, whatever runs it.
+// restricted is a container security context the namespace's
+// "restricted" Pod Security profile admits.
+func restricted() *corev1.SecurityContext {
+	yes, no, uid := true, false, int64(65532)
+	return &corev1.SecurityContext{AllowPrivilegeEscalation: &no, RunAsNonRoot: &yes, RunAsUser: &uid,
+		Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}, SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
+}
+
 func barePod(ctx context.Context, t *testing.T, c *testcluster.Cluster, withInit bool) time.Duration {
 	t.Helper()
 	name := "bare-pod"
 	if withInit {
 		name = "bare-pod-init"
 	}
-	yes, no, uid := true, false, int64(65532)
-	sec := &corev1.SecurityContext{AllowPrivilegeEscalation: &no, RunAsNonRoot: &yes, RunAsUser: &uid,
-		Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}, SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
-	ctr := corev1.Container{Name: "main", Image: stepImage, ImagePullPolicy: corev1.PullNever, Command: []string{"/bin/true"}, SecurityContext: sec}
+	no := false
+	ctr := corev1.Container{Name: "main", Image: stepImage, ImagePullPolicy: corev1.PullNever, Command: []string{"/bin/true"}, SecurityContext: restricted()}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
 		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{ctr}, AutomountServiceAccountToken: &no}}
 	if withInit {

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -115,10 +114,6 @@ func deployTo(ctx context.Context, t *testing.T, c *testcluster.Cluster, store b
 		"WHARFJOBS_STEP_FETCH_IMAGE": workerImage,
 		"WHARFJOBS_STEP_CPU_REQUEST": "10m",
 		"WHARFJOBS_LOG_FORMAT":       "json",
-		// No kube-proxy on the test node: the worker reaches the API
-		// server at the bridge address instead of the Service IP.
-		"KUBERNETES_SERVICE_HOST": testcluster.PodHostIP,
-		"KUBERNETES_SERVICE_PORT": strconv.Itoa(c.Port),
 	}
 	maps.Copy(env, workerEnv)
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "wharfjobs-worker", Namespace: namespace}, Data: env}

@@ -168,6 +168,8 @@ syncFrequency: 10s
 fileCheckFrequency: 10s
 nodeStatusUpdateFrequency: 5s
 resolvConf: ""
+clusterDNS: [%s]
+clusterDomain: %s
 `
 
 const kubeletKubeconfig = `apiVersion: v1
@@ -188,7 +190,8 @@ current-context: test
 `
 
 // startNode starts containerd, imports the pause image, and starts
-// kube-scheduler and a kubelet; it returns when the node is Ready.
+// kube-scheduler and a kubelet, then kube-proxy and CoreDNS; it returns
+// when the node is Ready and Services route.
 func (c *Cluster) startNode(ctx context.Context, host, caFile string) error {
 	schedBin, err := binary("kube-scheduler")
 	if err != nil {
@@ -250,7 +253,7 @@ func (c *Cluster) startNode(ctx context.Context, host, caFile string) error {
 	if err := os.MkdirAll(filepath.Join(kdir, "pod-logs"), 0o755); err != nil {
 		return err
 	}
-	kcfg := fmt.Sprintf(kubeletConfig, PodHostIP, kubeletPort, healthzPort, c.containerdSock, filepath.Join(kdir, "pod-logs"))
+	kcfg := fmt.Sprintf(kubeletConfig, PodHostIP, kubeletPort, healthzPort, c.containerdSock, filepath.Join(kdir, "pod-logs"), PodHostIP, ClusterDomain)
 	if err := os.WriteFile(filepath.Join(c.dir, "kubelet.yaml"), []byte(kcfg), 0o644); err != nil {
 		return err
 	}
@@ -285,7 +288,7 @@ func (c *Cluster) startNode(ctx context.Context, host, caFile string) error {
 	}); err != nil {
 		return fmt.Errorf("kubelet: %w; log: %s", err, c.tail("kubelet"))
 	}
-	return nil
+	return c.startServiceNetwork(ctx)
 }
 
 // pauseImage builds the sandbox image (a static Go program) into the
@@ -355,6 +358,7 @@ func (c *Cluster) drainNode() {
 // cluster's socket) and unmounts what the kubelet and containerd mounted
 // under dir, so that dir can be removed.
 func cleanupNode(dir string) {
+	cleanupNetwork()
 	for _, root := range []string{"/sys/fs/cgroup/pids/kubepods", "/sys/fs/cgroup/kubepods", "/sys/fs/cgroup/memory/kubepods"} {
 		killCgroup(root)
 	}

@@ -2,7 +2,7 @@
 // etcd (Debian's etcd-server package) and kube-apiserver, optionally
 // kube-controller-manager, and optionally a node that runs pods
 // (kube-scheduler, a kubelet, and Debian's containerd, runc and CNI
-// plugins). The Kubernetes binaries are built from k8s.io/kubernetes by
+// plugins) and routes Services (kube-proxy in iptables mode, CoreDNS). The Kubernetes binaries are built from k8s.io/kubernetes by
 // `make kube-bins` into .cache/bin. Tests fail, never skip, when a binary
 // is missing, and say how to get it.
 //
@@ -233,8 +233,9 @@ func Start(opts Options) (*Cluster, error) {
 		}
 		controllers := "job,garbage-collector-controller,ttl-after-finished-controller,serviceaccount-token-controller,serviceaccount-controller,root-ca-certificate-publisher-controller"
 		if opts.Node {
-			// It lifts the not-ready taint a kubelet registers with.
-			controllers += ",node-lifecycle-controller"
+			// It lifts the not-ready taint a kubelet registers with; the
+			// EndpointSlices are what kube-proxy routes Services to.
+			controllers += ",node-lifecycle-controller,endpointslice-controller,endpoints-controller"
 		}
 		if err := c.start("kube-controller-manager", cmBin,
 			"--kubeconfig", c.Kubeconfig,
