@@ -108,3 +108,51 @@ func TestFailedBuildRecordsDiagnosis(t *testing.T) {
 		}
 	}
 }
+
+// releaseRunner records when the worker releases it, and the steps run
+// by then.
+type releaseRunner struct {
+	ran      []string
+	released []string // the steps run at each Release
+}
+
+func (*releaseRunner) Name() string { return "release" }
+
+func (r *releaseRunner) Run(_ context.Context, step worker.Step, _, _ io.Writer) (worker.Result, error) {
+	r.ran = append(r.ran, step.Name)
+	if step.Name == "fails" {
+		return worker.Result{ExitCode: 1}, nil
+	}
+	return worker.Result{}, nil
+}
+
+func (r *releaseRunner) Release(context.Context) error {
+	r.released = append(r.released, strings.Join(r.ran, ","))
+	return nil
+}
+
+// The worker releases a runner's build resources (the kube runner's
+// workspace URL Secret) once, after the last step, whether the build
+// completed or failed.
+func TestWorkerReleasesTheRunnerAfterTheSteps(t *testing.T) {
+	s, err := fs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for ref, yml := range map[string]string{
+		"1": "a:\n  one:\n    container:\n      image: debian\n      cmds: [x]\nb:\n  two:\n    container:\n      image: debian\n      cmds: [x]\n",
+		"2": "a:\n  fails:\n    container:\n      image: debian\n      cmds: [x]\n",
+	} {
+		cfg := testConfig(t)
+		cfg.SkipClone, cfg.Workdir = true, pipelineDir(t, yml)
+		if _, err := build.WriteStatus(ctx, s, ref, build.Status{Status: build.Scheduling}, ""); err != nil {
+			t.Fatal(err)
+		}
+		r := &releaseRunner{}
+		_, st := worker.Run(ctx, s, job.Request{BuildRef: ref}, r, cfg)
+		if len(r.released) != 1 || r.released[0] != strings.Join(r.ran, ",") {
+			t.Fatalf("build %s (%s): released %q, steps run %q; want one Release after all steps", ref, st.Status, r.released, r.ran)
+		}
+	}
+}

@@ -78,6 +78,13 @@ type StepRunner interface {
 	Name() string
 }
 
+// Releaser is a StepRunner that holds resources for the whole build (the
+// kube runner's workspace URL Secret); the worker releases them once the
+// build's steps are done, before its final status.
+type Releaser interface {
+	Release(ctx context.Context) error
+}
+
 // Config tunes a build run.
 type Config struct {
 	// StepTimeout bounds each step; 0 means no limit.
@@ -282,6 +289,14 @@ func (r *run) finish(ctx context.Context, code int, reason string) (int, build.S
 	phase := build.Completed
 	if code != ExitCompleted {
 		phase = build.Failed
+	}
+	if rel, ok := r.runner.(Releaser); ok {
+		// Also when the build was cancelled: ctx is done then.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		if err := rel.Release(rctx); err != nil {
+			r.cfg.Logger.Warn("cannot release the runner's build resources", "build", r.ref, "error", err)
+		}
+		cancel()
 	}
 	diagnosed := phase == build.Failed && r.recordDiagnosis(ctx, reason)
 	if r.log != nil {

@@ -168,7 +168,10 @@ type Runner struct {
 	published map[string]string // workspace dir -> Secret name holding its URL
 }
 
-var _ worker.StepRunner = (*Runner)(nil)
+var (
+	_ worker.StepRunner = (*Runner)(nil)
+	_ worker.Releaser   = (*Runner)(nil)
+)
 
 // Name implements worker.StepRunner.
 func (*Runner) Name() string { return "kube" }
@@ -541,6 +544,30 @@ func (r *Runner) diagnose(ctx context.Context, pod *corev1.Pod, step worker.Step
 		d.Pods[i].Stage, d.Pods[i].Step = step.Stage, step.Name
 	}
 	return &d
+}
+
+// Release implements worker.Releaser: it deletes the build's workspace
+// URL Secrets once its steps are done. The URL is a bearer capability to
+// the workspace in the store; the worker pod owns the Secrets, but the pod
+// stays until its Job's TTL.
+func (r *Runner) Release(ctx context.Context) error {
+	r.mu.Lock()
+	names := make([]string, 0, len(r.published))
+	for _, n := range r.published {
+		names = append(names, n)
+	}
+	r.published = nil
+	r.mu.Unlock()
+	var errs []error
+	for _, n := range names {
+		cctx, cancel := context.WithTimeout(ctx, r.timeout())
+		err := r.Client.CoreV1().Secrets(r.Config.Namespace).Delete(cctx, n, metav1.DeleteOptions{})
+		cancel()
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete workspace secret %s: %w", n, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (r *Runner) deleteSecret(name string) {

@@ -459,3 +459,37 @@ func TestPodChangesWakeTheRunner(t *testing.T) {
 		t.Fatalf("result %+v, %v (a result of -1 Cancelled: the runner slept through the pod's change)", res, err)
 	}
 }
+
+// TestReleaseDeletesTheWorkspaceSecret: the workspace URL Secret, which
+// every step of a build shares, goes when the worker releases the runner
+// after the build's steps, not with the worker pod at the Job's TTL.
+func TestReleaseDeletesTheWorkspaceSecret(t *testing.T) {
+	r, cs, _ := newRunner()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, name := range []string{"compile", "test"} {
+		drive(t, cs, func(p *corev1.Pod) {
+			p.Status.Phase = corev1.PodSucceeded
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{terminated("step", 0, "Completed")}
+		})
+		var out, errb bytes.Buffer
+		if res, err := r.Run(ctx, testStep(name), &out, &errb); err != nil || res.ExitCode != 0 {
+			t.Fatalf("step %s: %+v, %v", name, res, err)
+		}
+	}
+	secrets, _ := cs.CoreV1().Secrets("builds").List(ctx, metav1.ListOptions{})
+	if len(secrets.Items) != 1 {
+		t.Fatalf("%d Secrets after two steps, want the one workspace URL Secret", len(secrets.Items))
+	}
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	secrets, _ = cs.CoreV1().Secrets("builds").List(ctx, metav1.ListOptions{})
+	if len(secrets.Items) != 0 {
+		t.Fatalf("Secret %s left after Release", secrets.Items[0].Name)
+	}
+	// A second Release (a cancelled build releases too) has nothing to do.
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
