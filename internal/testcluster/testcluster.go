@@ -234,8 +234,12 @@ func Start(opts Options) (*Cluster, error) {
 		controllers := "job,garbage-collector-controller,ttl-after-finished-controller,serviceaccount-token-controller,serviceaccount-controller,root-ca-certificate-publisher-controller"
 		if opts.Node {
 			// It lifts the not-ready taint a kubelet registers with; the
-			// EndpointSlices are what kube-proxy routes Services to.
-			controllers += ",node-lifecycle-controller,endpointslice-controller,endpoints-controller"
+			// EndpointSlices are what kube-proxy routes Services to; the
+			// rest run what a Helm chart installs (Deployments, a
+			// StatefulSet with a PVC bound to a static PV).
+			controllers += ",node-lifecycle-controller,endpointslice-controller,endpoints-controller" +
+				",deployment-controller,replicaset-controller,statefulset-controller" +
+				",persistentvolume-binder-controller,persistentvolumeclaim-protection-controller,persistentvolume-protection-controller"
 		}
 		if err := c.start("kube-controller-manager", cmBin,
 			"--kubeconfig", c.Kubeconfig,
@@ -254,6 +258,12 @@ func Start(opts Options) (*Cluster, error) {
 		if err := c.startNode(ctx, host, c.CAFile); err != nil {
 			return nil, err
 		}
+	}
+	// A process that refused its flags (a controller name of another
+	// Kubernetes version, say) exits at once, and the cluster then looks
+	// ready while nothing reconciles.
+	if err := c.checkRunning(); err != nil {
+		return nil, err
 	}
 	if opts.Node && opts.Detach {
 		if err := os.WriteFile(detachedMarker, []byte(dir), 0o644); err != nil {
@@ -396,6 +406,19 @@ func (c *Cluster) start(name, bin string, args ...string) error {
 		}
 		defer f.Close()
 		fmt.Fprintln(f, cmd.Process.Pid)
+	}
+	return nil
+}
+
+// checkRunning returns an error naming the first of the cluster's
+// processes that has exited, with the end of its log.
+func (c *Cluster) checkRunning() error {
+	for _, p := range c.procs {
+		var ws syscall.WaitStatus
+		if pid, err := syscall.Wait4(p.Process.Pid, &ws, syscall.WNOHANG, nil); err == nil && pid == p.Process.Pid {
+			name := filepath.Base(p.Path)
+			return fmt.Errorf("%s exited (%v); log: %s", name, ws, c.tail(name))
+		}
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ package wharfapitest
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -65,19 +66,31 @@ mq:
 // Start runs wharf-api on a free loopback port with a fresh SQLite
 // database, triggering builds on engine, and waits until it answers.
 func Start(engine Engine) (*Server, error) {
+	return StartOn("127.0.0.1:0", engine)
+}
+
+// StartOn is Start listening on addr (host:port; port 0: a free one), for
+// example the test node's bridge address, where pods reach it.
+func StartOn(addr string, engine Engine) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("wharf-api address %q: %w", addr, err)
+	}
+	if port == "0" {
+		p, err := testenv.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		addr = net.JoinHostPort(host, strconv.Itoa(p))
 	}
 	dir, err := os.MkdirTemp("", "wharf-api-*")
 	if err != nil {
 		return nil, err
 	}
-	port, err := testenv.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
 	cfg := fmt.Sprintf(configTmpl, filepath.Join(dir, "wharf.db"), addr, engine.URL, engine.Token)
 	if err := os.WriteFile(filepath.Join(dir, "wharf-api-config.yml"), []byte(cfg), 0o600); err != nil {
 		return nil, err

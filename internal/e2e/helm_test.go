@@ -1,0 +1,402 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/wharfjobs/wharfjobs/internal/dockerfile"
+	"github.com/wharfjobs/wharfjobs/internal/image"
+	"github.com/wharfjobs/wharfjobs/internal/testcluster"
+	"github.com/wharfjobs/wharfjobs/internal/testenv"
+	"github.com/wharfjobs/wharfjobs/internal/wharfapitest"
+	"github.com/wharfjobs/wharfjobs/job"
+)
+
+const (
+	// The production image, built from the Dockerfile, and MinIO's image,
+	// built from the pinned MinIO binary (`make minio`).
+	prodRepo   = "wharfjobs"
+	prodTag    = "helm-e2e"
+	minioImage = "wharfjobs-minio:e2e"
+	helmNS     = "wharfjobs-helm"
+	// storageClass names the static local PV the test makes for the
+	// chart's MinIO.
+	storageClass = "wharfjobs-local"
+	helmBuilds   = 20
+)
+
+// helmPipeline has two stages, the first with two parallel steps, and a
+// few hundred lines.
+const helmPipeline = `build:
+  alpha:
+    container:
+      image: ` + stepImage + `
+      cmds:
+        - for i in $(seq 1 200); do echo "alpha line $i"; done
+  beta:
+    container:
+      image: ` + stepImage + `
+      cmds:
+        - for i in $(seq 1 200); do echo "beta line $i"; done
+test:
+  gamma:
+    container:
+      image: ` + stepImage + `
+      cmds:
+        - for i in $(seq 1 100); do echo "gamma line $i"; done
+`
+
+// helmLines are the step lines every build must show in wharf-api once.
+func helmLines() []string {
+	var lines []string
+	for _, s := range []struct {
+		step string
+		n    int
+	}{{"build/alpha", 200}, {"build/beta", 200}, {"test/gamma", 100}} {
+		name := s.step[strings.Index(s.step, "/")+1:]
+		for i := 1; i <= s.n; i++ {
+			lines = append(lines, fmt.Sprintf("[%s] %s line %d", s.step, name, i))
+		}
+	}
+	return lines
+}
+
+// TestHelmDeployment deploys wharfjobs the way an operator does, with
+// `helm install` of charts/wharfjobs onto the test node: the production
+// image built from the Dockerfile, the chart's in-cluster MinIO on a PVC,
+// the provisioner's NodePort as a real wharf-api's engine URL, the
+// aggregator relaying to that wharf-api. Builds triggered through
+// wharf-api all complete with every line exactly once; `helm uninstall`
+// leaves only MinIO's PVC.
+func TestHelmDeployment(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	helm := cachedTool(t, "helm", "WHARFJOBS_HELM_BIN", "helm")
+	minioBin := cachedTool(t, "minio", "WHARFJOBS_MINIO_BIN", "minio")
+
+	t0 := time.Now()
+	prodArchive := filepath.Join(dir, "wharfjobs-prod.tar")
+	if err := dockerfile.Build(ctx, prodRepo+":"+prodTag, "v0.0.0-helm-e2e", prodArchive); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(prodArchive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("production image built from the Dockerfile in %v: docker save %.1f MB", time.Since(t0).Round(time.Second), float64(st.Size())/1e6)
+	minioImg := image.Image{Name: minioImage, Entrypoint: []string{"/usr/bin/minio"}, Files: []image.File{
+		{Path: "/usr/bin/minio", Source: minioBin, Mode: 0o755},
+		{Path: "/tmp", Dir: true, Mode: fs.ModeSticky | 0o777},
+	}}
+	c := startNode(ctx, t, dir, stepImageOf(t), minioImg)
+	if err := c.ImportImage(ctx, prodArchive); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Remove(prodArchive)
+	cs := c.Client.CoreV1()
+
+	// The release's namespace, labelled as the chart's README says, and
+	// a PV for MinIO's claim.
+	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: helmNS, Labels: map[string]string{
+		"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest",
+	}}}
+	if _, err := cs.Namespaces().Create(ctx, nsObj, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "minio-data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(data, 1000, 1000); err != nil { // MinIO's user in the chart; hostPath ignores fsGroup
+		t.Fatal(err)
+	}
+	mode := storagev1.VolumeBindingImmediate
+	if _, err := c.Client.StorageV1().StorageClasses().Create(ctx, &storagev1.StorageClass{
+		ObjectMeta: metav1.ObjectMeta{Name: storageClass}, Provisioner: "kubernetes.io/no-provisioner", VolumeBindingMode: &mode,
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dirOrCreate := corev1.HostPathDirectoryOrCreate
+	if _, err := cs.PersistentVolumes().Create(ctx, &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "wharfjobs-e2e-minio"},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName:              storageClass,
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			PersistentVolumeSource:        corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: data, Type: &dirOrCreate}},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// wharf-api listens on the bridge, where the aggregator reaches it;
+	// its port is chosen first because the chart needs the URL and
+	// wharf-api needs the provisioner's NodePort, which the install makes.
+	apiPort, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiAddr := net.JoinHostPort(testcluster.PodHostIP, strconv.Itoa(apiPort))
+	values := fmt.Sprintf(`image: {repository: %s, tag: %s, pullPolicy: IfNotPresent}
+token: e2e-token
+wharfApi: {url: "http://%s"}
+minio:
+  image: %s
+  storageClass: %s
+  storageSize: 1Gi
+  resources: {requests: {cpu: 10m, memory: 64Mi}, limits: {cpu: "2", memory: 1Gi}}
+provisioner:
+  service: {type: NodePort}
+  resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: "1", memory: 256Mi}}
+  extraEnv: [{name: WHARFJOBS_MAX_RUNNING_BUILDS, value: "6"}, {name: WHARFJOBS_QUEUE_RELEASE_INTERVAL, value: "1s"}]
+aggregator:
+  resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: "1", memory: 256Mi}}
+worker:
+  resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: "1", memory: 256Mi}}
+  extraEnv: {WHARFJOBS_STEP_CPU_REQUEST: 10m, WHARFJOBS_BUILD_TTL_AFTER_FINISHED: 10s}
+`, prodRepo, prodTag, apiAddr, minioImage, storageClass)
+	valuesFile := filepath.Join(dir, "values.yaml")
+	if err := os.WriteFile(valuesFile, []byte(values), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	helmRun := func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, helm, args...)
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+c.Kubeconfig, "HELM_CACHE_HOME="+filepath.Join(dir, "helm-cache"),
+			"HELM_CONFIG_HOME="+filepath.Join(dir, "helm-config"), "HELM_DATA_HOME="+filepath.Join(dir, "helm-data"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("helm %s: %v\n%s\n%s", strings.Join(args, " "), err, out, debugState(c))
+		}
+		return string(out)
+	}
+	t1 := time.Now()
+	helmRun("install", "wharfjobs", "../../charts/wharfjobs", "--namespace", helmNS, "-f", valuesFile, "--wait", "--wait-for-jobs", "--timeout", "5m")
+	t.Logf("helm install --wait: %v", time.Since(t1).Round(time.Millisecond))
+
+	svc, err := cs.Services(helmNS).Get(ctx, "wharfjobs-provisioner", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engineURL := fmt.Sprintf("http://%s:%d/api/worker", testcluster.PodHostIP, svc.Spec.Ports[0].NodePort)
+	api, err := wharfapitest.StartOn(apiAddr, wharfapitest.Engine{URL: engineURL, Token: "e2e-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("wharf-api log:\n%s", api.Log())
+		}
+		api.Close()
+	})
+
+	repoURL := serveRepo(t, ctx, dir, map[string]string{".wharf-ci.yml": helmPipeline})
+	client := api.Client()
+	project, err := client.CreateProject("helm-e2e", repoURL, helmPipeline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		id        string
+		triggered time.Time
+		done      time.Duration
+		status    string
+	}
+	results := make([]result, helmBuilds)
+	var wg sync.WaitGroup
+	errs := make(chan error, helmBuilds)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i].triggered = time.Now()
+			id, err := client.StartBuild(project)
+			if err != nil {
+				errs <- fmt.Errorf("build %d: %w", i, err)
+				return
+			}
+			results[i].id = id
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	err = testenv.WaitFor(ctx, 12*time.Minute, 250*time.Millisecond, func() error {
+		pending := 0
+		for i := range results {
+			r := &results[i]
+			if r.status != "" {
+				continue
+			}
+			b, err := client.Build(r.id)
+			if err != nil {
+				return err
+			}
+			if b.Status == "Completed" || b.Status == "Failed" {
+				r.status, r.done = b.Status, time.Since(r.triggered)
+				continue
+			}
+			pending++
+		}
+		if pending > 0 {
+			return fmt.Errorf("%d of %d builds not ended in wharf-api", pending, helmBuilds)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, debugState(c))
+	}
+	var took []time.Duration
+	for _, r := range results {
+		if r.status != "Completed" {
+			t.Errorf("build %s ended %s in wharf-api", r.id, r.status)
+		}
+		took = append(took, r.done)
+	}
+	slices.Sort(took)
+	t.Logf("%d builds triggered at once through wharf-api, trigger -> Completed in wharf-api: p50 %v, p95 %v, max %v",
+		helmBuilds, took[len(took)/2].Round(time.Millisecond), took[len(took)*95/100].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
+
+	// Every line once in wharf-api: the final status went out after the
+	// build's last line.
+	want := helmLines()
+	for _, r := range results {
+		var logs []struct {
+			Message string `json:"message"`
+		}
+		if err := client.JSON(http.MethodGet, "/api/build/"+r.id+"/log", nil, &logs); err != nil {
+			t.Fatal(err)
+		}
+		count := map[string]int{}
+		for _, l := range logs {
+			count[l.Message]++
+		}
+		bad := 0
+		for _, l := range want {
+			if n := count[l]; n != 1 {
+				if bad++; bad <= 3 {
+					t.Errorf("build %s: wharf-api has %q %d times, want once", r.id, l, n)
+				}
+			}
+		}
+		if bad > 0 {
+			t.Errorf("build %s: %d of %d step lines not exactly once (%d lines in all)", r.id, bad, len(want), len(logs))
+		}
+	}
+
+	// Nothing of a build left once the Jobs' TTL (10 s here) passed: no
+	// Jobs, no step pods, no per-build Secrets.
+	err = testenv.WaitFor(ctx, 2*time.Minute, 500*time.Millisecond, func() error {
+		jobs, err := c.Client.BatchV1().Jobs(helmNS).List(ctx, metav1.ListOptions{LabelSelector: job.LabelBuildRef})
+		if err != nil {
+			return err
+		}
+		if n := len(jobs.Items); n > 0 {
+			return fmt.Errorf("%d build Jobs left", n)
+		}
+		pods, err := cs.Pods(helmNS).List(ctx, metav1.ListOptions{LabelSelector: job.LabelStep})
+		if err != nil {
+			return err
+		}
+		if n := len(pods.Items); n > 0 {
+			return fmt.Errorf("%d step pods left", n)
+		}
+		secrets, err := cs.Secrets(helmNS).List(ctx, metav1.ListOptions{LabelSelector: job.LabelBuildRef})
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, s := range secrets.Items {
+			names = append(names, s.Name)
+		}
+		if len(names) > 0 {
+			return fmt.Errorf("per-build Secrets left: %v", names)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+
+	// helm uninstall leaves MinIO's PVC (the chart's README says so) and
+	// nothing else of the release.
+	helmRun("uninstall", "wharfjobs", "--namespace", helmNS, "--wait", "--timeout", "3m")
+	err = testenv.WaitFor(ctx, 2*time.Minute, time.Second, func() error {
+		var left []string
+		sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=wharfjobs"}
+		pods, err := cs.Pods(helmNS).List(ctx, sel)
+		if err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			left = append(left, "pod/"+p.Name)
+		}
+		svcs, err := cs.Services(helmNS).List(ctx, sel)
+		if err != nil {
+			return err
+		}
+		for _, s := range svcs.Items {
+			left = append(left, "service/"+s.Name)
+		}
+		cms, err := cs.ConfigMaps(helmNS).List(ctx, sel)
+		if err != nil {
+			return err
+		}
+		for _, m := range cms.Items {
+			left = append(left, "configmap/"+m.Name)
+		}
+		secrets, err := cs.Secrets(helmNS).List(ctx, sel)
+		if err != nil {
+			return err
+		}
+		for _, s := range secrets.Items {
+			left = append(left, "secret/"+s.Name)
+		}
+		sas, err := cs.ServiceAccounts(helmNS).List(ctx, sel)
+		if err != nil {
+			return err
+		}
+		for _, s := range sas.Items {
+			left = append(left, "serviceaccount/"+s.Name)
+		}
+		if len(left) > 0 {
+			return fmt.Errorf("left after helm uninstall: %v", left)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	pvcs, err := cs.PersistentVolumeClaims(helmNS).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pvcs.Items) != 1 || !strings.HasPrefix(pvcs.Items[0].Name, "data-wharfjobs-minio-") {
+		var names []string
+		for _, p := range pvcs.Items {
+			names = append(names, p.Name)
+		}
+		t.Errorf("PVCs after helm uninstall: %v, want MinIO's data-wharfjobs-minio-0 only", names)
+	}
+}
