@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
+	"github.com/wharfjobs/wharfjobs/internal/dockerfile"
 	"github.com/wharfjobs/wharfjobs/internal/image"
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
@@ -53,7 +54,8 @@ func TestBuildRunsOnARealNode(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 
-	c := startNode(ctx, t, dir, workerImageOf(t, dir), stepImageOf(t))
+	c := startNode(ctx, t, dir, stepImageOf(t))
+	importProdImage(ctx, t, c)
 	// Services of this machine that pods reach at the bridge address.
 	store, storeCfg := startStore(ctx, t, "e2e")
 	repoURL := serveRepo(t, ctx, dir, map[string]string{".wharf-ci.yml": pipelineFile, "README.md": "# demo repository\n"})
@@ -123,38 +125,53 @@ func TestBuildRunsOnARealNode(t *testing.T) {
 	}
 }
 
-// workerImageOf is the wharfjobs image: the static binary, and git (with
-// its libraries) and a shell for cloning, from this machine.
-func workerImageOf(t *testing.T, dir string) image.Image {
+// The production image, built from the Dockerfile once per run of this
+// package (internal/dockerfile: about 25 s) as workerImage, and imported
+// into each test's node: the end-to-end tests run what operators run.
+var (
+	prodOnce    sync.Once
+	prodArchive string
+	prodSize    int64
+	prodErr     error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if prodArchive != "" {
+		_ = os.RemoveAll(filepath.Dir(prodArchive))
+	}
+	os.Exit(code)
+}
+
+// importProdImage imports the production image into c's node, building
+// it first when this run has not.
+func importProdImage(ctx context.Context, t *testing.T, c *testcluster.Cluster) {
 	t.Helper()
-	root, err := testenv.ModuleRoot()
-	if err != nil {
+	prodOnce.Do(func() {
+		t0 := time.Now()
+		dir, err := os.MkdirTemp("", "wharfjobs-e2e-image-*")
+		if err != nil {
+			prodErr = err
+			return
+		}
+		prodArchive = filepath.Join(dir, "wharfjobs-e2e.tar")
+		if prodErr = dockerfile.Build(ctx, workerImage, "v0.0.0-e2e", prodArchive); prodErr != nil {
+			return
+		}
+		st, err := os.Stat(prodArchive)
+		if err != nil {
+			prodErr = err
+			return
+		}
+		prodSize = st.Size()
+		t.Logf("production image %s built from the Dockerfile in %v: docker save %.1f MB", workerImage, time.Since(t0).Round(time.Second), float64(prodSize)/1e6)
+	})
+	if prodErr != nil {
+		t.Fatalf("build the production image: %v", prodErr)
+	}
+	if err := c.ImportImage(ctx, prodArchive); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "wharfjobs")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/wharfjobs")
-	cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build wharfjobs: %v: %s", err, out)
-	}
-	gitPath, err := exec.LookPath("git")
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := image.HostBinary(gitPath, "/usr/bin/git")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// git runs its subcommands from its exec path.
-	files = append(files,
-		image.File{Path: "/usr/lib/git-core/git", Source: gitPath, Mode: 0o755},
-		image.File{Path: "/wharfjobs", Source: bin, Mode: 0o755},
-		image.File{Path: "/bin/busybox", Source: busybox(t), Mode: 0o755},
-		image.File{Path: "/bin/sh", Link: "busybox"},
-		image.File{Path: "/tmp", Dir: true, Mode: fs.ModeSticky | 0o777},
-		image.File{Path: "/etc/passwd", Data: []byte("root:x:0:0::/root:/bin/sh\nnonroot:x:65532:65532::/tmp:/bin/sh\n")},
-	)
-	return image.Image{Name: workerImage, Files: files, Entrypoint: []string{"/wharfjobs"}, User: "65532", Env: []string{"PATH=/usr/bin:/bin", "HOME=/tmp"}}
 }
 
 // stepImageOf is a small step image: Debian's busybox-static.

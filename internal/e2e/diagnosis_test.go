@@ -27,7 +27,8 @@ func TestWhyABuildWaitsOrDiedOnARealNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	c := startNode(ctx, t, dir, workerImageOf(t, dir), stepImageOf(t))
+	c := startNode(ctx, t, dir, stepImageOf(t))
+	importProdImage(ctx, t, c)
 	store, storeCfg := startStore(ctx, t, "why")
 	repo := func(name, pipeline string) string {
 		d := filepath.Join(dir, name)

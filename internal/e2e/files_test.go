@@ -29,7 +29,8 @@ func TestFilesOnARealNode(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 
-	c := startNode(ctx, t, dir, workerImageOf(t, dir), stepImageOf(t))
+	c := startNode(ctx, t, dir, stepImageOf(t))
+	importProdImage(ctx, t, c)
 	store, storeCfg := startStore(ctx, t, "files")
 	files, wantTests, err := wharfapitest.FilesRepo(stepImage)
 	if err != nil {

@@ -21,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/wharfjobs/wharfjobs/internal/dockerfile"
 	"github.com/wharfjobs/wharfjobs/internal/image"
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
@@ -30,10 +29,8 @@ import (
 )
 
 const (
-	// The production image, built from the Dockerfile, and MinIO's image,
-	// built from the pinned MinIO binary (`make minio`).
-	prodRepo   = "wharfjobs"
-	prodTag    = "helm-e2e"
+	// MinIO's image, built from the pinned MinIO binary (`make minio`);
+	// the chart runs the production image, workerImage.
 	minioImage = "wharfjobs-minio:e2e"
 	helmNS     = "wharfjobs-helm"
 	// storageClass names the static local PV the test makes for the
@@ -92,25 +89,12 @@ func TestHelmDeployment(t *testing.T) {
 	helm := cachedTool(t, "helm", "WHARFJOBS_HELM_BIN", "helm")
 	minioBin := cachedTool(t, "minio", "WHARFJOBS_MINIO_BIN", "minio")
 
-	t0 := time.Now()
-	prodArchive := filepath.Join(dir, "wharfjobs-prod.tar")
-	if err := dockerfile.Build(ctx, prodRepo+":"+prodTag, "v0.0.0-helm-e2e", prodArchive); err != nil {
-		t.Fatal(err)
-	}
-	st, err := os.Stat(prodArchive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("production image built from the Dockerfile in %v: docker save %.1f MB", time.Since(t0).Round(time.Second), float64(st.Size())/1e6)
 	minioImg := image.Image{Name: minioImage, Entrypoint: []string{"/usr/bin/minio"}, Files: []image.File{
 		{Path: "/usr/bin/minio", Source: minioBin, Mode: 0o755},
 		{Path: "/tmp", Dir: true, Mode: fs.ModeSticky | 0o777},
 	}}
 	c := startNode(ctx, t, dir, stepImageOf(t), minioImg)
-	if err := c.ImportImage(ctx, prodArchive); err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Remove(prodArchive)
+	importProdImage(ctx, t, c)
 	cs := c.Client.CoreV1()
 
 	// The release's namespace, labelled as the chart's README says, and
@@ -173,7 +157,7 @@ aggregator:
 worker:
   resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: "1", memory: 256Mi}}
   extraEnv: {WHARFJOBS_STEP_CPU_REQUEST: 10m, WHARFJOBS_BUILD_TTL_AFTER_FINISHED: 10s}
-`, prodRepo, prodTag, apiAddr, minioImage, storageClass)
+`, strings.Split(workerImage, ":")[0], strings.Split(workerImage, ":")[1], apiAddr, minioImage, storageClass)
 	valuesFile := filepath.Join(dir, "values.yaml")
 	if err := os.WriteFile(valuesFile, []byte(values), 0o600); err != nil {
 		t.Fatal(err)

@@ -98,7 +98,8 @@ func TestStepTypesRunOnARealNode(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 
-	c := startNode(ctx, t, dir, workerImageOf(t, dir), kanikoImageOf(t), helmImageOf(t), kubectlImageOf(t))
+	c := startNode(ctx, t, dir, kanikoImageOf(t), helmImageOf(t), kubectlImageOf(t))
+	importProdImage(ctx, t, c)
 	// Services of this machine that pods reach at the bridge address.
 	store, storeCfg := startStore(ctx, t, "e2e-steps")
 	reg := startRegistry(t, ctx, dir)
