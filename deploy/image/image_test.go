@@ -24,14 +24,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wharfjobs/wharfjobs/internal/dockerfile"
 	"github.com/wharfjobs/wharfjobs/internal/enginetest"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
 // dockerCLI is Debian's docker.io client, which matches the private
-// dockerd (20.10); the PATH is not searched, as this machine has another
-// client in /usr/local/bin.
-const dockerCLI = "/usr/bin/docker"
+// dockerd (20.10).
+const dockerCLI = dockerfile.DockerCLI
 
 const (
 	// The image and the version the test builds it with.
@@ -44,20 +44,14 @@ const (
 	// libraries, dash and the certificates 25 MB; Debian with git, the
 	// naive image, is 461 MB.
 	maxSize = 150_000_000
-	// baseFile is where `make debian-base` writes Debian's minbase.
-	baseFile = ".cache/debian-bookworm-minbase.tar"
 )
 
-// debianBase returns the debootstrap tarball: WHARFJOBS_DEBIAN_BASE when
-// set, else .cache/debian-bookworm-minbase.tar in the module's root.
-func debianBase(t *testing.T, root string) string {
+// debianBase returns the debootstrap tarball (dockerfile.DebianBase).
+func debianBase(t *testing.T) string {
 	t.Helper()
-	p := os.Getenv("WHARFJOBS_DEBIAN_BASE")
-	if p == "" {
-		p = filepath.Join(root, baseFile)
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("Debian's minbase tarball not found at %s: run `make debian-base` (or `make test`, which does it) or set WHARFJOBS_DEBIAN_BASE", p)
+	p, err := dockerfile.DebianBase()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return p
 }
@@ -117,7 +111,7 @@ func TestDockerfileBuildsTheImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := debianBase(t, root)
+	base := debianBase(t)
 	if _, err := os.Stat(dockerCLI); err != nil {
 		t.Fatalf("%s not found: install Debian's docker.io: make engines", dockerCLI)
 	}

@@ -44,7 +44,7 @@ func DebianBase() (string, error) {
 		p = filepath.Join(root, BaseFile)
 	}
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("Debian's minbase tarball not found at %s: run `make debian-base` (or `make test`, which does it) or set WHARFJOBS_DEBIAN_BASE", p)
+		return "", fmt.Errorf("no Debian minbase tarball at %s: run `make debian-base` (or `make test`, which does it) or set WHARFJOBS_DEBIAN_BASE", p)
 	}
 	return p, nil
 }
