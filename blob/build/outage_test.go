@@ -264,3 +264,69 @@ func TestSlowStoreBatchesQueuedChunks(t *testing.T) {
 	}
 	t.Logf("%d objects for %d bytes of NDJSON (%d stored), largest %d", len(chunks), sealed, stored, biggest)
 }
+
+// A writer whose spill directory cannot be made (a read-only root
+// filesystem, as the aggregator's pod has) still writes its log, and
+// keeps its chunks in memory during an outage rather than lose them; it
+// makes no directory until it has to spill.
+func TestWriterWithoutASpillDirectory(t *testing.T) {
+	ctx := testCtx(t)
+	file := t.TempDir() + "/not-a-directory"
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unusable := file + "/spill"
+
+	s := newFS(t)
+	if err := build.WriteSystemLine(ctx, s, "30", "build failed: WorkerLost: gone", nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fastConfig(t)
+	cfg.SpillDir = unusable
+	w, err := build.NewLogWriter(ctx, s, "31", cfg)
+	if err != nil {
+		t.Fatalf("a writer that has not spilled needs no spill directory: %v", err)
+	}
+	if err := w.Write(build.Record{Stream: build.StreamSystem, Time: time.Now(), Text: "written"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if recs := readLog(t, s, "31"); len(recs) != 1 || recs[0].Text != "written" {
+		t.Fatalf("the store has %+v, want the one line", recs)
+	}
+	if recs := readLog(t, s, "30"); len(recs) != 1 || !strings.HasPrefix(recs[0].Text, "build failed") {
+		t.Fatalf("WriteSystemLine stored %+v", recs)
+	}
+
+	// During an outage, past the memory budget: no spill, nothing lost.
+	f := &flaky{Store: newFS(t)}
+	cfg = fastConfig(t)
+	spillDir := cfg.SpillDir
+	cfg.SpillDir = unusable
+	w, err = build.NewLogWriter(ctx, f, "32", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.down.Store(true)
+	const n = 5000
+	for i := 1; i <= n; i++ {
+		if err := w.Write(build.Record{Stream: build.StreamStdout, Line: uint64(i), Time: time.Now(), Text: fmt.Sprintf("line %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Flush()
+	waitStats(t, ctx, w, "2 failed uploads", func(st build.WriterStats) bool { return st.FailedUploads >= 2 })
+	if st := w.Stats(); st.Spilled != 0 {
+		t.Fatalf("spilled %d chunks into an unusable directory", st.Spilled)
+	}
+	f.down.Store(false)
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkSequence(t, readLog(t, f.Store, "32"), n)
+	if left := countFiles(t, spillDir); left != 0 {
+		t.Fatalf("%d files in the test's own spill directory", left)
+	}
+}

@@ -180,7 +180,7 @@ type LogWriter struct {
 	store blob.Store
 	ref   string
 	cfg   WriterConfig
-	dir   string // this writer's spill directory
+	dir   string // this writer's spill directory, made at the first spill
 
 	mu      sync.Mutex
 	room    *sync.Cond // signalled when uploads free memory or start failing
@@ -264,19 +264,11 @@ func newLogWriter(ctx context.Context, s blob.Store, ref string, cfg WriterConfi
 	if err != nil {
 		return nil, fmt.Errorf("log writer for build %s: %w", ref, err)
 	}
-	if err := os.MkdirAll(cfg.SpillDir, 0o700); err != nil {
-		return nil, fmt.Errorf("log writer for build %s: spill dir: %w", ref, err)
-	}
-	dir, err := os.MkdirTemp(cfg.SpillDir, "wharfjobs-log-"+ref+"-*")
-	if err != nil {
-		return nil, fmt.Errorf("log writer for build %s: spill dir: %w", ref, err)
-	}
 	upCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	w := &LogWriter{
 		store:   s,
 		ref:     ref,
 		cfg:     cfg,
-		dir:     dir,
 		now:     now,
 		kick:    make(chan struct{}, 1),
 		wake:    make(chan struct{}, 1),
@@ -368,6 +360,19 @@ func (w *LogWriter) sealLocked() {
 }
 
 func (w *LogWriter) spillLocked(c *chunk) error {
+	// The directory is made at the first spill: most writers never spill,
+	// and a component on a read-only root filesystem (the aggregator
+	// writing one system line) must still write its log.
+	if w.dir == "" {
+		if err := os.MkdirAll(w.cfg.SpillDir, 0o700); err != nil {
+			return fmt.Errorf("spill dir: %w", err)
+		}
+		dir, err := os.MkdirTemp(w.cfg.SpillDir, "wharfjobs-log-"+w.ref+"-*")
+		if err != nil {
+			return fmt.Errorf("spill dir: %w", err)
+		}
+		w.dir = dir
+	}
 	w.spills++
 	p := filepath.Join(w.dir, fmt.Sprintf("%012d", w.spills))
 	if err := os.WriteFile(p, c.data, 0o600); err != nil {
@@ -654,7 +659,9 @@ func (w *LogWriter) Close(ctx context.Context) error {
 	select {
 	case <-w.drained:
 		w.stop()
-		_ = os.RemoveAll(w.dir)
+		if w.dir != "" {
+			_ = os.RemoveAll(w.dir)
+		}
 		return nil
 	case <-ctx.Done():
 	}
@@ -669,5 +676,9 @@ func (w *LogWriter) Close(ctx context.Context) error {
 			}
 		}
 	}
-	return fmt.Errorf("close log of build %s: %d chunks not uploaded (kept in %s): %w", w.ref, len(w.queue), w.dir, ctx.Err())
+	kept := "in memory: no spill directory could be made"
+	if w.dir != "" {
+		kept = "spilled to " + w.dir + " where they could be written"
+	}
+	return fmt.Errorf("close log of build %s: %d chunks not uploaded (%s): %w", w.ref, len(w.queue), kept, ctx.Err())
 }
