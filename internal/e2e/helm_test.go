@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -21,11 +22,15 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/wharfjobs/wharfjobs/blob"
+	"github.com/wharfjobs/wharfjobs/blob/backend"
+	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/internal/image"
 	"github.com/wharfjobs/wharfjobs/internal/testcluster"
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
 	"github.com/wharfjobs/wharfjobs/internal/wharfapitest"
 	"github.com/wharfjobs/wharfjobs/job"
+	"github.com/wharfjobs/wharfjobs/job/kube"
 )
 
 const (
@@ -266,16 +271,7 @@ worker:
 	// build's last line.
 	want := helmLines()
 	for _, r := range results {
-		var logs []struct {
-			Message string `json:"message"`
-		}
-		if err := client.JSON(http.MethodGet, "/api/build/"+r.id+"/log", nil, &logs); err != nil {
-			t.Fatal(err)
-		}
-		count := map[string]int{}
-		for _, l := range logs {
-			count[l.Message]++
-		}
+		count, all := apiLines(t, client, r.id)
 		bad := 0
 		for _, l := range want {
 			if n := count[l]; n != 1 {
@@ -285,7 +281,19 @@ worker:
 			}
 		}
 		if bad > 0 {
-			t.Errorf("build %s: %d of %d step lines not exactly once (%d lines in all)", r.id, bad, len(want), len(logs))
+			t.Errorf("build %s: %d of %d step lines not exactly once (%d lines in all)", r.id, bad, len(want), all)
+		}
+	}
+
+	// Every build's log was compacted into log.ndjson.
+	store := helmStore(ctx, t, c)
+	for _, r := range results {
+		st, _, err := build.ReadStatus(ctx, store, job.Request{BuildRef: r.id}.Ref())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Log == nil || st.Log.CompactedSize <= 0 {
+			t.Errorf("build %s: log not compacted (status %+v)", r.id, st)
 		}
 	}
 
@@ -321,6 +329,97 @@ worker:
 	})
 	if err != nil {
 		t.Error(err)
+	}
+
+	// helm upgrade to a new image tag while a build runs: the build
+	// completes, its lines reach wharf-api once each, though the
+	// provisioner and the aggregator were replaced mid-build.
+	if _, err := c.Ctr(ctx, "images", "tag", "docker.io/library/"+workerImage, "docker.io/library/"+workerImage+"-2"); err != nil {
+		t.Fatal(err)
+	}
+	const slowPipeline = "build:\n  slow:\n    container:\n      image: " + stepImage + "\n      cmds:\n        - for i in $(seq 1 300); do echo \"slow line $i\"; sleep 0.05; done\n"
+	slowProject, err := client.CreateProject("helm-upgrade", serveRepo(t, ctx, filepath.Join(dir, "slow"), map[string]string{".wharf-ci.yml": slowPipeline}), slowPipeline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slowID, err := client.StartBuild(slowProject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	workerPod(ctx, t, c, slowID)
+	t2 := time.Now()
+	helmRun("upgrade", "wharfjobs", "../../charts/wharfjobs", "--namespace", helmNS, "-f", valuesFile, "--set", "image.tag="+strings.Split(workerImage, ":")[1]+"-2", "--wait", "--timeout", "5m")
+	t.Logf("helm upgrade to a new image tag mid-build: %v", time.Since(t2).Round(time.Millisecond))
+	if status, _ := waitEnded(ctx, t, c, client, slowID, 5*time.Minute); status != "Completed" {
+		t.Errorf("the build that ran through helm upgrade ended %s", status)
+	}
+	count, all := apiLines(t, client, slowID)
+	bad := 0
+	for i := 1; i <= 300; i++ {
+		if n := count[fmt.Sprintf("[build/slow] slow line %d", i)]; n != 1 {
+			if bad++; bad <= 3 {
+				t.Errorf("build %s (through helm upgrade): wharf-api has line %d %d times, want once", slowID, i, n)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("build %s (through helm upgrade): %d of 300 lines not exactly once (%d lines in all)", slowID, bad, all)
+	}
+	for _, comp := range []string{"provisioner", "aggregator"} {
+		pods, err := cs.Pods(helmNS).List(ctx, metav1.ListOptions{LabelSelector: job.LabelComponent + "=" + comp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil && !strings.HasSuffix(p.Spec.Containers[0].Image, "-2") {
+				t.Errorf("%s pod %s runs %s after the upgrade", comp, p.Name, p.Spec.Containers[0].Image)
+			}
+		}
+	}
+
+	// A worker killed on the node (its container's task, SIGKILL): the
+	// build ends Failed with WorkerLost in wharf-api, within seconds.
+	const sleepPipeline = "build:\n  sleepy:\n    container:\n      image: " + stepImage + "\n      cmds:\n        - echo started; sleep 300\n"
+	sleepProject, err := client.CreateProject("helm-kill", serveRepo(t, ctx, filepath.Join(dir, "sleepy"), map[string]string{".wharf-ci.yml": sleepPipeline}), sleepPipeline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killID, err := client.StartBuild(sleepProject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := workerPod(ctx, t, c, killID)
+	if err := testenv.WaitFor(ctx, 2*time.Minute, 100*time.Millisecond, func() error {
+		if count, _ := apiLines(t, client, killID); count["[build/sleepy] started"] == 0 {
+			return errors.New("the step has not started")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	if _, err := c.Ctr(ctx, "tasks", "kill", "-s", "SIGKILL", strings.TrimPrefix(pod.Status.ContainerStatuses[0].ContainerID, "containerd://")); err != nil {
+		t.Fatal(err)
+	}
+	status, ended := waitEnded(ctx, t, c, client, killID, time.Minute)
+	t.Logf("worker killed on the node: Failed in wharf-api %v later", ended.Sub(killed).Round(time.Millisecond))
+	if status != "Failed" {
+		t.Errorf("the build whose worker was killed ended %s", status)
+	}
+	if bound := 30 * time.Second; ended.Sub(killed) > bound {
+		t.Errorf("the build whose worker was killed took %v to fail in wharf-api, more than %v", ended.Sub(killed), bound)
+	}
+	count, _ = apiLines(t, client, killID)
+	var reason string
+	for l := range count {
+		if strings.Contains(l, "WorkerLost") {
+			reason = l
+		}
+	}
+	if reason == "" {
+		t.Errorf("wharf-api's log of the killed build has no WorkerLost line: %v", count)
+	} else {
+		t.Logf("its last line: %s", reason)
 	}
 
 	// helm uninstall leaves MinIO's PVC (the chart's README says so) and
@@ -383,4 +482,88 @@ worker:
 		}
 		t.Errorf("PVCs after helm uninstall: %v, want MinIO's data-wharfjobs-minio-0 only", names)
 	}
+}
+
+// helmStore opens the chart's in-cluster MinIO from this machine, at its
+// Service IP (kube-proxy routes it), with the credentials the chart made.
+func helmStore(ctx context.Context, t *testing.T, c *testcluster.Cluster) blob.Store {
+	t.Helper()
+	sec, err := c.Client.CoreV1().Secrets(helmNS).Get(ctx, "wharfjobs-store", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := c.Client.CoreV1().Services(helmNS).Get(ctx, "wharfjobs-minio", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := backend.Open(ctx, blob.Config{
+		Backend: blob.BackendMinIO, Endpoint: net.JoinHostPort(svc.Spec.ClusterIP, "9000"), Bucket: "wharf-builds", Region: "us-east-1",
+		AccessKey: string(sec.Data["WHARFJOBS_STORE_ACCESS_KEY"]), SecretKey: string(sec.Data["WHARFJOBS_STORE_SECRET_KEY"]),
+		PathStyle: true, Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// workerPod returns build id's worker pod once it is Running.
+func workerPod(ctx context.Context, t *testing.T, c *testcluster.Cluster, id string) *corev1.Pod {
+	t.Helper()
+	sel := job.LabelBuildRef + "=" + kube.LabelValue(job.Request{BuildRef: id}.Ref()) + "," + job.LabelComponent + "=" + kube.ComponentWorker
+	var pod *corev1.Pod
+	err := testenv.WaitFor(ctx, 2*time.Minute, 100*time.Millisecond, func() error {
+		pods, err := c.Client.CoreV1().Pods(helmNS).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return err
+		}
+		for i := range pods.Items {
+			if p := &pods.Items[i]; p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].ContainerID != "" {
+				pod = p
+				return nil
+			}
+		}
+		return fmt.Errorf("build %s has no running worker pod (%d pods)", id, len(pods.Items))
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, debugState(c))
+	}
+	return pod
+}
+
+// apiLines returns how often each line is in wharf-api's log of build id.
+func apiLines(t *testing.T, client *wharfapitest.Client, id string) (map[string]int, int) {
+	t.Helper()
+	var logs []struct {
+		Message string `json:"message"`
+	}
+	if err := client.JSON(http.MethodGet, "/api/build/"+id+"/log", nil, &logs); err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, l := range logs {
+		count[l.Message]++
+	}
+	return count, len(logs)
+}
+
+// waitEnded waits until wharf-api shows build id as ended and returns its
+// status and when it was first seen ended.
+func waitEnded(ctx context.Context, t *testing.T, c *testcluster.Cluster, client *wharfapitest.Client, id string, timeout time.Duration) (string, time.Time) {
+	t.Helper()
+	var b wharfapitest.Build
+	err := testenv.WaitFor(ctx, timeout, 100*time.Millisecond, func() error {
+		var err error
+		if b, err = client.Build(id); err != nil {
+			return err
+		}
+		if b.Status != "Completed" && b.Status != "Failed" {
+			return fmt.Errorf("build %s is %q in wharf-api", id, b.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, debugState(c))
+	}
+	return b.Status, time.Now()
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -308,6 +309,20 @@ func (c *Cluster) pauseImage(ctx context.Context) (string, error) {
 	archive := filepath.Join(c.dir, "pause.tar")
 	img := image.Image{Name: PauseImage, Files: []image.File{{Path: "/pause", Source: bin, Mode: 0o755}}, Entrypoint: []string{"/pause"}, User: "65535"}
 	return archive, img.WriteFile(archive)
+}
+
+// Ctr runs containerd's ctr against the node's containerd in the
+// Kubernetes namespace (k8s.io), for a test that acts on the node itself:
+// tagging an image, killing a container's task.
+func (c *Cluster) Ctr(ctx context.Context, args ...string) (string, error) {
+	if c.containerdSock == "" {
+		return "", errors.New("ctr: the cluster has no node (Options.Node)")
+	}
+	out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", c.containerdSock, "-n", "k8s.io"}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ctr %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
 }
 
 // ImportImage imports a docker-archive tarball into the node's containerd,
