@@ -8,7 +8,10 @@
 // chunk relayed, the last status relayed, the artifacts relayed, and
 // whether the relay is final. The cursor is advanced with If-Match only
 // after the sink acknowledged a batch, so after a crash at most the one
-// unacknowledged batch is sent again. Within a pass the status document is
+// unacknowledged batch is sent again; a replica that takes a build over
+// from an earlier holder first tells a Sink that can check what it has
+// (Resumer: wharf-api's sink reads the end of the build's log), which then
+// skips the lines of that batch it already took. Within a pass the status document is
 // read first and the chunks listed after it: every line the worker wrote
 // before that status is relayed before the status. A build whose final
 // status has been relayed gets a final cursor and is not visited again;

@@ -23,6 +23,10 @@ type heldLease struct {
 	ref     string
 	etag    string
 	expires time.Time
+	// existed: the lease document was there before this acquire, so the
+	// build may have been relayed by a holder that is gone (or by this
+	// replica before it restarted).
+	existed bool
 }
 
 // errLeaseHeld means another replica holds the build's lease.
@@ -57,7 +61,7 @@ func acquire(ctx context.Context, s blob.Store, ref, holder string, d time.Durat
 	if err != nil {
 		return heldLease{}, fmt.Errorf("write lease of build %s: %w", ref, err)
 	}
-	return heldLease{ref: ref, etag: out.ETag, expires: l.Expires}, nil
+	return heldLease{ref: ref, etag: out.ETag, expires: l.Expires, existed: !opts.IfNoneMatch}, nil
 }
 
 // release gives a lease up early (the build is done) by letting it expire

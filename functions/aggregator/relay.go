@@ -55,6 +55,7 @@ func (a *Aggregator) Relay(ctx context.Context, ref string) error {
 			}
 			return err
 		}
+		r.takeover = !held && r.lease.existed
 	}
 	err := r.run(ctx)
 	a.mu.Lock()
@@ -152,6 +153,9 @@ type relay struct {
 	etag   string
 	// status is the status the pass read (after failIfLost), nil if none.
 	status *build.Status
+	// takeover: this replica did not hold the lease, which existed: the
+	// sink is told to check what it has before the first batch (Resumer).
+	takeover bool
 }
 
 // keep renews the lease when it is past a third of its life and reports an
@@ -216,6 +220,9 @@ func (r *relay) run(ctx context.Context) error {
 		return nil
 	}
 	b := Build{Ref: r.ref, ID: r.a.buildID(ctx, r.ref)}
+	if rs, ok := r.a.sink.(Resumer); ok && r.takeover {
+		rs.Resume(b)
+	}
 	// Status first: the chunks listed after it hold every line written
 	// before it.
 	st, _, err := build.ReadStatus(ctx, s, r.ref)

@@ -32,6 +32,16 @@ type Sink interface {
 	TestResult(ctx context.Context, b Build, name string, r io.Reader) error
 }
 
+// Resumer is a Sink that can find out itself which lines it already has.
+// A replica that takes a build over from an earlier holder (one that died,
+// was replaced by a rolling update, or this replica before it restarted)
+// calls Resume before its first delivery: the earlier holder may have had
+// a batch acknowledged, or partly taken, without moving the cursor, and
+// the cursor's batch would otherwise be delivered twice.
+type Resumer interface {
+	Resume(b Build)
+}
+
 // ErrPermanent marks a sink rejection that will never succeed, such as a
 // build wharf-api does not know.
 var ErrPermanent = errors.New("permanent sink rejection")

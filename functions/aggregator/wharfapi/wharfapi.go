@@ -72,7 +72,10 @@ type Sink struct {
 	partial map[uint64]bool
 }
 
-var _ aggregator.Sink = (*Sink)(nil)
+var (
+	_ aggregator.Sink    = (*Sink)(nil)
+	_ aggregator.Resumer = (*Sink)(nil)
+)
 
 // New connects (lazily) to wharf-api at cfg.URL.
 func New(cfg Config) (*Sink, error) {
@@ -140,6 +143,16 @@ func (s *Sink) Lines(ctx context.Context, b aggregator.Build, recs []build.Recor
 		return err
 	}
 	return nil
+}
+
+// Resume implements aggregator.Resumer: the next delivery of b's lines
+// first reads the end of wharf-api's log of b, as after a failed stream,
+// because an earlier relay of b (another replica, or this process before
+// a restart) may have delivered the batch without recording so.
+func (s *Sink) Resume(b aggregator.Build) {
+	if id, err := strconv.ParseUint(b.ID, 10, 64); err == nil && id != 0 {
+		s.setUncertain(id, true)
+	}
 }
 
 func (s *Sink) uncertain(id uint64) bool {

@@ -654,3 +654,51 @@ func TestLogStreamErrors(t *testing.T) {
 		t.Fatalf("HTTP/2 server without gRPC: %v", err)
 	}
 }
+
+// A sink taking a build over (a new process: it knows nothing of earlier
+// streams) and told to Resume skips the lines of its first batch that
+// wharf-api already has: an earlier relay delivered them without moving
+// the cursor, so the batch starts with them.
+func TestResumeSkipsWhatAnEarlierRelayDelivered(t *testing.T) {
+	f, url := startFake(t)
+	ctx := context.Background()
+	b := aggregator.Build{Ref: "42", ID: "42"}
+	all := records(10)
+	earlier, err := New(Config{URL: url, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := earlier.Lines(ctx, b, all[:6]); err != nil {
+		t.Fatal(err)
+	}
+	earlier.Close()
+
+	later, err := New(Config{URL: url, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer later.Close()
+	later.Resume(b)
+	if err := later.Lines(ctx, b, all); err != nil { // the cursor's batch: all ten
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	n := len(f.lines)
+	var msgs []string
+	for _, l := range f.lines {
+		msgs = append(msgs, l.msg)
+	}
+	f.mu.Unlock()
+	if n != 10 {
+		t.Fatalf("wharf-api has %d lines, want the 10 once each: %q", n, msgs)
+	}
+	// Without Resume a new sink sends its batch whole.
+	if err := later.Lines(ctx, b, all[8:]); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.lines) != 12 {
+		t.Fatalf("wharf-api has %d lines after a plain batch of 2, want 12", len(f.lines))
+	}
+}
