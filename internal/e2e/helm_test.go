@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -211,6 +213,42 @@ worker:
 		status    string
 	}
 	results := make([]result, helmBuilds)
+	// While the builds run: when each build's worker pod first runs, and
+	// the peak memory of the control plane's processes and of our pods.
+	running := map[string]time.Time{}
+	peakProc, peakPod := map[string]int64{}, map[string]int64{}
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			pods, err := cs.Pods(helmNS).List(sampleCtx, metav1.ListOptions{LabelSelector: job.LabelComponent + "=" + kube.ComponentWorker})
+			if err == nil {
+				now := time.Now()
+				for _, p := range pods.Items {
+					ref := p.Labels[job.LabelBuildRef]
+					if _, ok := running[ref]; !ok && p.Status.Phase == corev1.PodRunning {
+						running[ref] = now
+					}
+				}
+			}
+			if n%4 == 0 {
+				for name, rss := range c.RSS() {
+					peakProc[name] = max(peakProc[name], rss)
+				}
+				for name, ws := range podMemory(sampleCtx, c, helmNS) {
+					peakPod[name] = max(peakPod[name], ws)
+				}
+			}
+			select {
+			case <-sampleCtx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	errs := make(chan error, helmBuilds)
 	for i := range results {
@@ -256,16 +294,21 @@ worker:
 	if err != nil {
 		t.Fatalf("%v\n%s", err, debugState(c))
 	}
-	var took []time.Duration
+	stopSampling()
+	<-sampled
+	var took, toRunning []time.Duration
 	for _, r := range results {
+		if at, ok := running[kube.LabelValue(job.Request{BuildRef: r.id}.Ref())]; ok {
+			toRunning = append(toRunning, at.Sub(r.triggered))
+		}
 		if r.status != "Completed" {
 			t.Errorf("build %s ended %s in wharf-api", r.id, r.status)
 		}
 		took = append(took, r.done)
 	}
-	slices.Sort(took)
-	t.Logf("%d builds triggered at once through wharf-api, trigger -> Completed in wharf-api: p50 %v, p95 %v, max %v",
-		helmBuilds, took[len(took)/2].Round(time.Millisecond), took[len(took)*95/100].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
+	t.Logf("%d builds triggered at once through wharf-api (at most 6 running, WHARFJOBS_MAX_RUNNING_BUILDS): trigger -> worker pod running %s; trigger -> Completed in wharf-api %s",
+		helmBuilds, percentiles(toRunning), percentiles(took))
+	t.Logf("peak resident memory during the builds: control plane %s; pods (working set) %s", mib(peakProc), mib(peakPod))
 
 	// Every line once in wharf-api: the final status went out after the
 	// build's last line.
@@ -566,4 +609,69 @@ func waitEnded(ctx context.Context, t *testing.T, c *testcluster.Cluster, client
 		t.Fatalf("%v\n%s", err, debugState(c))
 	}
 	return b.Status, time.Now()
+}
+
+// percentiles formats the p50, p95 and maximum of ds.
+func percentiles(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "(none)"
+	}
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	return fmt.Sprintf("p50 %v, p95 %v, max %v (%d)", ds[len(ds)/2].Round(time.Millisecond), ds[len(ds)*95/100].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond), len(ds))
+}
+
+// mib formats sizes by name, largest first.
+func mib(m map[string]int64) string {
+	names := slices.Collect(maps.Keys(m))
+	slices.SortFunc(names, func(a, b string) int { return int(m[b]>>20) - int(m[a]>>20) })
+	var parts []string
+	for _, n := range names {
+		if m[n] > 0 { // a pod the kubelet has no figure for yet
+			parts = append(parts, fmt.Sprintf("%s %d MiB", n, m[n]>>20))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// podMemory reads the kubelet's summary (through the API server's node
+// proxy) and returns the working set of namespace's pods by their
+// app.kubernetes.io/component (the largest pod of each), or nothing when
+// it cannot be read.
+func podMemory(ctx context.Context, c *testcluster.Cluster, namespace string) map[string]int64 {
+	raw, err := c.Client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes/" + testcluster.NodeName + "/proxy/stats/summary").DoRaw(ctx)
+	if err != nil {
+		return nil
+	}
+	var summary struct {
+		Pods []struct {
+			PodRef struct {
+				Name      string `json:"name"`
+				Namespace string `json:"namespace"`
+			} `json:"podRef"`
+			Memory *struct {
+				WorkingSetBytes *int64 `json:"workingSetBytes"`
+			} `json:"memory"`
+		} `json:"pods"`
+	}
+	if json.Unmarshal(raw, &summary) != nil {
+		return nil
+	}
+	pods, err := c.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil
+	}
+	component := map[string]string{}
+	for _, p := range pods.Items {
+		component[p.Name] = p.Labels[job.LabelComponent]
+	}
+	out := map[string]int64{}
+	for _, p := range summary.Pods {
+		comp := component[p.PodRef.Name]
+		if p.PodRef.Namespace != namespace || comp == "" || p.Memory == nil || p.Memory.WorkingSetBytes == nil {
+			continue
+		}
+		out[comp] = max(out[comp], *p.Memory.WorkingSetBytes)
+	}
+	return out
 }
