@@ -42,16 +42,7 @@ func TestFilesOnARealNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := wharfapitest.Start(wharfapitest.Engine{URL: "http://" + ln.Addr().String() + "/api/worker", Token: "e2e-token"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("wharf-api log:\n%s", api.Log())
-		}
-		api.Close()
-	})
+	api := wharfapitest.StartTest(t, "127.0.0.1:0", wharfapitest.Engine{URL: "http://" + ln.Addr().String() + "/api/worker", Token: "e2e-token"})
 	sink, err := wharfapi.New(wharfapi.Config{URL: api.URL, Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)

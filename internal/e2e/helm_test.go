@@ -189,16 +189,7 @@ worker:
 		t.Fatal(err)
 	}
 	engineURL := fmt.Sprintf("http://%s:%d/api/worker", testcluster.PodHostIP, svc.Spec.Ports[0].NodePort)
-	api, err := wharfapitest.StartOn(apiAddr, wharfapitest.Engine{URL: engineURL, Token: "e2e-token"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("wharf-api log:\n%s", api.Log())
-		}
-		api.Close()
-	})
+	api := wharfapitest.StartTest(t, apiAddr, wharfapitest.Engine{URL: engineURL, Token: "e2e-token"})
 
 	repoURL := serveRepo(t, ctx, dir, map[string]string{".wharf-ci.yml": helmPipeline})
 	client := api.Client()

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
@@ -116,6 +117,23 @@ func StartOn(addr string, engine Engine) (*Server, error) {
 		return nil, fmt.Errorf("wharf-api: %w; log: %s", err, log)
 	}
 	return s, nil
+}
+
+// StartTest is StartOn for a test: it fails t when wharf-api does not
+// start, and stops it when t ends, showing its log first if t failed.
+func StartTest(t testing.TB, addr string, engine Engine) *Server {
+	t.Helper()
+	s, err := StartOn(addr, engine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("wharf-api log:\n%s", s.Log())
+		}
+		s.Close()
+	})
+	return s
 }
 
 // Log returns the end of wharf-api's log.

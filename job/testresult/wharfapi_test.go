@@ -32,16 +32,7 @@ func startWharfAPI(t *testing.T) *wharfAPI {
 		fmt.Fprint(w, `{"workerId":"testresult-worker"}`)
 	}))
 	t.Cleanup(engine.Close)
-	srv, err := wharfapitest.Start(wharfapitest.Engine{URL: engine.URL + "/api/worker", Token: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("wharf-api log:\n%s", srv.Log())
-		}
-		srv.Close()
-	})
+	srv := wharfapitest.StartTest(t, "127.0.0.1:0", wharfapitest.Engine{URL: engine.URL + "/api/worker", Token: "t"})
 	a := &wharfAPI{t: t, url: srv.URL, client: &http.Client{Timeout: 30 * time.Second}}
 	var project struct {
 		ProjectID uint `json:"projectId"`
