@@ -46,38 +46,13 @@ const (
 	helmBuilds   = 20
 )
 
-// helmPipeline has two stages, the first with two parallel steps, and a
-// few hundred lines.
-const helmPipeline = `build:
-  alpha:
-    container:
-      image: ` + stepImage + `
-      cmds:
-        - for i in $(seq 1 200); do echo "alpha line $i"; done
-  beta:
-    container:
-      image: ` + stepImage + `
-      cmds:
-        - for i in $(seq 1 200); do echo "beta line $i"; done
-test:
-  gamma:
-    container:
-      image: ` + stepImage + `
-      cmds:
-        - for i in $(seq 1 100); do echo "gamma line $i"; done
-`
-
-// helmLines are the step lines every build must show in wharf-api once.
+// helmLines are the step lines of wharfapitest's files pipeline (two
+// stages, two parallel steps, 2000 lines, artifacts and test results)
+// that every build must show in wharf-api once.
 func helmLines() []string {
-	var lines []string
-	for _, s := range []struct {
-		step string
-		n    int
-	}{{"build/alpha", 200}, {"build/beta", 200}, {"test/gamma", 100}} {
-		name := s.step[strings.Index(s.step, "/")+1:]
-		for i := 1; i <= s.n; i++ {
-			lines = append(lines, fmt.Sprintf("[%s] %s line %d", s.step, name, i))
-		}
+	lines := []string{"[build/wait] starting"}
+	for i := 1; i <= 2000; i++ {
+		lines = append(lines, fmt.Sprintf("[build/lines] line %d", i))
 	}
 	return lines
 }
@@ -86,9 +61,10 @@ func helmLines() []string {
 // `helm install` of charts/wharfjobs onto the test node: the production
 // image built from the Dockerfile, the chart's in-cluster MinIO on a PVC,
 // the provisioner's NodePort as a real wharf-api's engine URL, the
-// aggregator relaying to that wharf-api. Builds triggered through
-// wharf-api all complete with every line exactly once; `helm uninstall`
-// leaves only MinIO's PVC.
+// aggregator relaying to that wharf-api. Builds of the files pipeline
+// triggered through wharf-api all complete with every line, artifact and
+// test result exactly once; a build runs through `helm upgrade`; a killed
+// worker fails its build; `helm uninstall` leaves only MinIO's PVC.
 func TestHelmDeployment(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -191,9 +167,13 @@ worker:
 	engineURL := fmt.Sprintf("http://%s:%d/api/worker", testcluster.PodHostIP, svc.Spec.Ports[0].NodePort)
 	api := wharfapitest.StartTest(t, apiAddr, wharfapitest.Engine{URL: engineURL, Token: "e2e-token"})
 
-	repoURL := serveRepo(t, ctx, dir, map[string]string{".wharf-ci.yml": helmPipeline})
+	files, wantTests, err := wharfapitest.FilesRepo(stepImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repoURL := serveRepo(t, ctx, dir, files)
 	client := api.Client()
-	project, err := client.CreateProject("helm-e2e", repoURL, helmPipeline)
+	project, err := client.CreateProject("helm-e2e", repoURL, files[".wharf-ci.yml"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,6 +296,10 @@ worker:
 		}
 		if bad > 0 {
 			t.Errorf("build %s: %d of %d step lines not exactly once (%d lines in all)", r.id, bad, len(want), all)
+		}
+		// Its artifacts and test results, each once.
+		if err := client.CheckFiles(r.id, wantTests); err != nil {
+			t.Error(err)
 		}
 	}
 
