@@ -88,17 +88,37 @@ func TestWhyABuildWaitsOrDiedOnARealNode(t *testing.T) {
 	okRef, _ := d.trigger(t, "3", okRepo)
 
 	st, log := waitFinal(oomRef)
-	if st.Status != build.Failed || !strings.HasPrefix(stepReason(st), "OOMKilled: memory limit 48Mi") {
-		t.Errorf("OOM build: %s %q, step reason %q; log:\n%s", st.Status, st.Reason, stepReason(st), log)
-	}
 	diag, err := build.ReadDiagnosis(ctx, store, oomRef)
 	if err != nil {
 		t.Fatalf("OOM build: %v; log:\n%s", err, log)
 	}
-	if diag.Summary != "step build/main: OOMKilled at 48Mi limit" || diag.RecordedBy != "worker" {
-		t.Errorf("OOM diagnosis: %q by %s", diag.Summary, diag.RecordedBy)
+	// containerd 1.6 on cgroup v1 (this VM) learns of an OOM kill from an
+	// event that can arrive after the task's exit; the kubelet then
+	// reports the container as Error with exit 137 (seen once, in a cold
+	// CI run under load). What the runtime reported is what wharfjobs
+	// shows, so either is right; the diagnosis has the limit either way.
+	summary := "step build/main: OOMKilled at 48Mi limit"
+	if st.Status == build.Failed && stepReason(st) == "" && st.Reason == "StepFailed: build/main exit 137" {
+		t.Logf("the runtime reported the OOM-killed step as exit 137, not OOMKilled (containerd's OOM event came after the exit)")
+		summary = "step build/main: exit 137 (signal 9)"
+		var limit string
+		for _, p := range diag.Pods {
+			for _, c := range p.Containers {
+				if c.Name == "step" && c.ExitCode != nil && *c.ExitCode == 137 {
+					limit = c.MemoryLimit
+				}
+			}
+		}
+		if limit != "48Mi" {
+			t.Errorf("OOM diagnosis does not show the step container's exit 137 at its 48Mi limit:\n%s", diag.Text())
+		}
+	} else if st.Status != build.Failed || !strings.HasPrefix(stepReason(st), "OOMKilled: memory limit 48Mi") {
+		t.Errorf("OOM build: %s %q, step reason %q; log:\n%s", st.Status, st.Reason, stepReason(st), log)
 	}
-	if !strings.Contains(log, "diagnosis: step build/main: OOMKilled at 48Mi limit") {
+	if diag.Summary != summary || diag.RecordedBy != "worker" {
+		t.Errorf("OOM diagnosis: %q by %s, want %q by the worker", diag.Summary, diag.RecordedBy, summary)
+	}
+	if !strings.Contains(log, "diagnosis: "+summary) {
 		t.Errorf("the OOM build's log has no summary line:\n%s", log)
 	}
 	if len(diag.Nodes) != 1 || len(diag.Nodes[0].Conditions) == 0 || len(diag.Events) == 0 || len(diag.Errors) != 0 {
