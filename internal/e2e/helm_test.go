@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -115,14 +114,14 @@ func TestHelmDeployment(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// wharf-api listens on the bridge, where the aggregator reaches it;
-	// its port is chosen first because the chart needs the URL and
-	// wharf-api needs the provisioner's NodePort, which the install makes.
-	apiPort, err := testenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiAddr := net.JoinHostPort(testcluster.PodHostIP, strconv.Itoa(apiPort))
+	// wharf-api listens on the bridge, where the aggregator reaches it,
+	// and triggers builds at the provisioner's NodePort, which the chart
+	// is given (provisioner.service.nodePort), so wharf-api starts first
+	// and the chart gets its URL.
+	const nodePort = 30080
+	api := wharfapitest.StartTest(t, net.JoinHostPort(testcluster.PodHostIP, "0"),
+		wharfapitest.Engine{URL: fmt.Sprintf("http://%s:%d/api/worker", testcluster.PodHostIP, nodePort), Token: "e2e-token"})
+	apiAddr := strings.TrimPrefix(api.URL, "http://")
 	values := fmt.Sprintf(`image: {repository: %s, tag: %s, pullPolicy: IfNotPresent}
 token: e2e-token
 wharfApi: {url: "http://%s"}
@@ -132,7 +131,7 @@ minio:
   storageSize: 1Gi
   resources: {requests: {cpu: 10m, memory: 64Mi}, limits: {cpu: "2", memory: 1Gi}}
 provisioner:
-  service: {type: NodePort}
+  service: {type: NodePort, nodePort: %d}
   resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: "1", memory: 256Mi}}
   extraEnv: [{name: WHARFJOBS_MAX_RUNNING_BUILDS, value: "6"}, {name: WHARFJOBS_QUEUE_RELEASE_INTERVAL, value: "1s"}]
 aggregator:
@@ -140,7 +139,7 @@ aggregator:
 worker:
   resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: "1", memory: 256Mi}}
   extraEnv: {WHARFJOBS_STEP_CPU_REQUEST: 10m, WHARFJOBS_BUILD_TTL_AFTER_FINISHED: 10s}
-`, strings.Split(workerImage, ":")[0], strings.Split(workerImage, ":")[1], apiAddr, minioImage, storageClass)
+`, strings.Split(workerImage, ":")[0], strings.Split(workerImage, ":")[1], apiAddr, minioImage, storageClass, nodePort)
 	valuesFile := filepath.Join(dir, "values.yaml")
 	if err := os.WriteFile(valuesFile, []byte(values), 0o600); err != nil {
 		t.Fatal(err)
@@ -164,8 +163,9 @@ worker:
 	if err != nil {
 		t.Fatal(err)
 	}
-	engineURL := fmt.Sprintf("http://%s:%d/api/worker", testcluster.PodHostIP, svc.Spec.Ports[0].NodePort)
-	api := wharfapitest.StartTest(t, apiAddr, wharfapitest.Engine{URL: engineURL, Token: "e2e-token"})
+	if got := svc.Spec.Ports[0].NodePort; got != nodePort {
+		t.Fatalf("the provisioner's Service has node port %d, want provisioner.service.nodePort %d", got, nodePort)
+	}
 
 	files, wantTests, err := wharfapitest.FilesRepo(stepImage)
 	if err != nil {
