@@ -117,7 +117,9 @@ func serveRepo(t *testing.T, ctx context.Context, dir string, files map[string]s
 	}
 	t.Cleanup(func() { _ = daemon.Process.Kill(); _ = daemon.Wait() })
 	u := fmt.Sprintf("git://%s:%d/demo.git", testcluster.PodHostIP, port)
-	err = testenv.WaitFor(ctx, 10*time.Second, 100*time.Millisecond, func() error {
+	// 30 s: under a loaded CI machine the daemon's first answers failed
+	// (a closed pipe) for more than 10 s once.
+	err = testenv.WaitFor(ctx, 30*time.Second, 100*time.Millisecond, func() error {
 		return exec.CommandContext(ctx, "git", "ls-remote", u).Run()
 	})
 	if err != nil {
