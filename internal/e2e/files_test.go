@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/functions/aggregator/wharfapi"
-	"github.com/wharfjobs/wharfjobs/internal/testenv"
 	"github.com/wharfjobs/wharfjobs/internal/wharfapitest"
 	"github.com/wharfjobs/wharfjobs/job"
 	"github.com/wharfjobs/wharfjobs/job/kube"
@@ -48,7 +46,7 @@ func TestFilesOnARealNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sink.Close()
-	d := deployTo(ctx, t, c, store, storeCfg, nil, ln, sink)
+	deployTo(ctx, t, c, store, storeCfg, nil, ln, sink)
 
 	client := api.Client()
 	project, err := client.CreateProject("files", repoURL, files[".wharf-ci.yml"])
@@ -59,32 +57,14 @@ func TestFilesOnARealNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// waitDone waits until wharf-api shows build id as ended.
-	waitDone := func(id string) wharfapitest.Build {
-		var b wharfapitest.Build
-		err := testenv.WaitFor(ctx, 5*time.Minute, 200*time.Millisecond, func() error {
-			var err error
-			if b, err = client.Build(id); err != nil {
-				t.Fatal(err)
-			}
-			if b.Status != "Completed" && b.Status != "Failed" {
-				return fmt.Errorf("build %s is %q", id, b.Status)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("build %s is %q in wharf-api: %v; pods: %v; %s", id, b.Status, err, d.pods.seen(), debugState(c))
-		}
-		return b
-	}
-	b := waitDone(id)
+	status, _ := waitEnded(ctx, t, c, client, id, 5*time.Minute)
 	ref := job.Request{BuildRef: id}.Ref()
 	st, _, err := build.ReadStatus(ctx, store, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Status != "Completed" {
-		t.Fatalf("build %s ended %s in wharf-api (%s); steps %+v; pods %s", id, b.Status, st.Reason, st.Steps, debugState(c))
+	if status != "Completed" {
+		t.Fatalf("build %s ended %s in wharf-api (%s); steps %+v; pods %s", id, status, st.Reason, st.Steps, debugState(c))
 	}
 	if err := client.CheckFiles(id, wantTests); err != nil {
 		t.Error(err)
@@ -118,8 +98,8 @@ func TestFilesOnARealNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := waitDone(badID); b.Status != "Failed" {
-		t.Fatalf("build %s with a missing declared file ended %s", badID, b.Status)
+	if status, _ := waitEnded(ctx, t, c, client, badID, 5*time.Minute); status != "Failed" {
+		t.Fatalf("build %s with a missing declared file ended %s", badID, status)
 	}
 	bad, _, err := build.ReadStatus(ctx, store, job.Request{BuildRef: badID}.Ref())
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/metadata"
 
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/backend"
@@ -443,43 +444,21 @@ worker:
 	// helm uninstall leaves MinIO's PVC (the chart's README says so) and
 	// nothing else of the release.
 	helmRun("uninstall", "wharfjobs", "--namespace", helmNS, "--wait", "--timeout", "3m")
+	meta, err := metadata.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
 	err = testenv.WaitFor(ctx, 2*time.Minute, time.Second, func() error {
 		var left []string
 		sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=wharfjobs"}
-		pods, err := cs.Pods(helmNS).List(ctx, sel)
-		if err != nil {
-			return err
-		}
-		for _, p := range pods.Items {
-			left = append(left, "pod/"+p.Name)
-		}
-		svcs, err := cs.Services(helmNS).List(ctx, sel)
-		if err != nil {
-			return err
-		}
-		for _, s := range svcs.Items {
-			left = append(left, "service/"+s.Name)
-		}
-		cms, err := cs.ConfigMaps(helmNS).List(ctx, sel)
-		if err != nil {
-			return err
-		}
-		for _, m := range cms.Items {
-			left = append(left, "configmap/"+m.Name)
-		}
-		secrets, err := cs.Secrets(helmNS).List(ctx, sel)
-		if err != nil {
-			return err
-		}
-		for _, s := range secrets.Items {
-			left = append(left, "secret/"+s.Name)
-		}
-		sas, err := cs.ServiceAccounts(helmNS).List(ctx, sel)
-		if err != nil {
-			return err
-		}
-		for _, s := range sas.Items {
-			left = append(left, "serviceaccount/"+s.Name)
+		for _, res := range []string{"pods", "services", "configmaps", "secrets", "serviceaccounts"} {
+			l, err := meta.Resource(corev1.SchemeGroupVersion.WithResource(res)).Namespace(helmNS).List(ctx, sel)
+			if err != nil {
+				return err
+			}
+			for _, o := range l.Items {
+				left = append(left, res+"/"+o.Name)
+			}
 		}
 		if len(left) > 0 {
 			return fmt.Errorf("left after helm uninstall: %v", left)
