@@ -10,7 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,26 +107,64 @@ func serveRepo(t *testing.T, ctx context.Context, dir string, files map[string]s
 	served := filepath.Join(dir, "served")
 	run(dir, "clone", "-q", "--bare", work, filepath.Join(served, "demo.git"))
 
-	port, err := testenv.FreePort()
+	return serveGit(t, served, "demo.git")
+}
+
+// serveGit serves the bare repositories under root over git:// on the
+// bridge address and returns repo's URL. The test process holds the
+// listener and hands each connection to `git daemon --inetd`: a daemon
+// started on a port picked beforehand did not answer for 30 s once under a
+// loaded CI machine (the port is free when picked, not necessarily when
+// bound), and its reasons went nowhere; here the port cannot be lost and
+// the daemon's messages reach the test's log.
+func serveGit(t *testing.T, root, repo string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(testcluster.PodHostIP, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	daemon := exec.Command("git", "daemon", "--reuseaddr", "--export-all", "--base-path="+served,
-		"--listen="+testcluster.PodHostIP, "--port="+strconv.Itoa(port), served)
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = daemon.Process.Kill(); _ = daemon.Wait() })
-	u := fmt.Sprintf("git://%s:%d/demo.git", testcluster.PodHostIP, port)
-	// 30 s: under a loaded CI machine the daemon's first answers failed
-	// (a closed pipe) for more than 10 s once.
-	err = testenv.WaitFor(ctx, 30*time.Second, 100*time.Millisecond, func() error {
-		return exec.CommandContext(ctx, "git", "ls-remote", u).Run()
-	})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := gitInetd(ctx, root, c); err != nil {
+					t.Logf("git daemon for %s: %v", c.RemoteAddr(), err)
+				}
+			}()
+		}
+	}()
+	// Clones still running when the test ends are cut: their step has
+	// failed or been cancelled by then.
+	t.Cleanup(func() { _ = l.Close(); cancel(); wg.Wait() })
+	return fmt.Sprintf("git://%s/%s", l.Addr(), repo)
+}
+
+// gitInetd runs one `git daemon --inetd` with the connection's socket as
+// its standard input and output, as inetd would.
+func gitInetd(ctx context.Context, root string, c net.Conn) error {
+	defer c.Close()
+	f, err := c.(*net.TCPConn).File()
 	if err != nil {
-		t.Fatalf("git daemon at %s: %v", u, err)
+		return err
 	}
-	return u
+	defer f.Close()
+	var stderr strings.Builder
+	cmd := exec.CommandContext(ctx, "git", "daemon", "--inetd", "--export-all", "--informative-errors",
+		"--log-destination=stderr", "--base-path="+root, root)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = f, f, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%w: %s", err, stderr.String())
+	}
+	return nil
 }
 
 // busyboxApplets are the commands linked to busybox in the tool images.
