@@ -34,6 +34,9 @@ KANIKO_STAMP   := $(CACHE_BIN)/.kaniko-$(KANIKO_VERSION)
 HELM_STAMP     := $(CACHE_BIN)/.helm-$(HELM_VERSION)
 COREDNS_VERSION := v1.15.0
 COREDNS_STAMP  := $(CACHE_BIN)/.coredns-$(COREDNS_VERSION)
+# KEDA's operator, which scales the Helm test's aggregator from and to zero.
+KEDA_VERSION   := v2.21.0
+KEDA_STAMP     := $(CACHE_BIN)/.keda-$(KEDA_VERSION)
 
 GO          ?= go
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -49,7 +52,7 @@ IMAGE       ?= wharfjobs
 IMAGE_BASE  ?= debian:bookworm-slim
 DEBIAN_BASE := $(CACHE)/debian-bookworm-minbase.tar
 
-.PHONY: all build image image-tarball debian-base test vet unit bench bench-all lint fmt minio kube-bins etcd node-deps engines tools wharf-api registry kaniko helm coredns staticcheck demo clean cluster-up cluster-down
+.PHONY: all build image image-tarball debian-base test vet unit bench bench-all lint fmt minio kube-bins etcd node-deps engines tools wharf-api registry kaniko helm coredns keda staticcheck demo clean cluster-up cluster-down
 
 all: build
 
@@ -96,7 +99,7 @@ $(DEBIAN_BASE):
 	rm -rf $(CACHE)/debian-base-tmp
 
 ## test: vet, then every test (unit, and integration against a real MinIO and a real kube-apiserver) with the race detector
-test: minio kube-bins coredns etcd node-deps engines tools wharf-api registry kaniko helm debian-base vet
+test: minio kube-bins coredns keda etcd node-deps engines tools wharf-api registry kaniko helm debian-base vet
 	$(GO) test $(TEST_FLAGS) ./...
 
 vet:
@@ -236,6 +239,22 @@ $(COREDNS_STAMP):
 	mv $(CACHE)/coredns-tmp/coredns $(CACHE_BIN)/coredns
 	rm -rf $(CACHE)/coredns-tmp
 	@rm -f $(CACHE_BIN)/.coredns-*
+	@touch $@
+
+## keda: build KEDA's operator $(KEDA_VERSION) into .cache/bin (once; ~8 min, 250 MB),
+## for the Helm test's scale to zero. Its go.mod has a replace directive, so
+## `go install pkg@version` refuses it: it is built as the main module from
+## a copy of the module's source, as MinIO is.
+keda: $(KEDA_STAMP)
+$(KEDA_STAMP):
+	@mkdir -p $(CACHE_BIN)
+	@echo "building KEDA's operator $(KEDA_VERSION) into $(CACHE_BIN) (minutes, once)"
+	rm -rf $(CACHE)/keda-src
+	dir=$$(cd "$$(mktemp -d)" && GOFLAGS= $(GO) mod download -json github.com/kedacore/keda/v2@$(KEDA_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	  test -n "$$dir" && cp -r "$$dir" $(CACHE)/keda-src && chmod -R u+w $(CACHE)/keda-src
+	cd $(CACHE)/keda-src && CGO_ENABLED=0 GOFLAGS=-mod=mod $(GO) build -trimpath -o $(CACHE_BIN)/keda-operator ./cmd/operator
+	rm -rf $(CACHE)/keda-src
+	@rm -f $(CACHE_BIN)/.keda-*
 	@touch $@
 
 ## helm: build helm $(HELM_VERSION) (static) into .cache/bin (once), the helm steps' tool

@@ -384,6 +384,12 @@ func writeRSAKey(path string) error {
 }
 
 func (c *Cluster) start(name, bin string, args ...string) error {
+	return c.startEnv(name, nil, bin, args...)
+}
+
+// startEnv starts bin as the cluster's process name, logging to
+// name.log, with env added to this process's environment.
+func (c *Cluster) startEnv(name string, env []string, bin string, args ...string) error {
 	logf, err := os.Create(filepath.Join(c.dir, name+".log"))
 	if err != nil {
 		return err
@@ -391,6 +397,9 @@ func (c *Cluster) start(name, bin string, args ...string) error {
 	defer logf.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if c.detach {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
