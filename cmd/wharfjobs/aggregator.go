@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/backend"
@@ -86,7 +87,9 @@ func runAggregator(ctx context.Context, args []string, stdout, stderr io.Writer)
 	// The server and the relay end together: whichever stops first (the
 	// port is taken; the aggregator is idle or fails) stops the other, and
 	// both are waited for, so shutdown always runs.
-	runCtx, stop := context.WithCancelCause(ctx)
+	drainCtx, endDrain := drainOnStop(ctx, agg, env.Relay.DrainTimeout, logger)
+	defer endDrain()
+	runCtx, stop := context.WithCancelCause(drainCtx)
 	defer stop(nil)
 	srvErr := make(chan error, 1)
 	go func() {
@@ -103,6 +106,38 @@ func runAggregator(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return serr
 	}
 	return err
+}
+
+// drainOnStop returns a context for the aggregator's run that outlives
+// ctx (SIGTERM) by up to timeout: when ctx ends, the aggregator drains,
+// relaying what is pending and returning once nothing is, so a scale-in
+// (KEDA's cooldown, a rolling update) does not leave a finished build
+// without its final status until the next replica starts. Calling the
+// returned cancel ends it.
+func drainOnStop(ctx context.Context, agg *aggregator.Aggregator, timeout time.Duration, logger *slog.Logger) (context.Context, context.CancelFunc) {
+	run, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-run.Done():
+			return
+		}
+		if timeout <= 0 {
+			cancel()
+			return
+		}
+		logger.Info("stopping: relaying the pending builds first", "timeout", timeout)
+		agg.Drain()
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			logger.Warn("stopping with builds still pending after WHARFJOBS_DRAIN_TIMEOUT; the next aggregator relays them", "timeout", timeout)
+			cancel()
+		case <-run.Done():
+		}
+	}()
+	return run, cancel
 }
 
 // watchMinIO makes the aggregator react to MinIO's bucket notifications

@@ -132,6 +132,11 @@ type Aggregator struct {
 	// before the first (Ready).
 	discoveryErr error
 
+	// draining is closed by Drain: Run returns at its first pass with
+	// nothing left to relay.
+	draining  chan struct{}
+	drainOnce sync.Once
+
 	// Counters, for metrics and tests. Errors counts every kind in errs.
 	LinesRelayed   atomic.Uint64
 	BatchesRelayed atomic.Uint64

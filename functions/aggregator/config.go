@@ -48,6 +48,12 @@ type Config struct {
 	// IdleExit ends Run after this long with no build to relay (0: never),
 	// so KEDA can scale the aggregator back to zero.
 	IdleExit time.Duration `envconfig:"IDLE_EXIT" default:"0" desc:"exit after this long with no build to relay, so KEDA can scale to zero (0: never)"`
+	// DrainTimeout is how long the aggregator command keeps relaying after
+	// SIGTERM (Drain): a scale-in (KEDA's cooldown, a rolling update) then
+	// does not stop it between a finished build's last lines and its final
+	// status, which would wait for the next replica to start. The pod's
+	// terminationGracePeriodSeconds must exceed it.
+	DrainTimeout time.Duration `envconfig:"DRAIN_TIMEOUT" default:"20s" desc:"after SIGTERM, keep relaying the pending builds for at most this long, exiting as soon as none is left (0: exit at once)"`
 	// HeartbeatTimeout fails a Running build whose worker has not
 	// refreshed its heartbeat for this long.
 	HeartbeatTimeout time.Duration `envconfig:"HEARTBEAT_TIMEOUT" default:"2m" desc:"fail a Running build whose worker has not refreshed its heartbeat for this long"`
@@ -131,7 +137,8 @@ const (
 )
 
 // withDefaults returns c with every zero setting replaced by its default.
-// IdleExit and CompareInterval have none: their zero means off.
+// IdleExit, DrainTimeout and CompareInterval have none: their zero means
+// off.
 func (c Config) withDefaults() Config {
 	if c.Holder == "" {
 		c.Holder = fmt.Sprintf("aggregator-%d", time.Now().UnixNano())
@@ -185,5 +192,5 @@ func New(s blob.Store, sink Sink, jobs Jobs, cfg Config) *Aggregator {
 	cfg = cfg.withDefaults()
 	return &Aggregator{store: s, sink: sink, jobs: jobs, cfg: cfg, cfgErr: cfgErr, parked: map[string]string{}, busy: map[string]bool{}, dirty: map[string]bool{},
 		leases: map[string]heldBuild{}, finals: map[string]bool{}, ids: map[string]requestInfo{}, hot: map[string]time.Time{}, chunked: map[string]chunkWait{},
-		discoveryErr: errNoDiscovery, watch: newWatchState()}
+		discoveryErr: errNoDiscovery, watch: newWatchState(), draining: make(chan struct{})}
 }

@@ -71,8 +71,8 @@ func (a *Aggregator) visitAll(ctx context.Context, refs []string, mode visitMode
 	return firstErr
 }
 
-// Run relays continuously until ctx ends, or until IdleExit passed with no
-// pending build. Like Once, it refuses an invalid Config.
+// Run relays continuously until ctx ends, until IdleExit passed with no
+// pending build, or, after Drain, until no build is pending. Like Once, it refuses an invalid Config.
 //
 // Every PollInterval it discovers the pending builds. Without a working
 // change stream it then relays each of them (polling); with one
@@ -148,10 +148,18 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		case len(refs) > 0:
 			idleSince = time.Now()
 			_ = a.relayAll(ctx, refs)
-		case err != nil, failures > 0, a.chunksWaiting():
+		case err != nil, failures > 0:
 			// Not idle: with the store unreachable, builds may be waiting;
-			// idleness counts from the first pass that sees nothing. Chunks
-			// waiting for deletion are known to this process only.
+			// idleness counts from the first pass that sees nothing.
+			idleSince = time.Now()
+		case a.isDraining():
+			// Chunks waiting for their compaction are left: they stay
+			// beside the compacted log, nothing is lost.
+			a.cfg.Logger.Info("drained: nothing left to relay, exiting")
+			return nil
+		case a.chunksWaiting():
+			// Not idle either: chunks waiting for deletion are known to
+			// this process only.
 			idleSince = time.Now()
 		case a.cfg.IdleExit > 0 && time.Since(idleSince) > a.cfg.IdleExit:
 			a.cfg.Logger.Info("idle, exiting", "idle", a.cfg.IdleExit)
@@ -168,8 +176,33 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
+		case <-a.drainStarted(wait):
 		}
 	}
+}
+
+// Drain makes Run return at its first pass that finds no build to relay,
+// instead of running until its context ends; the command calls it on
+// SIGTERM and cancels Run's context after DrainTimeout.
+func (a *Aggregator) Drain() { a.drainOnce.Do(func() { close(a.draining) }) }
+
+func (a *Aggregator) isDraining() bool {
+	select {
+	case <-a.draining:
+		return true
+	default:
+		return false
+	}
+}
+
+// drainStarted wakes Run's wait when Drain is called during it, so a
+// scale-in with nothing pending exits at once; once draining, Run waits
+// its whole interval between passes.
+func (a *Aggregator) drainStarted(wait time.Duration) <-chan struct{} {
+	if a.isDraining() || wait <= 0 {
+		return nil
+	}
+	return a.draining
 }
 
 // silentChanges is true when a change stream is set up but has delivered

@@ -295,3 +295,61 @@ func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
 	}
 	return nil
 }
+
+// TestDrainRelaysPendingBuildsThenReturns: after Drain (the command's
+// SIGTERM), Run goes on relaying a build that is still pending and returns
+// once its final status is relayed; with nothing pending it returns at
+// once, although its poll interval is an hour.
+func TestDrainRelaysPendingBuildsThenReturns(t *testing.T) {
+	s, _ := fs.Open(t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	etag, err := build.WriteStatus(ctx, s, "7", build.Status{Status: build.Running}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := aggregatortest.NewMemorySink()
+	a := aggregator.New(s, sink, nil, aggregator.Config{PollInterval: 20 * time.Millisecond, HotPollInterval: -1, Logger: quiet})
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := testenv.WaitFor(ctx, 10*time.Second, 10*time.Millisecond, statuses(sink, "7", 1)); err != nil {
+		t.Fatal(err)
+	}
+	a.Drain()
+	select {
+	case err := <-done:
+		done <- err
+		t.Fatalf("Run returned (%v) while build 7 was still Running", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := build.WriteStatus(ctx, s, "7", build.Status{Status: build.Completed}, etag); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		done <- err
+		if err != nil {
+			t.Fatalf("Run after Drain: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return once nothing was pending")
+	}
+	if _, st, _ := sink.Received("7"); len(st) != 2 || st[1].Status != build.Completed {
+		t.Fatalf("drained with statuses %+v relayed, want Running, Completed", st)
+	}
+
+	idle := aggregator.New(s, aggregatortest.NewMemorySink(), nil, aggregator.Config{PollInterval: time.Hour, Logger: quiet})
+	idleDone := make(chan error, 1)
+	go func() { idleDone <- idle.Run(ctx) }()
+	time.Sleep(50 * time.Millisecond) // into its hour-long wait (or before it: either way)
+	idle.Drain()
+	select {
+	case err := <-idleDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an idle aggregator did not return at Drain")
+	}
+}
