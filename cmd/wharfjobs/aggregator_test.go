@@ -205,3 +205,93 @@ func TestAggregatorCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestAggregatorDrainsOnStop: stopped (SIGTERM, here the context) while a
+// build is still Running, `wharfjobs aggregator` goes on relaying it and
+// exits once its final status is relayed; a build still pending after
+// WHARFJOBS_DRAIN_TIMEOUT does not hold it longer.
+func TestAggregatorDrainsOnStop(t *testing.T) {
+	srv, err := miniotest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cfg := srv.Config(blob.BackendMinIO, miniotest.BucketName("agg-drain"))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	store, err := backend.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"WHARFJOBS_STORE": cfg.Backend, "WHARFJOBS_STORE_ENDPOINT": cfg.Endpoint, "WHARFJOBS_STORE_BUCKET": cfg.Bucket,
+		"WHARFJOBS_STORE_ACCESS_KEY": cfg.AccessKey, "WHARFJOBS_STORE_SECRET_KEY": cfg.SecretKey,
+		"WHARFJOBS_WHARF_API_URL": "", "WHARFJOBS_LOG_FORMAT": "text", "PORT": freePort(t),
+		"WHARFJOBS_POLL_INTERVAL": "200ms", "WHARFJOBS_DRAIN_TIMEOUT": "30s",
+	} {
+		t.Setenv(k, v)
+	}
+	start := func(ref string) (out, errb *testenv.Buffer, stop context.CancelFunc, done chan int) {
+		t.Helper()
+		if _, err := build.WriteStatus(ctx, store, ref, build.Status{Status: build.Running}, ""); err != nil {
+			t.Fatal(err)
+		}
+		out, errb, done = &testenv.Buffer{}, &testenv.Buffer{}, make(chan int, 1)
+		runCtx, stop := context.WithCancel(ctx)
+		go func() { done <- run(runCtx, []string{"aggregator", "--no-kube"}, out, errb) }()
+		if err := testenv.WaitFor(ctx, 30*time.Second, 50*time.Millisecond, func() error {
+			if !strings.Contains(out.String(), "["+ref+"] status Running") {
+				return fmt.Errorf("build %s's Running not relayed:\n%s", ref, errb.String())
+			}
+			return nil
+		}); err != nil {
+			stop()
+			t.Fatal(err)
+		}
+		return out, errb, stop, done
+	}
+
+	out, errb, stop, done := start("9")
+	stop()
+	select {
+	case code := <-done:
+		t.Fatalf("the aggregator exited (%d) at once with build 9 still Running\n%s", code, errb.String())
+	case <-time.After(time.Second):
+	}
+	if _, err := build.UpdateStatus(ctx, store, "9", func(st *build.Status) error { st.Status = build.Completed; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("drained aggregator: exit %d\n%s", code, errb.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the aggregator did not exit once build 9 was relayed\n%s", errb.String())
+	}
+	if !strings.Contains(out.String(), "[9] status Completed") {
+		t.Fatalf("build 9's Completed was not relayed during the drain:\n%s", out.String())
+	}
+	if !strings.Contains(errb.String(), "drained") {
+		t.Errorf("the drain's end was not logged:\n%s", errb.String())
+	}
+
+	t.Setenv("WHARFJOBS_DRAIN_TIMEOUT", "1s")
+	_, errb, stop, done = start("10")
+	stopped := time.Now()
+	stop()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("aggregator stopped after its drain timeout: exit %d\n%s", code, errb.String())
+		}
+		if d := time.Since(stopped); d < time.Second {
+			t.Errorf("the aggregator exited %v after the stop, before WHARFJOBS_DRAIN_TIMEOUT=1s, with build 10 Running", d)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the aggregator outlived WHARFJOBS_DRAIN_TIMEOUT=1s by 19 s\n%s", errb.String())
+	}
+	if !strings.Contains(errb.String(), "still pending") {
+		t.Errorf("the drain's timeout was not logged:\n%s", errb.String())
+	}
+}
