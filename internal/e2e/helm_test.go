@@ -22,6 +22,9 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
 
 	"github.com/wharfjobs/wharfjobs/blob"
@@ -44,6 +47,12 @@ const (
 	// chart's MinIO.
 	storageClass = "wharfjobs-local"
 	helmBuilds   = 20
+	// kedaCooldown is the ScaledObject's cooldownPeriod here. With the
+	// chart's drain (aggregator.drainSeconds, 60 s, after the scale-in's
+	// SIGTERM) it must cover how far the relay runs behind the workers, or
+	// the last builds would complete only when the next build starts an
+	// aggregator (and this test would time out waiting for them).
+	kedaCooldown = 60 * time.Second
 )
 
 // helmLines are the step lines of wharfapitest's files pipeline (two
@@ -78,6 +87,11 @@ func TestHelmDeployment(t *testing.T) {
 	}}
 	c := startNode(ctx, t, dir, stepImageOf(t), minioImg)
 	importProdImage(ctx, t, c)
+	t0 := time.Now()
+	if err := c.StartKEDA(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("KEDA's CRDs and operator ready in %v", time.Since(t0).Round(time.Millisecond))
 	cs := c.Client.CoreV1()
 
 	// The release's namespace, labelled as the chart's README says, and
@@ -140,7 +154,8 @@ aggregator:
 worker:
   resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: "1", memory: 256Mi}}
   extraEnv: {WHARFJOBS_STEP_CPU_REQUEST: 10m, WHARFJOBS_BUILD_TTL_AFTER_FINISHED: 10s}
-`, strings.Split(workerImage, ":")[0], strings.Split(workerImage, ":")[1], apiAddr, minioImage, storageClass, nodePort)
+keda: {enabled: true, cooldownPeriod: %d, pollingInterval: 2}
+`, strings.Split(workerImage, ":")[0], strings.Split(workerImage, ":")[1], apiAddr, minioImage, storageClass, nodePort, int(kedaCooldown/time.Second))
 	valuesFile := filepath.Join(dir, "values.yaml")
 	if err := os.WriteFile(valuesFile, []byte(values), 0o600); err != nil {
 		t.Fatal(err)
@@ -167,6 +182,13 @@ worker:
 	if got := svc.Spec.Ports[0].NodePort; got != nodePort {
 		t.Fatalf("the provisioner's Service has node port %d, want provisioner.service.nodePort %d", got, nodePort)
 	}
+	// No build, no aggregator: KEDA took the ScaledObject (Ready) and
+	// finds its trigger inactive.
+	if err := testenv.WaitFor(ctx, time.Minute, 250*time.Millisecond, func() error {
+		return aggregatorAtZero(ctx, c)
+	}); err != nil {
+		t.Fatalf("before the builds: %v\n%s", err, c.Tail("keda-operator"))
+	}
 
 	files, wantTests, err := wharfapitest.FilesRepo(stepImage)
 	if err != nil {
@@ -187,7 +209,11 @@ worker:
 	results := make([]result, helmBuilds)
 	// While the builds run: when each build's worker pod first runs, and
 	// the peak memory of the control plane's processes and of our pods.
-	running := map[string]time.Time{}
+	running, workerEnded := map[string]time.Time{}, map[string]time.Time{}
+	// When KEDA's aggregator first ran, and when KEDA next set it to 0
+	// replicas (its pod then drains).
+	var aggregatorUp, scaledIn time.Time
+	peakAggregators := 0
 	peakProc, peakPod := map[string]int64{}, map[string]int64{}
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan struct{})
@@ -204,6 +230,18 @@ worker:
 					if _, ok := running[ref]; !ok && p.Status.Phase == corev1.PodRunning {
 						running[ref] = now
 					}
+					if cs := p.Status.ContainerStatuses; len(cs) > 0 && cs[0].State.Terminated != nil {
+						workerEnded[ref] = cs[0].State.Terminated.FinishedAt.Time
+					}
+				}
+			}
+			if d, err := c.Client.AppsV1().Deployments(helmNS).Get(sampleCtx, "wharfjobs-aggregator", metav1.GetOptions{}); err == nil {
+				if d.Status.ReadyReplicas > 0 && aggregatorUp.IsZero() {
+					aggregatorUp = time.Now()
+				}
+				peakAggregators = max(peakAggregators, int(d.Status.ReadyReplicas))
+				if !aggregatorUp.IsZero() && scaledIn.IsZero() && d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
+					scaledIn = time.Now()
 				}
 			}
 			if n%4 == 0 {
@@ -268,10 +306,14 @@ worker:
 	}
 	stopSampling()
 	<-sampled
-	var took, toRunning []time.Duration
+	var took, toRunning, relayLag []time.Duration
 	for _, r := range results {
-		if at, ok := running[kube.LabelValue(job.Request{BuildRef: r.id}.Ref())]; ok {
+		ref := kube.LabelValue(job.Request{BuildRef: r.id}.Ref())
+		if at, ok := running[ref]; ok {
 			toRunning = append(toRunning, at.Sub(r.triggered))
+		}
+		if at, ok := workerEnded[ref]; ok {
+			relayLag = append(relayLag, r.triggered.Add(r.done).Sub(at))
 		}
 		if r.status != "Completed" {
 			t.Errorf("build %s ended %s in wharf-api", r.id, r.status)
@@ -280,7 +322,24 @@ worker:
 	}
 	t.Logf("%d builds triggered at once through wharf-api (at most 6 running, WHARFJOBS_MAX_RUNNING_BUILDS): trigger -> worker pod running %s; trigger -> Completed in wharf-api %s",
 		helmBuilds, percentiles(toRunning), percentiles(took))
+	// How far the relay runs behind the workers: what KEDA's cooldown
+	// (and the aggregator's drain) must cover.
+	t.Logf("worker container ended -> Completed in wharf-api: %s", percentiles(relayLag))
 	t.Logf("peak resident memory during the builds: control plane %s; pods (working set) %s", mib(peakProc), mib(peakPod))
+	if aggregatorUp.IsZero() {
+		t.Errorf("KEDA never ran the aggregator during the builds\n%s", c.Tail("keda-operator"))
+	} else {
+		t.Logf("KEDA: aggregator ready %v after the first trigger; at most %d replica(s) during the builds", aggregatorUp.Sub(results[0].triggered).Round(time.Millisecond), peakAggregators)
+	}
+	if !scaledIn.IsZero() {
+		drained := 0
+		for _, r := range results {
+			if r.triggered.Add(r.done).After(scaledIn) {
+				drained++
+			}
+		}
+		t.Logf("KEDA scaled the aggregator in before every build had completed in wharf-api: %d builds completed during its drain", drained)
+	}
 
 	// Every line once in wharf-api: the final status went out after the
 	// build's last line.
@@ -348,6 +407,22 @@ worker:
 	})
 	if err != nil {
 		t.Error(err)
+	}
+
+	// No build pod left: KEDA takes the aggregator back to zero after its
+	// cooldown.
+	var lastDone time.Time
+	for _, r := range results {
+		if at := r.triggered.Add(r.done); at.After(lastDone) {
+			lastDone = at
+		}
+	}
+	if err := testenv.WaitFor(ctx, kedaCooldown+time.Minute, 250*time.Millisecond, func() error {
+		return aggregatorAtZero(ctx, c)
+	}); err != nil {
+		t.Errorf("after the builds: %v\n%s", err, c.Tail("keda-operator"))
+	} else {
+		t.Logf("KEDA: aggregator at 0 replicas %v after the last build completed in wharf-api (cooldownPeriod %v)", time.Since(lastDone).Round(time.Millisecond), kedaCooldown)
 	}
 
 	// helm upgrade to a new image tag while a build runs: the build
@@ -479,6 +554,45 @@ worker:
 		}
 		t.Errorf("PVCs after helm uninstall: %v, want MinIO's data-wharfjobs-minio-0 only", names)
 	}
+}
+
+// aggregatorAtZero says why KEDA has not (yet) scaled the chart's
+// aggregator to zero: its ScaledObject is not Ready, or the Deployment
+// has replicas or pods.
+func aggregatorAtZero(ctx context.Context, c *testcluster.Cluster) error {
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	so, err := dyn.Resource(schema.GroupVersionResource{Group: "keda.sh", Version: "v1alpha1", Resource: "scaledobjects"}).Namespace(helmNS).Get(ctx, "wharfjobs-aggregator", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	conds, _, _ := unstructured.NestedSlice(so.Object, "status", "conditions")
+	ready := false
+	for _, cond := range conds {
+		if m, ok := cond.(map[string]any); ok && m["type"] == "Ready" && m["status"] == "True" {
+			ready = true
+		}
+	}
+	if !ready {
+		return fmt.Errorf("the aggregator's ScaledObject is not Ready: %v", conds)
+	}
+	d, err := c.Client.AppsV1().Deployments(helmNS).Get(ctx, "wharfjobs-aggregator", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 0 {
+		return fmt.Errorf("the aggregator Deployment has %v replicas, want 0", d.Spec.Replicas)
+	}
+	pods, err := c.Client.CoreV1().Pods(helmNS).List(ctx, metav1.ListOptions{LabelSelector: job.LabelComponent + "=aggregator"})
+	if err != nil {
+		return err
+	}
+	if n := len(pods.Items); n > 0 {
+		return fmt.Errorf("%d aggregator pods", n)
+	}
+	return nil
 }
 
 // helmStore opens the chart's in-cluster MinIO from this machine, at its
