@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -44,33 +45,42 @@ func writeFinishedBuild(t *testing.T, s blob.Store, ref string, n int) {
 	}
 }
 
+// aggregatorStore starts a MinIO for the test, opens bucket on it and
+// points the aggregator command's WHARFJOBS_STORE_* variables at it, with
+// env's variables besides.
+func aggregatorStore(t *testing.T, bucket string, env map[string]string) (*miniotest.Server, blob.Config, blob.Store) {
+	t.Helper()
+	srv, err := miniotest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	cfg := srv.Config(blob.BackendMinIO, miniotest.BucketName(bucket))
+	store, err := backend.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps.Copy(env, map[string]string{
+		"WHARFJOBS_STORE": cfg.Backend, "WHARFJOBS_STORE_ENDPOINT": cfg.Endpoint, "WHARFJOBS_STORE_BUCKET": cfg.Bucket,
+		"WHARFJOBS_STORE_ACCESS_KEY": cfg.AccessKey, "WHARFJOBS_STORE_SECRET_KEY": cfg.SecretKey,
+		"WHARFJOBS_WHARF_API_URL": "", "WHARFJOBS_LOG_FORMAT": "text",
+	})
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	return srv, cfg, store
+}
+
 // TestAggregatorCommand runs `wharfjobs aggregator` against a real MinIO
 // as an operator would: --once twice (the second relays nothing again),
 // then long-running with /healthz, /readyz and /metrics over HTTP, a build
 // arriving meanwhile, and the exit after WHARFJOBS_IDLE_EXIT.
 func TestAggregatorCommand(t *testing.T) {
-	srv, err := miniotest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	cfg := srv.Config(blob.BackendMinIO, miniotest.BucketName("agg-cmd"))
+	port := freePort(t)
+	srv, cfg, store := aggregatorStore(t, "agg-cmd", map[string]string{"PORT": port, "WHARFJOBS_POLL_INTERVAL": "200ms", "WHARFJOBS_IDLE_EXIT": "2s"})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	store, err := backend.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	writeFinishedBuild(t, store, "7", 10)
-	port := freePort(t)
-	for k, v := range map[string]string{
-		"WHARFJOBS_STORE": cfg.Backend, "WHARFJOBS_STORE_ENDPOINT": cfg.Endpoint, "WHARFJOBS_STORE_BUCKET": cfg.Bucket,
-		"WHARFJOBS_STORE_ACCESS_KEY": cfg.AccessKey, "WHARFJOBS_STORE_SECRET_KEY": cfg.SecretKey,
-		"WHARFJOBS_WHARF_API_URL": "", "WHARFJOBS_LOG_FORMAT": "text", "PORT": port,
-		"WHARFJOBS_POLL_INTERVAL": "200ms", "WHARFJOBS_IDLE_EXIT": "2s",
-	} {
-		t.Setenv(k, v)
-	}
 	relayed := func(out, ref string) int { return strings.Count(out, "["+ref+"] build/go") }
 
 	out, errb := &testenv.Buffer{}, &testenv.Buffer{}
@@ -211,26 +221,9 @@ func TestAggregatorCommand(t *testing.T) {
 // exits once its final status is relayed; a build still pending after
 // WHARFJOBS_DRAIN_TIMEOUT does not hold it longer.
 func TestAggregatorDrainsOnStop(t *testing.T) {
-	srv, err := miniotest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	cfg := srv.Config(blob.BackendMinIO, miniotest.BucketName("agg-drain"))
+	_, _, store := aggregatorStore(t, "agg-drain", map[string]string{"PORT": freePort(t), "WHARFJOBS_POLL_INTERVAL": "200ms", "WHARFJOBS_DRAIN_TIMEOUT": "30s"})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	store, err := backend.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range map[string]string{
-		"WHARFJOBS_STORE": cfg.Backend, "WHARFJOBS_STORE_ENDPOINT": cfg.Endpoint, "WHARFJOBS_STORE_BUCKET": cfg.Bucket,
-		"WHARFJOBS_STORE_ACCESS_KEY": cfg.AccessKey, "WHARFJOBS_STORE_SECRET_KEY": cfg.SecretKey,
-		"WHARFJOBS_WHARF_API_URL": "", "WHARFJOBS_LOG_FORMAT": "text", "PORT": freePort(t),
-		"WHARFJOBS_POLL_INTERVAL": "200ms", "WHARFJOBS_DRAIN_TIMEOUT": "30s",
-	} {
-		t.Setenv(k, v)
-	}
 	start := func(ref string) (out, errb *testenv.Buffer, stop context.CancelFunc, done chan int) {
 		t.Helper()
 		if _, err := build.WriteStatus(ctx, store, ref, build.Status{Status: build.Running}, ""); err != nil {
