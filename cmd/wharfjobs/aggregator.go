@@ -87,7 +87,7 @@ func runAggregator(ctx context.Context, args []string, stdout, stderr io.Writer)
 	// The server and the relay end together: whichever stops first (the
 	// port is taken; the aggregator is idle or fails) stops the other, and
 	// both are waited for, so shutdown always runs.
-	drainCtx, endDrain := drainOnStop(ctx, agg, env.Relay.DrainTimeout, logger)
+	drainCtx, endDrain := drainOnStop(ctx, agg, logger)
 	defer endDrain()
 	runCtx, stop := context.WithCancelCause(drainCtx)
 	defer stop(nil)
@@ -114,7 +114,8 @@ func runAggregator(ctx context.Context, args []string, stdout, stderr io.Writer)
 // (KEDA's cooldown, a rolling update) does not leave a finished build
 // without its final status until the next replica starts. Calling the
 // returned cancel ends it.
-func drainOnStop(ctx context.Context, agg *aggregator.Aggregator, timeout time.Duration, logger *slog.Logger) (context.Context, context.CancelFunc) {
+func drainOnStop(ctx context.Context, agg *aggregator.Aggregator, logger *slog.Logger) (context.Context, context.CancelFunc) {
+	timeout := agg.DrainTimeout()
 	run, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	go func() {
 		select {

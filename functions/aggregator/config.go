@@ -52,8 +52,8 @@ type Config struct {
 	// SIGTERM (Drain): a scale-in (KEDA's cooldown, a rolling update) then
 	// does not stop it between a finished build's last lines and its final
 	// status, which would wait for the next replica to start. The pod's
-	// terminationGracePeriodSeconds must exceed it.
-	DrainTimeout time.Duration `envconfig:"DRAIN_TIMEOUT" default:"20s" desc:"after SIGTERM, keep relaying the pending builds for at most this long, exiting as soon as none is left (0: exit at once)"`
+	// terminationGracePeriodSeconds must exceed it. Negative: no drain.
+	DrainTimeout time.Duration `envconfig:"DRAIN_TIMEOUT" default:"20s" desc:"after SIGTERM, keep relaying the pending builds for at most this long, exiting as soon as none is left (negative: exit at once)"`
 	// HeartbeatTimeout fails a Running build whose worker has not
 	// refreshed its heartbeat for this long.
 	HeartbeatTimeout time.Duration `envconfig:"HEARTBEAT_TIMEOUT" default:"2m" desc:"fail a Running build whose worker has not refreshed its heartbeat for this long"`
@@ -134,11 +134,11 @@ const (
 	defaultSilentChangesAfter = 30 * time.Second
 	defaultSafetySweep        = 30 * time.Second
 	defaultChangesKeepalive   = 5 * time.Second
+	defaultDrainTimeout       = 20 * time.Second
 )
 
 // withDefaults returns c with every zero setting replaced by its default.
-// IdleExit, DrainTimeout and CompareInterval have none: their zero means
-// off.
+// IdleExit and CompareInterval have none: their zero means off.
 func (c Config) withDefaults() Config {
 	if c.Holder == "" {
 		c.Holder = fmt.Sprintf("aggregator-%d", time.Now().UnixNano())
@@ -164,6 +164,9 @@ func (c Config) withDefaults() Config {
 		c.SafetySweepInterval = defaultSafetySweep
 	}
 	orDefault(&c.ChangesKeepalive, defaultChangesKeepalive)
+	if c.DrainTimeout == 0 { // negative turns it off
+		c.DrainTimeout = defaultDrainTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -182,7 +185,7 @@ func orDefault[T int | time.Duration](v *T, def T) {
 // excepted: negative turns them off). Zero is always valid. Each error names the environment variable,
 // as the operator wrote it.
 func (c Config) Validate() error {
-	return settings.NonNegative(c, "HotPollInterval", "SafetySweepInterval")
+	return settings.NonNegative(c, "HotPollInterval", "SafetySweepInterval", "DrainTimeout")
 }
 
 // New returns an aggregator. A Config that Validate refuses makes Run and

@@ -186,6 +186,10 @@ func (a *Aggregator) Run(ctx context.Context) error {
 // SIGTERM and cancels Run's context after DrainTimeout.
 func (a *Aggregator) Drain() { a.drainOnce.Do(func() { close(a.draining) }) }
 
+// DrainTimeout is how long the command lets Run drain after SIGTERM
+// (Config.DrainTimeout with its default); not positive: no drain.
+func (a *Aggregator) DrainTimeout() time.Duration { return a.cfg.DrainTimeout }
+
 func (a *Aggregator) isDraining() bool {
 	select {
 	case <-a.draining:
