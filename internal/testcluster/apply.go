@@ -116,27 +116,31 @@ const (
 // KEDA's ScaledObject from their modules and returns once the API server
 // serves both, so that objects of those kinds can be created.
 func (a *Applier) InstallKnativeAndKEDA(ctx context.Context) error {
-	for _, f := range []struct{ module, path string }{
-		{KnativeModule, "config/core/300-resources/service.yaml"},
-		{KEDAModule, "config/crd/bases/keda.sh_scaledobjects.yaml"},
-	} {
-		crd, err := ModuleFile(f.module, f.path)
+	if err := a.installCRDs(ctx, KnativeModule, schema.GroupKind{Group: "serving.knative.dev", Kind: "Service"}, "config/core/300-resources/service.yaml"); err != nil {
+		return err
+	}
+	return a.installCRDs(ctx, KEDAModule, kedaScaledObject, kedaCRDs[0])
+}
+
+// installCRDs applies the CRD files at paths in module (module@version)
+// and returns once the API server serves kind.
+func (a *Applier) installCRDs(ctx context.Context, module string, kind schema.GroupKind, paths ...string) error {
+	for _, p := range paths {
+		crd, err := ModuleFile(module, p)
 		if err != nil {
 			return err
 		}
 		if err := a.ApplyFiles(ctx, crd); err != nil {
-			return fmt.Errorf("install CRD: %w", err)
+			return fmt.Errorf("install CRD %s of %s: %w", p, module, err)
 		}
 	}
 	// A new CRD takes a moment to be served.
-	for _, gk := range []schema.GroupKind{{Group: "serving.knative.dev", Kind: "Service"}, {Group: "keda.sh", Kind: "ScaledObject"}} {
-		if err := waitFor(ctx, 30*time.Second, func() error {
-			a.mapper.Reset()
-			_, err := a.mapper.RESTMapping(gk)
-			return err
-		}); err != nil {
-			return fmt.Errorf("CRD of %s not served: %w", gk, err)
-		}
+	if err := waitFor(ctx, 30*time.Second, func() error {
+		a.mapper.Reset()
+		_, err := a.mapper.RESTMapping(kind)
+		return err
+	}); err != nil {
+		return fmt.Errorf("CRD of %s not served: %w", kind, err)
 	}
 	return nil
 }

@@ -13,16 +13,19 @@ import (
 	"github.com/wharfjobs/wharfjobs/internal/testenv"
 )
 
-// kedaCRDs are the custom resources KEDA's operator watches: it will not
-// start its controllers without all of them.
+// kedaCRDs are the custom resources KEDA's operator watches, in
+// KEDAModule: it will not start its controllers without all of them.
+// ScaledObject's comes first: InstallKnativeAndKEDA needs only that one.
 var kedaCRDs = []string{
-	"keda.sh_scaledobjects.yaml",
-	"keda.sh_scaledjobs.yaml",
-	"keda.sh_triggerauthentications.yaml",
-	"keda.sh_clustertriggerauthentications.yaml",
-	"eventing.keda.sh_cloudeventsources.yaml",
-	"eventing.keda.sh_clustercloudeventsources.yaml",
+	"config/crd/bases/keda.sh_scaledobjects.yaml",
+	"config/crd/bases/keda.sh_scaledjobs.yaml",
+	"config/crd/bases/keda.sh_triggerauthentications.yaml",
+	"config/crd/bases/keda.sh_clustertriggerauthentications.yaml",
+	"config/crd/bases/eventing.keda.sh_cloudeventsources.yaml",
+	"config/crd/bases/eventing.keda.sh_clustercloudeventsources.yaml",
 }
+
+var kedaScaledObject = schema.GroupKind{Group: "keda.sh", Kind: "ScaledObject"}
 
 // KEDANamespace is where KEDA's operator keeps its cluster-wide objects
 // (KEDA_CLUSTER_OBJECT_NAMESPACE), as its own chart installs it.
@@ -46,21 +49,8 @@ func (c *Cluster) StartKEDA(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range kedaCRDs {
-		crd, err := ModuleFile(KEDAModule, "config/crd/bases/"+name)
-		if err != nil {
-			return err
-		}
-		if err := a.ApplyFiles(ctx, crd); err != nil {
-			return fmt.Errorf("install KEDA's CRD %s: %w", name, err)
-		}
-	}
-	if err := waitFor(ctx, 30*time.Second, func() error {
-		a.mapper.Reset()
-		_, err := a.mapper.RESTMapping(schema.GroupKind{Group: "keda.sh", Kind: "ScaledObject"})
-		return err
-	}); err != nil {
-		return fmt.Errorf("KEDA's ScaledObject CRD not served: %w", err)
+	if err := a.installCRDs(ctx, KEDAModule, kedaScaledObject, kedaCRDs...); err != nil {
+		return fmt.Errorf("KEDA's CRDs: %w", err)
 	}
 
 	// The operator's gRPC metrics service (for KEDA's metrics API server,
