@@ -184,8 +184,13 @@ keda: {enabled: true, cooldownPeriod: %d, pollingInterval: 2}
 	}
 	// No build, no aggregator: KEDA took the ScaledObject (Ready) and
 	// finds its trigger inactive.
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scaledObjects := dyn.Resource(schema.GroupVersionResource{Group: "keda.sh", Version: "v1alpha1", Resource: "scaledobjects"}).Namespace(helmNS)
 	if err := testenv.WaitFor(ctx, time.Minute, 250*time.Millisecond, func() error {
-		return aggregatorAtZero(ctx, c)
+		return aggregatorAtZero(ctx, c, scaledObjects)
 	}); err != nil {
 		t.Fatalf("before the builds: %v\n%s", err, c.Tail("keda-operator"))
 	}
@@ -307,7 +312,11 @@ keda: {enabled: true, cooldownPeriod: %d, pollingInterval: 2}
 	stopSampling()
 	<-sampled
 	var took, toRunning, relayLag []time.Duration
+	var lastDone time.Time // when the last build completed in wharf-api
 	for _, r := range results {
+		if at := r.triggered.Add(r.done); at.After(lastDone) {
+			lastDone = at
+		}
 		ref := kube.LabelValue(job.Request{BuildRef: r.id}.Ref())
 		if at, ok := running[ref]; ok {
 			toRunning = append(toRunning, at.Sub(r.triggered))
@@ -411,14 +420,8 @@ keda: {enabled: true, cooldownPeriod: %d, pollingInterval: 2}
 
 	// No build pod left: KEDA takes the aggregator back to zero after its
 	// cooldown.
-	var lastDone time.Time
-	for _, r := range results {
-		if at := r.triggered.Add(r.done); at.After(lastDone) {
-			lastDone = at
-		}
-	}
 	if err := testenv.WaitFor(ctx, kedaCooldown+time.Minute, 250*time.Millisecond, func() error {
-		return aggregatorAtZero(ctx, c)
+		return aggregatorAtZero(ctx, c, scaledObjects)
 	}); err != nil {
 		t.Errorf("after the builds: %v\n%s", err, c.Tail("keda-operator"))
 	} else {
@@ -558,13 +561,9 @@ keda: {enabled: true, cooldownPeriod: %d, pollingInterval: 2}
 
 // aggregatorAtZero says why KEDA has not (yet) scaled the chart's
 // aggregator to zero: its ScaledObject is not Ready, or the Deployment
-// has replicas or pods.
-func aggregatorAtZero(ctx context.Context, c *testcluster.Cluster) error {
-	dyn, err := dynamic.NewForConfig(c.Config)
-	if err != nil {
-		return err
-	}
-	so, err := dyn.Resource(schema.GroupVersionResource{Group: "keda.sh", Version: "v1alpha1", Resource: "scaledobjects"}).Namespace(helmNS).Get(ctx, "wharfjobs-aggregator", metav1.GetOptions{})
+// has replicas or pods. scaledObjects are the release namespace's.
+func aggregatorAtZero(ctx context.Context, c *testcluster.Cluster, scaledObjects dynamic.ResourceInterface) error {
+	so, err := scaledObjects.Get(ctx, "wharfjobs-aggregator", metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
