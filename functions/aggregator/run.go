@@ -72,7 +72,8 @@ func (a *Aggregator) visitAll(ctx context.Context, refs []string, mode visitMode
 }
 
 // Run relays continuously until ctx ends, until IdleExit passed with no
-// pending build, or, after Drain, until no build is pending. Like Once, it refuses an invalid Config.
+// pending build, or, after Drain, until no build is pending. Like Once, it
+// refuses an invalid Config.
 //
 // Every PollInterval it discovers the pending builds. Without a working
 // change stream it then relays each of them (polling); with one
@@ -176,7 +177,7 @@ func (a *Aggregator) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
-		case <-a.drainStarted(wait):
+		case <-a.drainStarted():
 		}
 	}
 }
@@ -201,9 +202,9 @@ func (a *Aggregator) isDraining() bool {
 
 // drainStarted wakes Run's wait when Drain is called during it, so a
 // scale-in with nothing pending exits at once; once draining, Run waits
-// its whole interval between passes.
-func (a *Aggregator) drainStarted(wait time.Duration) <-chan struct{} {
-	if a.isDraining() || wait <= 0 {
+// its whole interval between passes (a nil channel never fires).
+func (a *Aggregator) drainStarted() <-chan struct{} {
+	if a.isDraining() {
 		return nil
 	}
 	return a.draining
