@@ -34,11 +34,17 @@ KANIKO_STAMP   := $(CACHE_BIN)/.kaniko-$(KANIKO_VERSION)
 HELM_STAMP     := $(CACHE_BIN)/.helm-$(HELM_VERSION)
 COREDNS_VERSION := v1.15.0
 COREDNS_STAMP  := $(CACHE_BIN)/.coredns-$(COREDNS_VERSION)
-# KEDA's operator, which scales the Helm test's aggregator from and to zero.
+# KEDA's operator, which scales the Helm test's aggregator from and to zero;
+# internal/testcluster's KEDAModule (its CRDs) names the same version.
 KEDA_VERSION   := v2.21.0
 KEDA_STAMP     := $(CACHE_BIN)/.keda-$(KEDA_VERSION)
 
 GO          ?= go
+# module-src: a writable copy of module@version's source at dir, for tools
+# built as the main module (their replace directives then apply):
+# $(call module-src,module@version,dir).
+module-src = rm -rf $(2) && dir=$$(cd "$$(mktemp -d)" && GOFLAGS= $(GO) mod download -json $(1) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && \
+	test -n "$$dir" && cp -r "$$dir" $(2) && chmod -R u+w $(2)
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS     := -s -w -X main.version=$(VERSION)
@@ -127,9 +133,7 @@ minio: $(MINIO_STAMP)
 $(MINIO_STAMP): hack/minio/flush.go
 	@mkdir -p $(CACHE_BIN)
 	@echo "building MinIO $(MINIO_VERSION) into $(CACHE_BIN) (a few minutes, once)"
-	rm -rf $(CACHE)/minio-src
-	dir=$$(cd "$$(mktemp -d)" && GOFLAGS= $(GO) mod download -json github.com/minio/minio@$(MINIO_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
-	  test -n "$$dir" && cp -r "$$dir" $(CACHE)/minio-src && chmod -R u+w $(CACHE)/minio-src
+	$(call module-src,github.com/minio/minio@$(MINIO_VERSION),$(CACHE)/minio-src)
 	cp hack/minio/flush.go $(CACHE)/minio-src/cmd/zz_wharfjobs_flush.go
 	cd $(CACHE)/minio-src && CGO_ENABLED=0 GOFLAGS=-mod=mod $(GO) build -tags wharfjobs_minio -o $(MINIO) .
 	rm -rf $(CACHE)/minio-src
@@ -249,9 +253,7 @@ keda: $(KEDA_STAMP)
 $(KEDA_STAMP):
 	@mkdir -p $(CACHE_BIN)
 	@echo "building KEDA's operator $(KEDA_VERSION) into $(CACHE_BIN) (minutes, once)"
-	rm -rf $(CACHE)/keda-src
-	dir=$$(cd "$$(mktemp -d)" && GOFLAGS= $(GO) mod download -json github.com/kedacore/keda/v2@$(KEDA_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
-	  test -n "$$dir" && cp -r "$$dir" $(CACHE)/keda-src && chmod -R u+w $(CACHE)/keda-src
+	$(call module-src,github.com/kedacore/keda/v2@$(KEDA_VERSION),$(CACHE)/keda-src)
 	cd $(CACHE)/keda-src && CGO_ENABLED=0 GOFLAGS=-mod=mod $(GO) build -trimpath -o $(CACHE_BIN)/keda-operator ./cmd/operator
 	rm -rf $(CACHE)/keda-src
 	@rm -f $(CACHE_BIN)/.keda-*
