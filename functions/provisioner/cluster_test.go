@@ -152,6 +152,75 @@ func TestRealAPIServerConcurrentTriggersMakeOneJob(t *testing.T) {
 	}
 }
 
+// TestRealAPIServerCapHoldsUnderConcurrentTriggers: builds triggered at
+// once (wharf-api starting many) must not each see the same free slots:
+// exactly WHARFJOBS_MAX_RUNNING_BUILDS of them run, the rest are queued.
+func TestRealAPIServerCapHoldsUnderConcurrentTriggers(t *testing.T) {
+	const maxRunning, n = 3, 12
+	e := newClusterEnv(t, kube.Config{MaxRunning: maxRunning})
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	codes := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp, _ := e.post(t, "/api/worker", wharfAPIQuery(fmt.Sprint(200+i)))
+			codes[i] = resp.StatusCode
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, code := range codes {
+		if code != http.StatusCreated {
+			t.Fatalf("trigger %d answered %d", i, code)
+		}
+	}
+	jobs, err := realCluster(t).Client.BatchV1().Jobs(e.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var running []string
+	for _, j := range jobs.Items {
+		if !*j.Spec.Suspend {
+			running = append(running, j.Name)
+		}
+	}
+	if len(jobs.Items) != n || len(running) != maxRunning {
+		t.Fatalf("%d of %d Jobs created unsuspended (%v), want %d (WHARFJOBS_MAX_RUNNING_BUILDS)", len(running), len(jobs.Items), running, maxRunning)
+	}
+	// A slot frees: a build triggered now queues behind the nine waiting
+	// rather than take it; the release pass gives it to one of them.
+	ctx := context.Background()
+	api := realCluster(t).Client.BatchV1().Jobs(e.ns)
+	j, err := api.Get(ctx, running[0], metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.Now()
+	j.Status.StartTime, j.Status.CompletionTime = &now, &now
+	j.Status.Conditions = []batchv1.JobCondition{
+		{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now},
+	}
+	if _, err := api.UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := e.post(t, "/api/worker", wharfAPIQuery("299"))
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("trigger 299: %d %v", resp.StatusCode, body)
+	}
+	late := body["workerId"].(string)
+	released, err := e.launch.ReleaseQueued(ctx)
+	if err != nil || len(released) != 1 || released[0] == late {
+		t.Fatalf("released %v, %v; want one of the builds queued before %s", released, err, late)
+	}
+	if j, err := api.Get(ctx, late, metav1.GetOptions{}); err != nil || !*j.Spec.Suspend {
+		t.Fatalf("%s jumped the queue (err %v)", late, err)
+	}
+}
+
 func TestRealAPIServerListCancelQueue(t *testing.T) {
 	e := newClusterEnv(t, kube.Config{MaxRunning: 1})
 	ctx := context.Background()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -23,6 +24,11 @@ import (
 type Launcher struct {
 	Client kubernetes.Interface
 	Config Config
+
+	// admit serialises the decisions against MaxRunning (count, then
+	// create or unsuspend): without it, builds triggered at once each
+	// count the same free slots and all start.
+	admit sync.Mutex
 }
 
 func (l *Launcher) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -35,11 +41,15 @@ func (l *Launcher) ctx(ctx context.Context) (context.Context, context.CancelFunc
 func (l *Launcher) Launch(ctx context.Context, req job.Request) (job.Build, bool, error) {
 	suspend := false
 	if l.Config.MaxRunning > 0 && l.Config.KueueQueue == "" {
-		running, err := l.countRunning(ctx)
+		l.admit.Lock()
+		defer l.admit.Unlock()
+		q, err := l.Queue(ctx)
 		if err != nil {
 			return job.Build{}, false, err
 		}
-		suspend = running >= l.Config.MaxRunning
+		// Behind any build already queued, even with a slot free: the
+		// release pass takes the oldest first.
+		suspend = q.Running >= l.Config.MaxRunning || len(q.Queued) > 0
 	}
 	j, secret, err := Render(req, l.Config, suspend)
 	if err != nil {
@@ -137,20 +147,6 @@ func (l *Launcher) deleteJob(ctx context.Context, name string) error {
 	return nil
 }
 
-func (l *Launcher) countRunning(ctx context.Context) (int, error) {
-	builds, err := l.List(ctx, "")
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, b := range builds {
-		if !b.Queued && b.Phase != "Completed" && b.Phase != "Failed" {
-			n++
-		}
-	}
-	return n, nil
-}
-
 // Queue returns the queued builds (suspended Jobs), oldest first, and
 // how many builds hold a slot.
 func (l *Launcher) Queue(ctx context.Context) (job.Queue, error) {
@@ -183,6 +179,8 @@ func (l *Launcher) ReleaseQueued(ctx context.Context) ([]string, error) {
 	if l.Config.MaxRunning <= 0 || l.Config.KueueQueue != "" {
 		return nil, nil
 	}
+	l.admit.Lock()
+	defer l.admit.Unlock()
 	q, err := l.Queue(ctx)
 	if err != nil {
 		return nil, err
