@@ -47,6 +47,8 @@ const (
 	// chart's MinIO.
 	storageClass = "wharfjobs-local"
 	helmBuilds   = 20
+	// helmMaxRunning is the provisioner's WHARFJOBS_MAX_RUNNING_BUILDS.
+	helmMaxRunning = 6
 	// kedaCooldown is the ScaledObject's cooldownPeriod here. With the
 	// chart's drain (aggregator.drainSeconds, 60 s, after the scale-in's
 	// SIGTERM) it must cover how far the relay runs behind the workers, or
@@ -148,14 +150,14 @@ minio:
 provisioner:
   service: {type: NodePort, nodePort: %d}
   resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: "1", memory: 256Mi}}
-  extraEnv: [{name: WHARFJOBS_MAX_RUNNING_BUILDS, value: "6"}, {name: WHARFJOBS_QUEUE_RELEASE_INTERVAL, value: "1s"}]
+  extraEnv: [{name: WHARFJOBS_MAX_RUNNING_BUILDS, value: "%d"}, {name: WHARFJOBS_QUEUE_RELEASE_INTERVAL, value: "1s"}]
 aggregator:
   resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: "1", memory: 256Mi}}
 worker:
   resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: "1", memory: 256Mi}}
   extraEnv: {WHARFJOBS_STEP_CPU_REQUEST: 10m, WHARFJOBS_BUILD_TTL_AFTER_FINISHED: 10s}
 keda: {enabled: true, cooldownPeriod: %d, pollingInterval: 2}
-`, strings.Split(workerImage, ":")[0], strings.Split(workerImage, ":")[1], apiAddr, minioImage, storageClass, nodePort, int(kedaCooldown/time.Second))
+`, strings.Split(workerImage, ":")[0], strings.Split(workerImage, ":")[1], apiAddr, minioImage, storageClass, nodePort, helmMaxRunning, int(kedaCooldown/time.Second))
 	valuesFile := filepath.Join(dir, "values.yaml")
 	if err := os.WriteFile(valuesFile, []byte(values), 0o600); err != nil {
 		t.Fatal(err)
@@ -218,7 +220,7 @@ keda: {enabled: true, cooldownPeriod: %d, pollingInterval: 2}
 	// When KEDA's aggregator first ran, and when KEDA next set it to 0
 	// replicas (its pod then drains).
 	var aggregatorUp, scaledIn time.Time
-	peakAggregators := 0
+	peakAggregators, peakWorkers := 0, 0
 	peakProc, peakPod := map[string]int64{}, map[string]int64{}
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan struct{})
@@ -230,8 +232,12 @@ keda: {enabled: true, cooldownPeriod: %d, pollingInterval: 2}
 			pods, err := cs.Pods(helmNS).List(sampleCtx, metav1.ListOptions{LabelSelector: job.LabelComponent + "=" + kube.ComponentWorker})
 			if err == nil {
 				now := time.Now()
+				workers := 0
 				for _, p := range pods.Items {
 					ref := p.Labels[job.LabelBuildRef]
+					if p.Status.Phase == corev1.PodRunning {
+						workers++
+					}
 					if _, ok := running[ref]; !ok && p.Status.Phase == corev1.PodRunning {
 						running[ref] = now
 					}
@@ -239,6 +245,7 @@ keda: {enabled: true, cooldownPeriod: %d, pollingInterval: 2}
 						workerEnded[ref] = cs[0].State.Terminated.FinishedAt.Time
 					}
 				}
+				peakWorkers = max(peakWorkers, workers)
 			}
 			if d, err := c.Client.AppsV1().Deployments(helmNS).Get(sampleCtx, "wharfjobs-aggregator", metav1.GetOptions{}); err == nil {
 				if d.Status.ReadyReplicas > 0 && aggregatorUp.IsZero() {
@@ -313,6 +320,7 @@ keda: {enabled: true, cooldownPeriod: %d, pollingInterval: 2}
 	<-sampled
 	var took, toRunning, relayLag []time.Duration
 	var lastDone time.Time // when the last build completed in wharf-api
+	store := helmStore(ctx, t, c)
 	for _, r := range results {
 		if at := r.triggered.Add(r.done); at.After(lastDone) {
 			lastDone = at
@@ -325,12 +333,15 @@ keda: {enabled: true, cooldownPeriod: %d, pollingInterval: 2}
 			relayLag = append(relayLag, r.triggered.Add(r.done).Sub(at))
 		}
 		if r.status != "Completed" {
-			t.Errorf("build %s ended %s in wharf-api", r.id, r.status)
+			t.Errorf("build %s ended %s in wharf-api: %s", r.id, r.status, whyEnded(ctx, store, r.id))
 		}
 		took = append(took, r.done)
 	}
-	t.Logf("%d builds triggered at once through wharf-api (at most 6 running, WHARFJOBS_MAX_RUNNING_BUILDS): trigger -> worker pod running %s; trigger -> Completed in wharf-api %s",
-		helmBuilds, percentiles(toRunning), percentiles(took))
+	t.Logf("%d builds triggered at once through wharf-api (at most %d running, WHARFJOBS_MAX_RUNNING_BUILDS): trigger -> worker pod running %s; trigger -> Completed in wharf-api %s",
+		helmBuilds, peakWorkers, percentiles(toRunning), percentiles(took))
+	if peakWorkers > helmMaxRunning {
+		t.Errorf("%d worker pods ran at once, want at most %d (WHARFJOBS_MAX_RUNNING_BUILDS)", peakWorkers, helmMaxRunning)
+	}
 	// How far the relay runs behind the workers: what KEDA's cooldown
 	// (and the aggregator's drain) must cover.
 	t.Logf("worker container ended -> Completed in wharf-api: %s", percentiles(relayLag))
@@ -373,7 +384,6 @@ keda: {enabled: true, cooldownPeriod: %d, pollingInterval: 2}
 	}
 
 	// Every build's log was compacted into log.ndjson.
-	store := helmStore(ctx, t, c)
 	for _, r := range results {
 		st, _, err := build.ReadStatus(ctx, store, job.Request{BuildRef: r.id}.Ref())
 		if err != nil {
@@ -615,6 +625,27 @@ func helmStore(ctx context.Context, t *testing.T, c *testcluster.Cluster) blob.S
 		t.Fatal(err)
 	}
 	return s
+}
+
+// whyEnded says, in one line, why build id ended as it did: its status
+// reason, each step that did not complete, and the diagnosis summary, so
+// a failed run shows the cause even when its output is cut short.
+func whyEnded(ctx context.Context, store blob.Store, id string) string {
+	ref := job.Request{BuildRef: id}.Ref()
+	st, _, err := build.ReadStatus(ctx, store, ref)
+	if err != nil {
+		return err.Error()
+	}
+	why := []string{fmt.Sprintf("reason %q", st.Reason)}
+	for _, s := range st.Steps {
+		if s.Status != build.Completed {
+			why = append(why, fmt.Sprintf("step %s/%s %s %q", s.Stage, s.Step, s.Status, s.Reason))
+		}
+	}
+	if d, err := build.ReadDiagnosis(ctx, store, ref); err == nil {
+		why = append(why, fmt.Sprintf("diagnosis %q", d.Summary))
+	}
+	return strings.Join(why, "; ")
 }
 
 // workerPod returns build id's worker pod once it is Running.
