@@ -12,7 +12,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/wharfjobs/wharfjobs/backoff"
 	"github.com/wharfjobs/wharfjobs/blob"
 	"github.com/wharfjobs/wharfjobs/blob/fs"
 	"github.com/wharfjobs/wharfjobs/job/pipeline"
@@ -86,9 +88,107 @@ func TestURLTransportRoundTrip(t *testing.T) {
 		t.Fatalf("missing archive: %v", err)
 	}
 	ts.Close()
+	tr.Attempts, tr.Retry = 2, quick
 	_, err = tr.Get(context.Background(), "a/artifacts")
 	if err == nil || strings.Contains(err.Error(), "sekrit") {
 		t.Fatalf("error of an unreachable URL: %v", err)
+	}
+}
+
+// quick is a retry policy that keeps the tests fast.
+var quick = backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond}
+
+// flakyServer answers each path's first requests as a busy or failing
+// store does (503 SlowDown, then a connection dropped before any answer),
+// then as objectServer; it counts the requests by method and path.
+type flakyServer struct {
+	objectServer
+	failures int // per method and path
+	mu       sync.Mutex
+	seen     map[string]int
+}
+
+func (f *flakyServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.seen[r.Method+" "+r.URL.Path]++
+	n := f.seen[r.Method+" "+r.URL.Path]
+	f.mu.Unlock()
+	switch {
+	case r.URL.Path == "/busy":
+		http.Error(w, "<Code>SlowDown</Code>", http.StatusServiceUnavailable)
+	case n > f.failures:
+		f.objectServer.ServeHTTP(w, r)
+	case n%2 == 1:
+		_, _ = io.Copy(io.Discard, r.Body)
+		http.Error(w, "<Code>SlowDown</Code>", http.StatusServiceUnavailable)
+	default:
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}
+}
+
+func (f *flakyServer) count(method, path string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.seen[method+" "+path]
+}
+
+// A step's transfers outlast a store that is briefly busy or unreachable:
+// each request is tried again, with backoff, on a dropped connection and
+// on 5xx, with the whole body every time; a 404 or a 403 is final, a body
+// that cannot be rewound is sent once, and the attempts are bounded.
+func TestURLTransportRetries(t *testing.T) {
+	srv := &flakyServer{objectServer: objectServer{objects: map[string][]byte{}, lengths: map[string]int64{}}, failures: 3, seen: map[string]int{}}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	tr := URLTransport{URLs: map[string]string{
+		"obj": ts.URL + "/obj?X-Amz-Signature=sekrit", "gone": ts.URL + "/gone", "bare": ts.URL + "/bare", "busy": ts.URL + "/busy?X-Amz-Signature=sekrit",
+	}, Retry: quick}
+	ctx := context.Background()
+	body := bytes.Repeat([]byte("archive "), 64<<10)
+	f, err := os.CreateTemp(t.TempDir(), "body")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Put(ctx, "obj", f, int64(len(body))); err != nil {
+		t.Fatalf("PUT through 3 failures: %v", err)
+	}
+	if got := srv.objects["/obj"]; !bytes.Equal(got, body) || srv.count("PUT", "/obj") != 4 {
+		t.Fatalf("PUT stored %d of %d bytes after %d requests, want all after 4", len(got), len(body), srv.count("PUT", "/obj"))
+	}
+	rc, err := tr.Get(ctx, "obj")
+	if err != nil {
+		t.Fatalf("GET through 3 failures: %v", err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, body) || srv.count("GET", "/obj") != 4 {
+		t.Fatalf("GET read %d of %d bytes (%v) after %d requests", len(got), len(body), err, srv.count("GET", "/obj"))
+	}
+
+	// Final answers are not retried.
+	srv.failures = 0
+	if _, err := tr.Get(ctx, "gone"); !errors.Is(err, ErrNotFound) || srv.count("GET", "/gone") != 1 {
+		t.Fatalf("404: %v after %d requests, want ErrNotFound after 1", err, srv.count("GET", "/gone"))
+	}
+	// A body that cannot be rewound gets one attempt.
+	srv.failures = 1
+	if err := tr.Put(ctx, "bare", io.MultiReader(strings.NewReader("x")), 1); err == nil || srv.count("PUT", "/bare") != 1 {
+		t.Fatalf("unrewindable PUT: %v after %d requests, want a failure after 1", err, srv.count("PUT", "/bare"))
+	}
+	// A store that stays busy fails the transfer after Attempts, and the
+	// error keeps the URL's signature out.
+	tr.Attempts = 3
+	if _, err := tr.Get(ctx, "busy"); err == nil || !strings.Contains(err.Error(), "503") || strings.Contains(err.Error(), "sekrit") || srv.count("GET", "/busy") != 3 {
+		t.Fatalf("always busy: %v after %d requests, want a 503 error after 3", err, srv.count("GET", "/busy"))
 	}
 }
 

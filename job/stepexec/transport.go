@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/wharfjobs/wharfjobs/backoff"
 	"github.com/wharfjobs/wharfjobs/blob"
 )
 
@@ -35,11 +36,34 @@ func (t StoreTransport) Put(ctx context.Context, key string, r io.Reader, size i
 type URLTransport struct {
 	URLs   map[string]string
 	Client *http.Client
-	// Timeout bounds one transfer (an archive can be large); 0 means 30
-	// minutes.
+	// Timeout bounds one transfer (an archive can be large), its retries
+	// included; 0 means 30 minutes.
 	Timeout time.Duration
+	// Attempts is how often a request that failed on the way (a refused
+	// or reset connection, a DNS miss, an HTTP 5xx or 429 from a busy
+	// store) is tried in all; 0 means DefaultAttempts. A PUT whose body
+	// cannot be rewound is tried once.
+	Attempts int
+	// Retry spaces the attempts; the zero Policy is DefaultRetry.
+	Retry backoff.Policy
 }
 
+// DefaultAttempts is a URLTransport's number of tries when it sets none:
+// with DefaultRetry, 9 to 18 s of waiting between them, longer than a
+// store's usual brief refusals and than a lost DNS answer.
+const DefaultAttempts = 8
+
+// DefaultRetry is the backoff between a URLTransport's attempts.
+var DefaultRetry = backoff.Policy{Min: 250 * time.Millisecond, Max: 5 * time.Second}
+
+// retryable reports whether a response status is worth another attempt:
+// the store was busy or failed, not the request.
+func retryable(code int) bool {
+	return code == http.StatusTooManyRequests || code/100 == 5
+}
+
+// do sends the request for key and returns the response of the last
+// attempt; the caller closes its body, then cancels.
 func (t URLTransport) do(ctx context.Context, method, key string, body io.Reader, size int64) (*http.Response, context.CancelFunc, error) {
 	u, ok := t.URLs[key]
 	if !ok {
@@ -49,30 +73,69 @@ func (t URLTransport) do(ctx context.Context, method, key string, body io.Reader
 	if timeout <= 0 {
 		timeout = 30 * time.Minute
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		cancel()
-		return nil, nil, fmt.Errorf("%s: the plan's URL is not valid", key)
+	attempts := t.Attempts
+	if attempts <= 0 {
+		attempts = DefaultAttempts
 	}
-	if body != nil {
-		req.ContentLength = size
+	policy := t.Retry
+	if policy == (backoff.Policy{}) {
+		policy = DefaultRetry
+	}
+	seeker, rewindable := body.(io.Seeker)
+	if body != nil && !rewindable {
+		attempts = 1
 	}
 	client := t.Client
 	if client == nil {
 		client = http.DefaultClient
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		cancel()
-		// The URL carries a signature: name the host, never the URL.
-		var uerr interface{ Unwrap() error }
-		if errors.As(err, &uerr) {
-			err = uerr.Unwrap()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if err := policy.Sleep(ctx, attempt-1); err != nil {
+				cancel()
+				return nil, nil, fmt.Errorf("%s %s: %w", method, key, err)
+			}
+			if rewindable {
+				if _, err := seeker.Seek(0, io.SeekStart); err != nil {
+					cancel()
+					return nil, nil, fmt.Errorf("%s %s: rewind for another attempt: %w", method, key, err)
+				}
+			}
 		}
-		return nil, nil, fmt.Errorf("%s %s on %s: %w", method, key, req.URL.Host, err)
+		req, err := http.NewRequestWithContext(ctx, method, u, nil)
+		if err != nil {
+			cancel()
+			return nil, nil, fmt.Errorf("%s: the plan's URL is not valid", key)
+		}
+		switch {
+		case body != nil && size == 0:
+			req.Body = http.NoBody // else a zero length reads as unknown: chunked
+		case body != nil:
+			// The client must not close the caller's body between attempts.
+			req.Body, req.ContentLength = io.NopCloser(body), size
+		}
+		resp, err := client.Do(req)
+		last := attempt+1 >= attempts || ctx.Err() != nil
+		if err != nil {
+			if last {
+				cancel()
+				// The URL carries a signature: name the host, never the URL.
+				var uerr interface{ Unwrap() error }
+				if errors.As(err, &uerr) {
+					err = uerr.Unwrap()
+				}
+				return nil, nil, fmt.Errorf("%s %s on %s (attempt %d): %w", method, key, req.URL.Host, attempt+1, err)
+			}
+			continue
+		}
+		if !last && retryable(resp.StatusCode) {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			continue
+		}
+		return resp, cancel, nil
 	}
-	return resp, cancel, nil
 }
 
 // Get implements Transport.
@@ -96,7 +159,7 @@ func (t URLTransport) Get(ctx context.Context, key string) (io.ReadCloser, error
 
 // Put implements Transport.
 func (t URLTransport) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	resp, cancel, err := t.do(ctx, http.MethodPut, key, io.NopCloser(r), size)
+	resp, cancel, err := t.do(ctx, http.MethodPut, key, r, size)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -261,6 +263,47 @@ func TestArchiveExtractRoundTrip(t *testing.T) {
 	}
 	if fi, _ := os.Stat(filepath.Join(dst, "run.sh")); fi.Mode().Perm()&0o100 == 0 {
 		t.Fatal("executable bit lost")
+	}
+}
+
+// A step pod's init container fetches its workspace from a store that is
+// busy at first (503 SlowDown, as MinIO answers when it holds too many
+// requests): it tries again instead of failing the step with
+// WorkspaceFetchFailed; a workspace that is gone (404) fails at once.
+func TestFetchRetriesABusyStore(t *testing.T) {
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "f.txt"), []byte("hello"), 0o644)
+	var archive bytes.Buffer
+	if err := Archive(src, &archive); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	requests := map[string]int{}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests[r.URL.Path]++
+		n := requests[r.URL.Path]
+		mu.Unlock()
+		switch {
+		case r.URL.Path == "/gone":
+			http.NotFound(w, r)
+		case n <= 2:
+			http.Error(w, "<Code>SlowDown</Code>", http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write(archive.Bytes())
+		}
+	}))
+	defer ts.Close()
+	dst := t.TempDir()
+	if err := Fetch(context.Background(), ts.URL+"/ws?X-Amz-Signature=sekrit", dst, time.Minute); err != nil {
+		t.Fatalf("fetch through two 503s: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "f.txt")); err != nil || string(b) != "hello" || requests["/ws"] != 3 {
+		t.Fatalf("fetched %q (%v) after %d requests, want hello after 3", b, err, requests["/ws"])
+	}
+	err := Fetch(context.Background(), ts.URL+"/gone?X-Amz-Signature=sekrit", t.TempDir(), time.Minute)
+	if err == nil || strings.Contains(err.Error(), "sekrit") || requests["/gone"] != 1 {
+		t.Fatalf("gone: %v after %d requests, want an error (no signature) after 1", err, requests["/gone"])
 	}
 }
 

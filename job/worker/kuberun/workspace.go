@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,25 +205,18 @@ func Extract(r io.Reader, dir string) error {
 	}
 }
 
-// Fetch downloads a workspace archive from url into dir.
+// Fetch downloads a workspace archive from url into dir, trying again
+// (stepexec.URLTransport's retries) while the store cannot be reached or
+// answers busy.
 func Fetch(ctx context.Context, url, dir string, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = 10 * time.Minute
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	t := stepexec.URLTransport{URLs: map[string]string{"workspace": url}, Timeout: timeout}
+	rc, err := t.Get(ctx, "workspace")
 	if err != nil {
-		return errors.New("workspace URL is not a valid URL")
+		return fmt.Errorf("fetch workspace: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		// The URL carries a signature: say where, not the whole URL.
-		return fmt.Errorf("fetch workspace from %s: %w", req.URL.Host, errors.Unwrap(err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetch workspace from %s: HTTP %s", req.URL.Host, resp.Status)
-	}
-	return Extract(resp.Body, dir)
+	defer rc.Close()
+	return Extract(rc, dir)
 }
