@@ -13,11 +13,13 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -152,12 +154,28 @@ func TestRealAPIServerConcurrentTriggersMakeOneJob(t *testing.T) {
 	}
 }
 
+// replica is a second provisioner (its own Launcher, so its own process
+// lock) on e's namespace and store, as Knative runs several.
+func (e *clusterEnv) replica(t *testing.T) *env {
+	t.Helper()
+	l := &kube.Launcher{Client: realCluster(t).Client, Config: e.launch.Config}
+	p, err := provisioner.New(l, e.store, provisioner.Config{Token: token}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	return &env{srv: srv, store: e.store, launch: l}
+}
+
 // TestRealAPIServerCapHoldsUnderConcurrentTriggers: builds triggered at
-// once (wharf-api starting many) must not each see the same free slots:
-// exactly WHARFJOBS_MAX_RUNNING_BUILDS of them run, the rest are queued.
+// once (wharf-api starting many), half through each of two provisioner
+// replicas, must not each see the same free slots: exactly
+// WHARFJOBS_MAX_RUNNING_BUILDS of them run, the rest are queued.
 func TestRealAPIServerCapHoldsUnderConcurrentTriggers(t *testing.T) {
 	const maxRunning, n = 3, 12
 	e := newClusterEnv(t, kube.Config{MaxRunning: maxRunning})
+	replicas := []*env{e.env, e.replica(t)}
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	codes := make([]int, n)
@@ -166,7 +184,7 @@ func TestRealAPIServerCapHoldsUnderConcurrentTriggers(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			resp, _ := e.post(t, "/api/worker", wharfAPIQuery(fmt.Sprint(200+i)))
+			resp, _ := replicas[i%2].post(t, "/api/worker", wharfAPIQuery(fmt.Sprint(200+i)))
 			codes[i] = resp.StatusCode
 		}()
 	}
@@ -218,6 +236,68 @@ func TestRealAPIServerCapHoldsUnderConcurrentTriggers(t *testing.T) {
 	}
 	if j, err := api.Get(ctx, late, metav1.GetOptions{}); err != nil || !*j.Spec.Suspend {
 		t.Fatalf("%s jumped the queue (err %v)", late, err)
+	}
+}
+
+// The admission Lease of a provisioner that died holding it keeps the
+// others waiting only until it expires; one that stays held fails the
+// trigger with ErrAdmissionBusy instead of starting past the cap.
+func TestRealAPIServerAdmissionLeaseExpires(t *testing.T) {
+	e := newClusterEnv(t, kube.Config{MaxRunning: 2, AdmissionLease: 2 * time.Second, RequestTimeout: 2 * time.Second})
+	ctx := context.Background()
+	leases := realCluster(t).Client.CoordinationV1().Leases(e.ns)
+	hold := func(holder string) {
+		t.Helper()
+		now := metav1.NowMicro()
+		seconds := int32(2)
+		l, err := leases.Get(ctx, kube.AdmissionLease, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: kube.AdmissionLease}}
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		l.Spec = coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &seconds, AcquireTime: &now, RenewTime: &now}
+		if l.ResourceVersion == "" {
+			_, err = leases.Create(ctx, l, metav1.CreateOptions{})
+		} else {
+			_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	hold("dead-replica")
+	t0 := time.Now()
+	if resp, body := e.post(t, "/api/worker", wharfAPIQuery("300")); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("trigger behind an expiring lease: %d %v", resp.StatusCode, body)
+	}
+	if waited := time.Since(t0); waited < time.Second {
+		t.Fatalf("started after %v: did not wait for the lease held by another replica", waited)
+	}
+	// Given back at once after use: the next trigger does not wait.
+	if l, err := leases.Get(ctx, kube.AdmissionLease, metav1.GetOptions{}); err != nil || l.Spec.HolderIdentity != nil {
+		t.Fatalf("lease after the trigger: %+v, %v; want no holder", l.Spec, err)
+	}
+	// A replica that keeps renewing it: the launch gives up, and says why.
+	stop := make(chan struct{})
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+				hold("busy-replica")
+			}
+		}
+	}()
+	hold("busy-replica")
+	_, _, err := e.launch.Launch(ctx, job.Request{BuildRef: "301", Instance: "prod"})
+	close(stop)
+	<-renewed
+	if !errors.Is(err, kube.ErrAdmissionBusy) || !strings.Contains(err.Error(), "busy-replica") {
+		t.Fatalf("launch behind a held lease: %v, want ErrAdmissionBusy naming the holder", err)
 	}
 }
 

@@ -25,10 +25,13 @@ type Launcher struct {
 	Client kubernetes.Interface
 	Config Config
 
-	// admit serialises the decisions against MaxRunning (count, then
-	// create or unsuspend): without it, builds triggered at once each
-	// count the same free slots and all start.
+	// admit serialises this process's decisions against MaxRunning
+	// (count, then create or unsuspend), and the admission Lease those of
+	// all replicas: without them, builds triggered at once each count the
+	// same free slots and all start.
 	admit sync.Mutex
+	// holder names this process in the admission Lease.
+	holder string
 }
 
 func (l *Launcher) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -41,8 +44,11 @@ func (l *Launcher) ctx(ctx context.Context) (context.Context, context.CancelFunc
 func (l *Launcher) Launch(ctx context.Context, req job.Request) (job.Build, bool, error) {
 	suspend := false
 	if l.Config.MaxRunning > 0 && l.Config.KueueQueue == "" {
-		l.admit.Lock()
-		defer l.admit.Unlock()
+		unlock, err := l.lockAdmission(ctx)
+		if err != nil {
+			return job.Build{}, false, err
+		}
+		defer unlock()
 		q, err := l.Queue(ctx)
 		if err != nil {
 			return job.Build{}, false, err
@@ -179,10 +185,17 @@ func (l *Launcher) ReleaseQueued(ctx context.Context) ([]string, error) {
 	if l.Config.MaxRunning <= 0 || l.Config.KueueQueue != "" {
 		return nil, nil
 	}
-	l.admit.Lock()
-	defer l.admit.Unlock()
+	// Most passes find nothing to release: they need not take the Lease.
 	q, err := l.Queue(ctx)
+	if err != nil || len(q.Queued) == 0 || q.Running >= l.Config.MaxRunning {
+		return nil, err
+	}
+	unlock, err := l.lockAdmission(ctx)
 	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if q, err = l.Queue(ctx); err != nil {
 		return nil, err
 	}
 	running := q.Running

@@ -48,6 +48,10 @@ type Config struct {
 	// KueueQueue, when set, labels Jobs for Kueue's LocalQueue of that name
 	// and creates them suspended; Kueue admits them, not MaxRunning.
 	KueueQueue string `envconfig:"KUEUE_QUEUE_NAME" desc:"Kueue LocalQueue that admits build Jobs (instead of MAX_RUNNING_BUILDS)"`
+	// AdmissionLease is how long a provisioner replica holds the
+	// admission Lease at most, should it die while deciding against
+	// MaxRunning: the other replicas wait that long for it.
+	AdmissionLease time.Duration `envconfig:"ADMISSION_LEASE_DURATION" default:"15s" desc:"with MAX_RUNNING_BUILDS, how long a provisioner replica that died while starting a build keeps the others waiting (the Lease wharfjobs-admission)"`
 	// RequestTimeout bounds each Kubernetes API call.
 	RequestTimeout time.Duration `envconfig:"KUBE_API_TIMEOUT" default:"10s" desc:"bound of each Kubernetes API call of the build Jobs"`
 	// UnschedulableLimit is how long a worker pod may stay unschedulable
@@ -85,6 +89,9 @@ func (c Config) withDefaults() Config {
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
+	if c.AdmissionLease <= 0 {
+		c.AdmissionLease = DefaultAdmissionLease
+	}
 	if c.UnschedulableLimit <= 0 {
 		c.UnschedulableLimit = DefaultUnschedulableLimit
 	}
@@ -106,6 +113,7 @@ const (
 	DefaultActiveDeadline     = 2 * time.Hour
 	DefaultTTLAfterFinished   = time.Hour
 	DefaultRequestTimeout     = 10 * time.Second
+	DefaultAdmissionLease     = 15 * time.Second
 	DefaultUnschedulableLimit = 10 * time.Minute
 )
 
