@@ -63,7 +63,7 @@ func (l *Launcher) takeLease(ctx context.Context) (func(), error) {
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if err := admission.Sleep(ctx, attempt-1); err != nil {
-				if holder != "" {
+				if holder != "" && errors.Is(err, context.DeadlineExceeded) {
 					return nil, fmt.Errorf("lease %s/%s: %w (%s)", cfg.Namespace, AdmissionLease, ErrAdmissionBusy, holder)
 				}
 				return nil, fmt.Errorf("take lease %s/%s: %w", cfg.Namespace, AdmissionLease, err)
