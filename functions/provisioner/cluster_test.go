@@ -23,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
 	"github.com/wharfjobs/wharfjobs/blob/fs"
@@ -246,27 +247,29 @@ func TestRealAPIServerAdmissionLeaseExpires(t *testing.T) {
 	e := newClusterEnv(t, kube.Config{MaxRunning: 2, AdmissionLease: 2 * time.Second, RequestTimeout: 2 * time.Second})
 	ctx := context.Background()
 	leases := realCluster(t).Client.CoordinationV1().Leases(e.ns)
-	hold := func(holder string) {
-		t.Helper()
-		now := metav1.NowMicro()
-		seconds := int32(2)
-		l, err := leases.Get(ctx, kube.AdmissionLease, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: kube.AdmissionLease}}
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		l.Spec = coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &seconds, AcquireTime: &now, RenewTime: &now}
-		if l.ResourceVersion == "" {
-			_, err = leases.Create(ctx, l, metav1.CreateOptions{})
-		} else {
-			_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	// hold writes the Lease as another replica holding it would.
+	hold := func(holder string) error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			now := metav1.NowMicro()
+			seconds := int32(2)
+			l, err := leases.Get(ctx, kube.AdmissionLease, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: kube.AdmissionLease}}
+			} else if err != nil {
+				return err
+			}
+			l.Spec = coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &seconds, AcquireTime: &now, RenewTime: &now}
+			if l.ResourceVersion == "" {
+				_, err = leases.Create(ctx, l, metav1.CreateOptions{})
+			} else {
+				_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+			}
+			return err
+		})
 	}
-	hold("dead-replica")
+	if err := hold("dead-replica"); err != nil {
+		t.Fatal(err)
+	}
 	t0 := time.Now()
 	if resp, body := e.post(t, "/api/worker", wharfAPIQuery("300")); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("trigger behind an expiring lease: %d %v", resp.StatusCode, body)
@@ -279,23 +282,30 @@ func TestRealAPIServerAdmissionLeaseExpires(t *testing.T) {
 		t.Fatalf("lease after the trigger: %+v, %v; want no holder", l.Spec, err)
 	}
 	// A replica that keeps renewing it: the launch gives up, and says why.
+	if err := hold("busy-replica"); err != nil {
+		t.Fatal(err)
+	}
 	stop := make(chan struct{})
-	renewed := make(chan struct{})
+	renewed := make(chan error, 1)
 	go func() {
-		defer close(renewed)
 		for {
 			select {
 			case <-stop:
+				renewed <- nil
 				return
 			case <-time.After(200 * time.Millisecond):
-				hold("busy-replica")
+				if err := hold("busy-replica"); err != nil {
+					renewed <- err
+					return
+				}
 			}
 		}
 	}()
-	hold("busy-replica")
 	_, _, err := e.launch.Launch(ctx, job.Request{BuildRef: "301", Instance: "prod"})
 	close(stop)
-	<-renewed
+	if rerr := <-renewed; rerr != nil {
+		t.Fatalf("renewing the other replica's lease: %v", rerr)
+	}
 	if !errors.Is(err, kube.ErrAdmissionBusy) || !strings.Contains(err.Error(), "busy-replica") {
 		t.Fatalf("launch behind a held lease: %v, want ErrAdmissionBusy naming the holder", err)
 	}

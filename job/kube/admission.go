@@ -59,14 +59,19 @@ func (l *Launcher) takeLease(ctx context.Context) (func(), error) {
 	seconds := int32(max(1, cfg.AdmissionLease.Round(time.Second)/time.Second))
 	ctx, cancel := context.WithTimeout(ctx, cfg.AdmissionLease+cfg.RequestTimeout)
 	defer cancel()
-	holder := ""
+	holder := "" // the other replica last seen holding the Lease
+	// fail wraps err; once the wait for a held Lease has run out (in a
+	// sleep or in the call that was under way), ErrAdmissionBusy instead.
+	fail := func(what string, err error) error {
+		if holder != "" && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("lease %s/%s: %w (%s)", cfg.Namespace, AdmissionLease, ErrAdmissionBusy, holder)
+		}
+		return fmt.Errorf("%s lease %s/%s: %w", what, cfg.Namespace, AdmissionLease, err)
+	}
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if err := admission.Sleep(ctx, attempt-1); err != nil {
-				if holder != "" && errors.Is(err, context.DeadlineExceeded) {
-					return nil, fmt.Errorf("lease %s/%s: %w (%s)", cfg.Namespace, AdmissionLease, ErrAdmissionBusy, holder)
-				}
-				return nil, fmt.Errorf("take lease %s/%s: %w", cfg.Namespace, AdmissionLease, err)
+				return nil, fail("take", err)
 			}
 		}
 		now := metav1.NowMicro()
@@ -85,12 +90,12 @@ func (l *Launcher) takeLease(ctx context.Context) (func(), error) {
 			case apierrors.IsAlreadyExists(err):
 				continue
 			case err != nil:
-				return nil, fmt.Errorf("create lease %s/%s: %w", cfg.Namespace, AdmissionLease, err)
+				return nil, fail("create", err)
 			}
 			return l.giveBack(created), nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("get lease %s/%s: %w", cfg.Namespace, AdmissionLease, err)
+			return nil, fail("get", err)
 		}
 		if h := heldBy(cur, now.Time); h != "" && h != l.holder {
 			holder = h
@@ -105,7 +110,7 @@ func (l *Launcher) takeLease(ctx context.Context) (func(), error) {
 		case apierrors.IsConflict(err):
 			continue
 		case err != nil:
-			return nil, fmt.Errorf("take lease %s/%s: %w", cfg.Namespace, AdmissionLease, err)
+			return nil, fail("take", err)
 		}
 		return l.giveBack(updated), nil
 	}
