@@ -76,43 +76,39 @@ func (l *Launcher) takeLease(ctx context.Context) (func(), error) {
 		}
 		now := metav1.NowMicro()
 		cctx, ccancel := l.ctx(ctx)
-		cur, err := leases.Get(cctx, AdmissionLease, metav1.GetOptions{})
+		lease, err := leases.Get(cctx, AdmissionLease, metav1.GetOptions{})
 		ccancel()
-		if apierrors.IsNotFound(err) {
-			lease := &coordinationv1.Lease{
-				ObjectMeta: metav1.ObjectMeta{Name: AdmissionLease, Namespace: cfg.Namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": "wharfjobs"}},
-				Spec:       coordinationv1.LeaseSpec{HolderIdentity: &l.holder, LeaseDurationSeconds: &seconds, AcquireTime: &now, RenewTime: &now},
-			}
-			cctx, ccancel := l.ctx(ctx)
-			created, err := leases.Create(cctx, lease, metav1.CreateOptions{})
-			ccancel()
-			switch {
-			case apierrors.IsAlreadyExists(err):
-				continue
-			case err != nil:
-				return nil, fail("create", err)
-			}
-			return l.giveBack(created), nil
-		}
-		if err != nil {
+		create := apierrors.IsNotFound(err)
+		switch {
+		case create:
+			lease = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: AdmissionLease, Namespace: cfg.Namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": "wharfjobs"}}}
+		case err != nil:
 			return nil, fail("get", err)
+		default:
+			if h := heldBy(lease, now.Time); h != "" && h != l.holder {
+				holder = h
+				continue
+			}
 		}
-		if h := heldBy(cur, now.Time); h != "" && h != l.holder {
-			holder = h
-			continue
-		}
-		cur.Spec.HolderIdentity, cur.Spec.LeaseDurationSeconds = &l.holder, &seconds
-		cur.Spec.AcquireTime, cur.Spec.RenewTime = &now, &now
+		lease.Spec.HolderIdentity, lease.Spec.LeaseDurationSeconds = &l.holder, &seconds
+		lease.Spec.AcquireTime, lease.Spec.RenewTime = &now, &now
+		var taken *coordinationv1.Lease
 		cctx, ccancel = l.ctx(ctx)
-		updated, err := leases.Update(cctx, cur, metav1.UpdateOptions{})
+		if create {
+			taken, err = leases.Create(cctx, lease, metav1.CreateOptions{})
+		} else {
+			taken, err = leases.Update(cctx, lease, metav1.UpdateOptions{})
+		}
 		ccancel()
 		switch {
-		case apierrors.IsConflict(err):
-			continue
+		case apierrors.IsAlreadyExists(err), apierrors.IsConflict(err):
+			continue // another replica wrote it first
+		case err != nil && create:
+			return nil, fail("create", err)
 		case err != nil:
 			return nil, fail("take", err)
 		}
-		return l.giveBack(updated), nil
+		return l.giveBack(taken), nil
 	}
 }
 
