@@ -23,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	batchv1client "k8s.io/client-go/kubernetes/typed/batch/v1"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/wharfjobs/wharfjobs/blob/build"
@@ -169,6 +170,26 @@ func (e *clusterEnv) replica(t *testing.T) *env {
 	return &env{srv: srv, store: e.store, launch: l}
 }
 
+// completeJob marks Job name complete, as the Job controller would once its
+// pod succeeded (the test cluster runs no node).
+func completeJob(t *testing.T, jobs batchv1client.JobInterface, name string) {
+	t.Helper()
+	ctx := context.Background()
+	j, err := jobs.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.Now()
+	j.Status.StartTime, j.Status.CompletionTime = &now, &now
+	j.Status.Conditions = []batchv1.JobCondition{
+		{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now},
+	}
+	if _, err := jobs.UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRealAPIServerCapHoldsUnderConcurrentTriggers: builds triggered at
 // once (wharf-api starting many), half through each of two provisioner
 // replicas, must not each see the same free slots: exactly
@@ -213,19 +234,7 @@ func TestRealAPIServerCapHoldsUnderConcurrentTriggers(t *testing.T) {
 	// rather than take it; the release pass gives it to one of them.
 	ctx := context.Background()
 	api := realCluster(t).Client.BatchV1().Jobs(e.ns)
-	j, err := api.Get(ctx, running[0], metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := metav1.Now()
-	j.Status.StartTime, j.Status.CompletionTime = &now, &now
-	j.Status.Conditions = []batchv1.JobCondition{
-		{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now},
-		{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now},
-	}
-	if _, err := api.UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	completeJob(t, api, running[0])
 	resp, body := e.post(t, "/api/worker", wharfAPIQuery("299"))
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("trigger 299: %d %v", resp.StatusCode, body)
@@ -376,17 +385,7 @@ func TestRealAPIServerListCancelQueue(t *testing.T) {
 		t.Fatal("release did not unsuspend exactly the oldest queued build")
 	}
 	// The released build completes: the last one goes.
-	j, _ := jobs.Get(ctx, ids[1], metav1.GetOptions{})
-	now := metav1.Now()
-	j.Status.StartTime = &now
-	j.Status.CompletionTime = &now
-	j.Status.Conditions = []batchv1.JobCondition{
-		{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now},
-		{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now},
-	}
-	if _, err := jobs.UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	completeJob(t, jobs, ids[1])
 	if released, err := e.launch.ReleaseQueued(ctx); err != nil || len(released) != 1 || released[0] != ids[2] {
 		t.Fatalf("second release: %v %v", released, err)
 	}
