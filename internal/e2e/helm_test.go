@@ -237,9 +237,9 @@ keda: {enabled: true, cooldownPeriod: %d, pollingInterval: 2}
 					ref := p.Labels[job.LabelBuildRef]
 					if p.Status.Phase == corev1.PodRunning {
 						workers++
-					}
-					if _, ok := running[ref]; !ok && p.Status.Phase == corev1.PodRunning {
-						running[ref] = now
+						if _, ok := running[ref]; !ok {
+							running[ref] = now
+						}
 					}
 					if cs := p.Status.ContainerStatuses; len(cs) > 0 && cs[0].State.Terminated != nil {
 						workerEnded[ref] = cs[0].State.Terminated.FinishedAt.Time
